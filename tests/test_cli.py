@@ -1,0 +1,69 @@
+"""CLI: help, version, exit codes and one-line messages for user errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from xaicompare.cli import main
+
+
+def run_cli(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_lists_every_stage(capsys):
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    for command in ("validate", "explain", "compare", "cluster", "diversity", "report", "run",
+                    "quickstart", "models", "datasets"):
+        assert command in out
+
+
+def test_version(capsys):
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0 and out.startswith("xaicompare ")
+
+
+def test_user_error_is_one_line_exit_2(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "validate", str(tmp_path / "missing.yaml"))
+    assert code == 2
+    assert err.strip().startswith("error: study config")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_config_message(capsys, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmodels: [{source: resnet18}]\nmethods: {gradcamm: {}}\n")
+    code, _, err = run_cli(capsys, "validate", str(path))
+    assert code == 2 and "did you mean 'gradcam'" in err
+
+
+def test_verbose_shows_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "xaicompare.cli", "--verbose", "validate", str(tmp_path / "x.yaml")],
+        capture_output=True, text=True)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["explain"], ["no-such-command"],
+                                  ["explain", "x.yaml", "--batch-size"]])
+def test_usage_errors_exit_2(capsys, args):
+    code, _, _ = run_cli(capsys, *args)
+    assert code == 2
+
+
+def test_bad_batch_size(capsys, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmodels: [{source: resnet18, pretrained: false}]\n")
+    code, _, err = run_cli(capsys, "explain", str(path), "--batch-size", "zero")
+    assert code == 2 and "--batch-size 'zero'" in err
+
+
+def test_validate_ok(capsys, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmodels: [{source: resnet18, pretrained: false}]\n")
+    code, out, _ = run_cli(capsys, "validate", str(path))
+    assert code == 0 and "ok" in out

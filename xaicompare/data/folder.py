@@ -1,0 +1,120 @@
+"""Any folder of images: class subfolders (labelled), a flat folder, or a list of files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from .classes import imagenet_wnid_names, is_wnid, readable_name
+from .imageset import FileImageSet, validate_files
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+                            ".ppm", ".pgm", ".pbm", ".jfif"})
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    """Regular files below `folder`, recursively, skipping hidden files and folders."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
+    return found
+
+
+def _class_names_for(folders: list[str]) -> tuple[list[str], list[str] | None]:
+    """Readable names for class folders; wnids too when every folder is an ImageNet wnid."""
+    known = imagenet_wnid_names()
+    if folders and all(is_wnid(f) and f in known for f in folders):
+        return [readable_name(f) for f in folders], list(folders)
+    return list(folders), None
+
+
+def open_folder(root: str | Path | Sequence[str | Path], size: int = 224,
+                policy: str = "resize_crop", class_names: Sequence[str] | None = None,
+                validate: bool = True) -> FileImageSet:
+    """Images from a folder or a list of files.
+
+    - a folder with class subfolders: label k = k-th subfolder in sorted order (wnid folders
+      get readable ImageNet names); files directly in the root are reported as skipped;
+    - a flat folder or a list of files: labels None.
+    Every candidate file (all visible files) is fully decoded once; bad ones land in
+    `skipped` with their reason. `class_names` fixes the class space (order) of a labelled
+    folder: entries match folder names or their readable names; other folders get label -1.
+    """
+    if isinstance(root, str | Path):
+        return _open_directory(Path(root), size, policy, class_names, validate)
+    return _open_file_list([Path(p) for p in root], size, policy, validate)
+
+
+def _open_directory(root: Path, size: int, policy: str, class_names: Sequence[str] | None,
+                    validate: bool) -> FileImageSet:
+    if not root.is_dir():
+        kind = "is not a folder" if root.exists() else "does not exist"
+        raise UserError(f"image folder '{root}' {kind}")
+    files = _visible_files(root)
+    rel = [f.relative_to(root).as_posix() for f in files]
+    folders = sorted({r.split("/")[0] for r in rel if "/" in r})
+    skipped: list[tuple[str, str]] = []
+    if folders:
+        skipped += [(r, "not inside a class folder") for r in rel if "/" not in r]
+        rel = [r for r in rel if "/" in r]
+        names, wnids = _class_names_for(folders)
+        folder_label = _folder_labels(folders, names, class_names)
+        if class_names is not None:
+            names, wnids = list(class_names), _wnids_for(class_names, folders, names, wnids)
+        labels = np.array([folder_label[r.split("/")[0]] for r in rel], dtype=np.int64)
+    else:
+        names, wnids, labels = [], None, None
+    keep, bad = validate_files(root, rel) if validate else (list(range(len(rel))), [])
+    skipped += bad
+    if not keep:
+        raise UserError(f"no readable images in '{root}' ({len(skipped)} file(s) skipped"
+                        + (f", e.g. '{skipped[0][0]}': {skipped[0][1]}" if skipped else "") + ")")
+    return FileImageSet(
+        name="folder", root=root, ids=[rel[i] for i in keep],
+        labels=None if labels is None else labels[keep], class_names=names,
+        class_wnids=wnids, size=size, policy=policy, skipped=skipped,
+        provenance={"source": "folder", "root": str(root), "layout":
+                    "class_folders" if folders else "flat"},
+        options={"root": str(root), "size": size, "policy": policy,
+                 "class_names": None if class_names is None else list(class_names)},
+    )
+
+
+def _folder_labels(folders: list[str], names: list[str],
+                   class_names: Sequence[str] | None) -> dict[str, int]:
+    if class_names is None:
+        return {f: k for k, f in enumerate(folders)}
+    position = {c: k for k, c in enumerate(class_names)}
+    return {f: position.get(f, position.get(n, -1)) for f, n in zip(folders, names, strict=True)}
+
+
+def _wnids_for(class_names: Sequence[str], folders: list[str], names: list[str],
+               wnids: list[str] | None) -> list[str] | None:
+    if wnids is None:
+        return None
+    by_name = dict(zip(names, wnids, strict=True)) | dict(zip(folders, wnids, strict=True))
+    found = [by_name.get(c) for c in class_names]
+    return None if None in found else found  # type: ignore[return-value]
+
+
+def _open_file_list(paths: list[Path], size: int, policy: str, validate: bool) -> FileImageSet:
+    if not paths:
+        raise UserError("the list of image files is empty")
+    absolute = [p.resolve() for p in paths]
+    base = Path(os.path.commonpath([p.parent for p in absolute]))
+    rel = [p.relative_to(base).as_posix() for p in absolute]
+    keep, skipped = validate_files(base, rel) if validate else (list(range(len(rel))), [])
+    if not keep:
+        raise UserError(f"none of the {len(paths)} listed files is a readable image "
+                        f"(e.g. '{paths[0]}': {skipped[0][1]})")
+    return FileImageSet(
+        name="folder", root=base, ids=[rel[i] for i in keep], labels=None, class_names=[],
+        class_wnids=None, size=size, policy=policy, skipped=skipped,
+        provenance={"source": "folder", "root": str(base), "layout": "file_list"},
+        options={"root": [str(p) for p in absolute], "size": size, "policy": policy},
+    )

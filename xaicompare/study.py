@@ -1,0 +1,178 @@
+"""A Study: the whole pipeline for one config, each stage resuming from the store.
+
+    study = Study.from_yaml("configs/quickstart.yaml")
+    result = study.run()
+
+Stages: prepare (images + manifest) -> explain -> compare -> cluster -> diversity -> report.
+Every stage writes into the run folder (see README, "What a run writes").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .config import StudyConfig, load_config, parse_config
+from .errors import UserError
+from .store import Store
+
+log = logging.getLogger("xaicompare")
+
+STAGES = ("explain", "compare", "cluster", "diversity", "report")
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ["xaicompare", "torch", "torchvision", "timm", "captum", "shap", "numpy",
+             "scikit-learn", "scipy", "scikit-image", "networkx", "python-louvain", "matplotlib"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@dataclass
+class StudyResult:
+    run_dir: Path
+    tables: dict[str, Path] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    report: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Study:
+    def __init__(self, config: StudyConfig, *, progress: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+        self.run_dir = config.output_dir
+        self.result = StudyResult(self.run_dir)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **kwargs) -> Study:
+        return cls(load_config(path), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict, **kwargs) -> Study:
+        return cls(parse_config(data), **kwargs)
+
+    # -- shared pieces ------------------------------------------------------------------
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.run_dir / "store")
+
+    @cached_property
+    def dataset(self):
+        """The study's images: opened once, subset chosen by seed, manifest written."""
+        from .data import open_dataset, read_manifest, select_subset, write_manifest
+
+        cfg = self.config.dataset
+        full = open_dataset(cfg.name, **cfg.options)
+        if cfg.manifest:
+            images = full.select_ids(read_manifest(cfg.manifest))
+        elif cfg.n_images is not None and cfg.n_images < len(full):
+            images = select_subset(full, cfg.n_images, seed=cfg.seed, stratify=cfg.stratify)
+        else:
+            images = full
+        if len(images) == 0:
+            raise UserError(f"dataset '{cfg.name}' has no usable images "
+                            f"({len(full.skipped)} skipped); check dataset.options")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_manifest(images, self.run_dir / "manifest.json")
+        for path, reason in full.skipped:
+            log.warning("skipped image %s: %s", path, reason)
+        return images
+
+    @cached_property
+    def dataset_identity(self) -> dict:
+        cfg = self.config.dataset
+        return {"name": cfg.name, "options": cfg.options}
+
+    @cached_property
+    def models(self) -> list:
+        from .models import load_model
+        from .models.zoo import load_zoo
+
+        loaded = []
+        for spec in self.config.models:
+            if spec.source.startswith("zoo:"):
+                name = spec.source[4:]
+                loaded.extend(load_zoo(None if name == "all" else [name]))
+                continue
+            loaded.append(load_model(
+                spec.source, pretrained=spec.pretrained, checkpoint=spec.checkpoint,
+                weights=spec.weights, num_classes=spec.num_classes, family=spec.family,
+                layer=spec.layer, class_indices=spec.class_indices, name=spec.name))
+        names = [m.name for m in loaded]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise UserError(f"models: duplicate model names {duplicates}; give each a `name:`")
+        return loaded
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    @property
+    def families(self) -> dict[str, str]:
+        return {m.name: m.family for m in self.models}
+
+    def write_metadata(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
+        meta = {"versions": library_versions(), "seed": self.config.seed,
+                "timings": self.result.timings,
+                "models": [{"name": m.name, "family": m.family, "weights": m.weights_id}
+                           for m in self.models]}
+        (self.run_dir / "run.json").write_text(json.dumps(meta, indent=2, default=str))
+
+    # -- stages -------------------------------------------------------------------------
+    def explain(self):
+        from .engine.runner import run_explanations
+
+        cfg = self.config
+        return run_explanations(
+            self.models, self.dataset, cfg.methods, self.store,
+            dataset_identity=self.dataset_identity, target=cfg.target,
+            batch_size=cfg.executor.batch_size, device=cfg.executor.device, seed=cfg.seed,
+            progress=self.progress)
+
+    def read_maps(self, method: str) -> np.ndarray:
+        """Maps of every model for `method`, as float32 [M, N, H, W] (models x images)."""
+        from .engine.runner import maps_entry
+
+        params = self.config.methods[method]
+        out = [maps_entry(self.store, m, method, params, self.dataset_identity,
+                          self.config.target).read(self.dataset.ids, ["maps"])["maps"]
+               for m in self.models]
+        return np.stack(out).astype(np.float32)
+
+    def read_logits(self, condition: str = "clean") -> np.ndarray:
+        """Logits of every model as float32 [M, N, K]."""
+        from .engine.runner import logits_entry
+
+        out = [logits_entry(self.store, m, self.dataset_identity, condition)
+               .read(self.dataset.ids, ["logits"])["logits"] for m in self.models]
+        return np.stack(out).astype(np.float32)
+
+    def run(self, stages: tuple[str, ...] = STAGES) -> StudyResult:
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise UserError(f"unknown stage(s) {unknown}; accepted: {', '.join(STAGES)}")
+        for stage in stages:
+            start = time.perf_counter()
+            log.info("stage %s", stage)
+            getattr(self, stage)()
+            self.result.timings[stage] = round(time.perf_counter() - start, 2)
+            self.write_metadata()
+        return self.result
