@@ -48,8 +48,11 @@ def main_options(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     STATE["verbose"] = verbose
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    # The run's log.txt gets everything; the terminal only warnings unless --verbose.
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.INFO if verbose else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.getLogger("xaicompare").addHandler(handler)
 
 
 def _study(path: Path, device: str | None = None, batch_size: str | None = None,

@@ -43,7 +43,7 @@ class ModelConfig(Section):
 
 class CompareConfig(Section):
     metrics: list[str] = Field(default_factory=lambda: ["cosine", "rbf", "kappa", "spearman"])
-    normalisation: str = "minmax"
+    normalization: str = "minmax"
     resolution: str = "native"
     filter: str | None = None
     degenerate: Literal["exclude", "zero", "raise"] = "exclude"

@@ -147,6 +147,27 @@ class Study:
             batch_size=cfg.executor.batch_size, device=cfg.executor.device, seed=cfg.seed,
             progress=self.progress)
 
+    def compare(self):
+        from .stages.compare import run_compare
+
+        return run_compare(self)
+
+    def cluster(self):
+        from .stages.cluster import run_cluster
+
+        return run_cluster(self)
+
+    def diversity(self):
+        from .stages.diversity import run_diversity
+
+        return run_diversity(self)
+
+    def report(self):
+        from .stages.report import run_report
+
+        self.result.report = run_report(self)
+        return self.result.report
+
     def read_maps(self, method: str) -> np.ndarray:
         """Maps of every model for `method`, as float32 [M, N, H, W] (models x images)."""
         from .engine.runner import maps_entry
@@ -169,10 +190,20 @@ class Study:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise UserError(f"unknown stage(s) {unknown}; accepted: {', '.join(STAGES)}")
-        for stage in stages:
-            start = time.perf_counter()
-            log.info("stage %s", stage)
-            getattr(self, stage)()
-            self.result.timings[stage] = round(time.perf_counter() - start, 2)
-            self.write_metadata()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.run_dir / "log.txt")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        try:
+            for stage in stages:
+                start = time.perf_counter()
+                log.info("stage %s started", stage)
+                getattr(self, stage)()
+                self.result.timings[stage] = round(time.perf_counter() - start, 2)
+                log.info("stage %s finished in %.1f s", stage, self.result.timings[stage])
+                self.write_metadata()
+        finally:
+            log.removeHandler(handler)
+            handler.close()
         return self.result

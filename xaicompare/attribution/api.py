@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
 from .registry import METHODS, Attribution
+
+# Canonical images are in [0, 1]; a little slack for resampling overshoot.
+_RANGE_SLACK = 1e-3
 
 
 def resolve_target(model, images: torch.Tensor, target) -> torch.Tensor:
@@ -14,27 +19,62 @@ def resolve_target(model, images: torch.Tensor, target) -> torch.Tensor:
     if target is None:
         with torch.no_grad():
             return model(images).argmax(dim=1)
+    if isinstance(target, bool):
+        raise UserError("target must be None, an int class index, or one class per image; got a bool")
     if isinstance(target, int):
-        return torch.full((batch,), target, dtype=torch.long, device=images.device)
-    target = torch.as_tensor(target, dtype=torch.long, device=images.device).reshape(-1)
+        target = torch.full((batch,), target, dtype=torch.long, device=images.device)
+    else:
+        target = torch.as_tensor(target, device=images.device)
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise UserError(f"target must hold integer class indices, got dtype {target.dtype}")
+        target = target.to(torch.long).reshape(-1)
     if target.numel() != batch:
         raise UserError(f"target has {target.numel()} entries for {batch} images; "
                         "accepted: None (predicted class), an int, or one class per image")
+    if (target < 0).any():
+        raise UserError(f"target class indices must be >= 0, got {target.tolist()}")
     return target
 
 
 def check_images(images) -> torch.Tensor:
+    """Validate canonical images: float tensor [B, 3, H, W] with values in [0, 1]."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
         raise UserError(f"images must be a float tensor [B, 3, H, W] in [0, 1], got {shape}")
     if not images.is_floating_point():
         raise UserError(f"images must be floating point in [0, 1], got dtype {images.dtype}")
+    if images.shape[0] == 0:
+        raise UserError("images is an empty batch (B = 0)")
+    low, high = images.min().item(), images.max().item()
+    if low < -_RANGE_SLACK or high > 1 + _RANGE_SLACK:
+        raise UserError(
+            f"images must be in [0, 1] (the canonical frame; models normalise inside), got "
+            f"values in [{low:.3g}, {high:.3g}]; pass un-normalised images"
+        )
     return images
+
+
+def check_params(method: str, fn, params: dict) -> None:
+    """UserError naming an unknown parameter and the accepted ones."""
+    signature = inspect.signature(fn)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    accepted = [  # everything after (model, images, target)
+        name for name, p in list(signature.parameters.items())[3:]
+        if p.kind is not inspect.Parameter.VAR_POSITIONAL
+    ]
+    for name in params:
+        if name not in accepted:
+            raise UserError(
+                f"method '{method}' has no parameter '{name}'{did_you_mean(name, accepted)}; "
+                f"accepted: {', '.join(accepted) or '(none)'}"
+            )
 
 
 def explain_full(model, images, method: str = "gradcam", target=None, **params) -> Attribution:
     """Like `explain`, but returns the Attribution with its extras and resolved params."""
     fn = METHODS.get(method)
+    check_params(method, fn, params)
     images = check_images(images)
     target = resolve_target(model, images, target)
     return fn(model, images, target, **params)
@@ -43,7 +83,9 @@ def explain_full(model, images, method: str = "gradcam", target=None, **params) 
 def explain(model, images, method: str = "gradcam", target=None, **params) -> torch.Tensor:
     """Attribution maps [B, H, W] in the canonical frame of `images`.
 
+    method: a registered name ("gradcam", "integrated_gradients", "kernelshap", "rollout")
     target: None (predicted class), an int, or a LongTensor [B].
+    params: the method's own keyword parameters (e.g. n_steps=64 for integrated_gradients).
     A map never depends on the other images in its batch.
     """
     return explain_full(model, images, method, target, **params).maps

@@ -29,15 +29,12 @@ def _identity(activation: torch.Tensor) -> torch.Tensor:
 def resolve_cam_layer(model: nn.Module, layer) -> tuple[nn.Module, ToNCHW]:
     """(module, to_nchw) for `layer`: None (the model's default), a name, a depth or a module.
 
-    Delegates to `xaicompare.models.layers.resolve_layer` when it exists; without it only
-    None and an nn.Module are understood.
+    LoadedModels go through `xaicompare.models.layers.resolve_layer`; a plain nn.Module
+    (e.g. in tests) understands None (its `cam_layer` attribute) and an nn.Module.
     """
-    try:
+    if hasattr(model, "net"):
         from ..models.layers import resolve_layer
-    except ModuleNotFoundError as err:
-        if err.name != "xaicompare.models.layers":
-            raise
-    else:
+
         return resolve_layer(model, layer)
 
     default = getattr(model, "cam_layer", None)
@@ -106,7 +103,8 @@ def gradcam_native(
     if not logits.requires_grad:
         raise UserError("the model's logits do not depend on the Grad-CAM layer's output")
     # Sum of per-image scores: image b's score only depends on image b's activation.
-    score = logits.gather(1, target.view(-1, 1)).sum()
+    with torch.enable_grad():  # also inside a caller's no_grad()
+        score = logits.gather(1, target.view(-1, 1)).sum()
     (grad,) = torch.autograd.grad(score, leaf)
     activation, grad = to_nchw(leaf.detach()), to_nchw(grad)
     if activation.ndim != 4:

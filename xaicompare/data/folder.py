@@ -12,9 +12,6 @@ from ..errors import UserError
 from .classes import imagenet_wnid_names, is_wnid, readable_name
 from .imageset import FileImageSet, validate_files
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
-                            ".ppm", ".pgm", ".pbm", ".jfif"})
-
 
 def _visible_files(folder: Path) -> list[Path]:
     """Regular files below `folder`, recursively, skipping hidden files and folders."""

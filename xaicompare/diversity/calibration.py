@@ -83,8 +83,12 @@ def _reliability(probs: np.ndarray, labels: np.ndarray, n_bins: int, binning: st
     if binning == "width":
         lower, upper = np.arange(n_bins) / n_bins, np.arange(1, n_bins + 1) / n_bins
     else:
-        lower = np.array([confidence[index == b].min() if c else np.nan for b, c in enumerate(count)])
-        upper = np.array([confidence[index == b].max() if c else np.nan for b, c in enumerate(count)])
+        lower = np.array(
+            [confidence[index == b].min() if c else np.nan for b, c in enumerate(count)]
+        )
+        upper = np.array(
+            [confidence[index == b].max() if c else np.nan for b, c in enumerate(count)]
+        )
     return pd.DataFrame(
         {
             "bin": np.arange(n_bins),
@@ -118,7 +122,10 @@ def reliability_data(
 
 
 def expected_calibration_error(
-    scores: ArrayLike, labels: ArrayLike, n_bins: int = 15, binning: str = "width",
+    scores: ArrayLike,
+    labels: ArrayLike,
+    n_bins: int = 15,
+    binning: str = "width",
     kind: str = "auto",
 ) -> float:
     """ECE = sum over bins of (count / N) * |accuracy - mean confidence|."""

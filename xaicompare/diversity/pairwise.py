@@ -53,7 +53,9 @@ def error_consistency(correct_a: ArrayLike, correct_b: ArrayLike) -> float:
         raise UserError(
             f"correct_a and correct_b must be non-empty and aligned, got {a.shape} and {b.shape}"
         )
-    return float(error_consistency_matrix(np.stack([a, b]))[0, 1])
+    c_obs = np.mean(a == b)
+    p1, p2 = a.mean(), b.mean()
+    return float(_kappa(np.asarray(c_obs), np.asarray(p1 * p2 + (1 - p1) * (1 - p2))))
 
 
 def error_consistency_matrix(correct: np.ndarray) -> np.ndarray:

@@ -64,14 +64,19 @@ class LoadedModel(nn.Module):
         self.cam_layer = cam_layer
         self.to_nchw = to_nchw
         self.weights_id = weights_id
+        self.class_names: tuple[str, ...] | None = None  # set when the checkpoint names them
+        self.metadata: dict = {}  # arch, timm kwargs, ... (what save_model writes)
         self.eval()
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """Canonical [0, 1] images -> the network's own input (resized, normalised)."""
         x = images
         if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
-            align = False if self.resize_mode in ("bilinear", "bicubic") else None
-            x = F.interpolate(x, size=self.input_size, mode=self.resize_mode, align_corners=align)
+            smooth = self.resize_mode in ("bilinear", "bicubic")
+            # antialias when shrinking, as PIL/torchvision resizes do (still differentiable)
+            shrink = smooth and any(t < s for t, s in zip(self.input_size, x.shape[-2:]))
+            x = F.interpolate(x, size=self.input_size, mode=self.resize_mode,
+                              align_corners=False if smooth else None, antialias=shrink)
         return (x - self.mean) / self.std
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -50,8 +50,13 @@ def _draw_heatmap(
     colormap = matplotlib.colormaps[cmap].with_extremes(bad=bad_color)
     masked = np.ma.masked_invalid(values)
     image = ax.imshow(masked, cmap=colormap, norm=norm, aspect="equal", interpolation="nearest")
-    ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels], rotation=45, ha="right",
-                  rotation_mode="anchor")  # fmt: skip
+    ax.set_xticks(
+        range(len(col_labels)),
+        [str(c) for c in col_labels],
+        rotation=45,
+        ha="right",
+        rotation_mode="anchor",
+    )
     ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels])
     ax.tick_params(length=0)
     for spine in ax.spines.values():
@@ -95,10 +100,12 @@ def _family_strips(ax: Axes, ordered: Sequence[str], fam: Mapping[str, str]) -> 
     thick, gap = max(0.45, 0.025 * n), max(0.12, 0.006 * n)
     for k, model in enumerate(ordered):
         color = palette[fam[model]]
-        ax.add_patch(Rectangle((-0.5 - gap - thick, k - 0.5), thick, 1, color=color,
-                               clip_on=False, lw=0))  # fmt: skip
-        ax.add_patch(Rectangle((k - 0.5, -0.5 - gap - thick), 1, thick, color=color,
-                               clip_on=False, lw=0))  # fmt: skip
+        ax.add_patch(
+            Rectangle((-0.5 - gap - thick, k - 0.5), thick, 1, color=color, clip_on=False, lw=0)
+        )
+        ax.add_patch(
+            Rectangle((k - 0.5, -0.5 - gap - thick), 1, thick, color=color, clip_on=False, lw=0)
+        )
     ax.set_xlim(-0.5 - gap - thick, n - 0.5)
     ax.set_ylim(n - 0.5, -0.5 - gap - thick)
     for tick, model in zip(ax.get_yticklabels(), ordered, strict=True):
@@ -106,8 +113,16 @@ def _family_strips(ax: Axes, ordered: Sequence[str], fam: Mapping[str, str]) -> 
     for tick, model in zip(ax.get_xticklabels(), ordered, strict=True):
         tick.set_color(palette[fam[model]])
     handles = [Patch(color=palette[f], label=f) for f in sorted(palette, key=family_sort_key)]
-    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(handles),
-              frameon=False, handlelength=1.0, columnspacing=1.0, borderaxespad=0.2)  # fmt: skip
+    ax.legend(
+        handles=handles,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncol=len(handles),
+        frameon=False,
+        handlelength=1.0,
+        columnspacing=1.0,
+        borderaxespad=0.2,
+    )
 
 
 @paper_style
@@ -139,8 +154,18 @@ def plot_dissimilarity_heatmap(
         np.fill_diagonal(values, np.nan)
     fig, ax = figure_and_axes(ax, *_size_for(len(ordered), len(ordered)))
     annot = len(ordered) <= ANNOTATE_UP_TO if annot is None else annot
-    _draw_heatmap(ax, values, ordered, ordered, cmap=cmap, norm=_norm_for(values, vmin, vmax, None),
-                  annot=annot, fmt=fmt, cbar_label=cbar_label, cbar=True)  # fmt: skip
+    _draw_heatmap(
+        ax,
+        values,
+        ordered,
+        ordered,
+        cmap=cmap,
+        norm=_norm_for(values, vmin, vmax, None),
+        annot=annot,
+        fmt=fmt,
+        cbar_label=cbar_label,
+        cbar=True,
+    )
     if families is not None:
         _family_strips(ax, ordered, resolve_families(ordered, families))
     if title:
@@ -177,9 +202,18 @@ def plot_matrix_heatmap(
     cmap = cmap or ("RdBu_r" if center is not None else SEQUENTIAL_CMAP)
     fig, ax = figure_and_axes(ax, *_size_for(*values.shape))
     annot = max(values.shape) <= ANNOTATE_UP_TO if annot is None else annot
-    _draw_heatmap(ax, values, list(M.index), list(M.columns), cmap=cmap,
-                  norm=_norm_for(values, vmin, vmax, center), annot=annot, fmt=fmt,
-                  cbar_label=cbar_label, cbar=True)  # fmt: skip
+    _draw_heatmap(
+        ax,
+        values,
+        list(M.index),
+        list(M.columns),
+        cmap=cmap,
+        norm=_norm_for(values, vmin, vmax, center),
+        annot=annot,
+        fmt=fmt,
+        cbar_label=cbar_label,
+        cbar=True,
+    )
     if title:
         ax.set_title(title)
     return fig
@@ -205,9 +239,11 @@ def plot_interval_heatmap(
     mean = require_frame(mean, "mean")
     for other, name in ((low, "low"), (high, "high")):
         other = require_frame(other, name)
-        if other.shape != mean.shape or list(other.index) != list(mean.index) or list(
-            other.columns
-        ) != list(mean.columns):
+        if (
+            other.shape != mean.shape
+            or list(other.index) != list(mean.index)
+            or list(other.columns) != list(mean.columns)
+        ):
             raise UserError(f"{name} must have the same index and columns as mean")
     m, lo, hi = (x.to_numpy(dtype=float) for x in (mean, low, high))
     both = np.isfinite(m) & np.isfinite(lo) & np.isfinite(hi)
@@ -218,17 +254,36 @@ def plot_interval_heatmap(
         texts[idx] = f"{m[idx]:{fmt}}\n[{lo[idx]:{fmt}}, {hi[idx]:{fmt}}]"
     width, height = _size_for(*m.shape)
     fig, ax = figure_and_axes(ax, width * 1.4, height * 1.2)
-    _draw_heatmap(ax, m, list(mean.index), list(mean.columns), cmap=cmap,
-                  norm=_norm_for(m, None, None, None), annot=texts, fmt=fmt,
-                  cbar_label=cbar_label, cbar=True)  # fmt: skip
+    _draw_heatmap(
+        ax,
+        m,
+        list(mean.index),
+        list(mean.columns),
+        cmap=cmap,
+        norm=_norm_for(m, None, None, None),
+        annot=texts,
+        fmt=fmt,
+        cbar_label=cbar_label,
+        cbar=True,
+    )
     ax.set_aspect("auto")
     widths = np.where(both, hi - lo, np.nan)
     if np.isfinite(widths).any():
         cut = np.nanmedian(widths)
         for (i, j), w in np.ndenumerate(widths):
             if np.isfinite(w) and w > cut:
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///",
-                                       lw=0, edgecolor="0.5", alpha=0.6))  # fmt: skip
+                ax.add_patch(
+                    Rectangle(
+                        (j - 0.5, i - 0.5),
+                        1,
+                        1,
+                        fill=False,
+                        hatch="///",
+                        lw=0,
+                        edgecolor="0.5",
+                        alpha=0.6,
+                    )
+                )
     if title:
         ax.set_title(title)
     return fig

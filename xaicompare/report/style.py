@@ -44,9 +44,15 @@ FAMILY_MARKERS = {"cnn": "o", "transformer": "s", "hybrid": "D", "mlp": "^"}
 # Colours for families outside the four known ones, and for categorical data (communities).
 _EXTRA_COLORS = ("#E69F00", "#56B4E9", "#F0E442", "#000000", "#999999")
 CATEGORICAL = (
-    OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["bluish_green"], OKABE_ITO["vermillion"],
-    OKABE_ITO["sky_blue"], OKABE_ITO["reddish_purple"], OKABE_ITO["yellow"], "#000000",
-)  # fmt: skip
+    OKABE_ITO["blue"],
+    OKABE_ITO["orange"],
+    OKABE_ITO["bluish_green"],
+    OKABE_ITO["vermillion"],
+    OKABE_ITO["sky_blue"],
+    OKABE_ITO["reddish_purple"],
+    OKABE_ITO["yellow"],
+    "#000000",
+)
 _EXTRA_MARKERS = ("v", "P", "X", "p", "h", "*")
 
 SEQUENTIAL_CMAP = "viridis"
@@ -149,9 +155,7 @@ def resolve_families(models: Sequence[str], families: Mapping[str, str] | None) 
     if families is None:
         return {m: UNKNOWN_FAMILY for m in models}
     if not isinstance(families, Mapping):
-        raise UserError(
-            f"families must be a dict model -> family, got {type(families).__name__}"
-        )
+        raise UserError(f"families must be a dict model -> family, got {type(families).__name__}")
     return {m: str(families.get(m, UNKNOWN_FAMILY)) for m in models}
 
 

@@ -1,0 +1,174 @@
+"""The one computation behind `similarity`, `similarity_matrix` and `cross_method_similarity`.
+
+Chunked over images (bounded memory), vectorised over models x models inside a chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .metrics import Metric
+from .options import CompareOptions
+from .preprocess import DEGENERATE_REASONS, prepare, to_features
+
+
+def as_tensor(maps, name: str) -> torch.Tensor:
+    """A tensor view of numpy or torch maps (no copy for numpy)."""
+    if isinstance(maps, torch.Tensor):
+        return maps.detach()
+    if isinstance(maps, np.ndarray):
+        return torch.from_numpy(maps)
+    raise UserError(f"{name} must be a numpy array or torch tensor, got {type(maps).__name__}")
+
+
+def check_stack(maps: torch.Tensor, name: str, options: CompareOptions) -> None:
+    """maps: [M, N, H, W] (or [M, N, D] at native resolution), floating point."""
+    spatial = options.resolution != "native"
+    if maps.ndim != 4 and not (maps.ndim == 3 and not spatial):
+        need = "[M, N, H, W]" if spatial else "[M, N, H, W] or [M, N, D]"
+        raise UserError(
+            f"{name} must be {need} (models x images x ...) for resolution="
+            f"'{options.resolution}', got shape {tuple(maps.shape)}"
+        )
+    if not maps.is_floating_point():
+        raise UserError(f"{name} must be floating point, got dtype {maps.dtype}")
+
+
+def check_segments(segments, maps: torch.Tensor, options: CompareOptions):
+    if options.resolution != "superpixels":
+        if segments is not None:
+            raise UserError("segments are only used with resolution='superpixels'")
+        return None
+    if segments is None:
+        raise UserError("resolution='superpixels' needs segments: integer [N, H, W]")
+    segments = as_tensor(segments, "segments")
+    if segments.is_floating_point() or tuple(segments.shape) != (maps.shape[1], *maps.shape[2:]):
+        raise UserError(
+            f"segments must be integer [N, H, W] = {(maps.shape[1], *maps.shape[2:])}, got "
+            f"{segments.dtype} {tuple(segments.shape)}"
+        )
+    return segments
+
+
+@dataclass
+class RawPairs:
+    raw: torch.Tensor  # float64 [M, K, N], metric values before finalize
+    codes_x: np.ndarray  # int8 [M, N] degenerate reason codes (0 = fine)
+    codes_y: np.ndarray  # int8 [K, N]
+
+
+def compute_raw(
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    metric: Metric,
+    params: dict,
+    options: CompareOptions,
+    segments: torch.Tensor | None = None,
+    image_index: torch.Tensor | None = None,
+    chunk_images: int = 64,
+    device=None,
+) -> RawPairs:
+    """Raw metric values for every pair (x model, y model) and image. y=None: x vs x."""
+    if chunk_images < 1:
+        raise UserError(f"chunk_images={chunk_images} must be >= 1")
+    self_pairs = y is None
+    n_images = x.shape[1]
+    images = torch.arange(n_images) if image_index is None else image_index
+    n_used = len(images)
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    device = device if device is not None else x.device
+    m = x.shape[0]
+    k = m if self_pairs else y.shape[0]
+    raw = torch.full((m, k, n_images), float("nan"), dtype=torch.float64)
+    codes_x = np.zeros((m, n_images), dtype=np.int8)
+    codes_y = codes_x if self_pairs else np.zeros((k, n_images), dtype=np.int8)
+    for start in range(0, n_used, chunk_images):
+        idx = images[start : start + chunk_images]
+        contiguous = bool((idx[1:] - idx[:-1] == 1).all()) if len(idx) > 1 else True
+        take = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
+        xs = x[:, take].to(device=device, dtype=dtype)
+        ys = None if self_pairs else y[:, take].to(device=device, dtype=dtype)
+        seg = segments[take].to(device) if segments is not None else None
+        groups_x = to_features(xs, options, seg)
+        groups_y = groups_x if self_pairs else to_features(ys, options, seg)
+        for (pos, fx), (_, fy) in zip(groups_x, groups_y, strict=True):
+            fx, cx = prepare(fx, options.normalization)
+            fy, cy = (fx, cx) if self_pairs else prepare(fy, options.normalization)
+            values = metric.pairwise(fx, fy, **params)
+            where = idx[pos]
+            raw[:, :, where] = values.to("cpu", torch.float64)
+            codes_x[:, where.numpy()] = cx.cpu().numpy()
+            if not self_pairs:
+                codes_y[:, where.numpy()] = cy.cpu().numpy()
+    return RawPairs(raw, codes_x, codes_y)
+
+
+@dataclass
+class FinishedPairs:
+    values: np.ndarray  # float64 [M, K, N]; NaN = excluded (degenerate, filtered, undefined)
+    params: dict  # resolved metric parameters (e.g. the RBF sigma actually used)
+    degenerate_pairs: np.ndarray  # bool [M, K, N]: either map degenerate (image not filtered)
+    filtered: np.ndarray  # bool [M, K, N]: left out by the image filter
+    undefined: np.ndarray  # bool [M, K, N]: valid maps but the metric is undefined (NaN)
+
+
+def finish(
+    pairs: RawPairs,
+    metric: Metric,
+    params: dict,
+    options: CompareOptions,
+    image_mask: np.ndarray | None,
+    self_pairs: bool,
+    names_x=None,
+    names_y=None,
+) -> FinishedPairs:
+    """Resolve data-dependent params, apply the kernel, degenerate policy and image filter."""
+    raw = pairs.raw
+    m, k, n = raw.shape
+    filtered = np.zeros((m, k, n), dtype=bool)
+    if image_mask is not None:
+        filtered = ~np.broadcast_to(np.asarray(image_mask, dtype=bool), (m, k, n))
+    degenerate = (pairs.codes_x[:, None, :] != 0) | (pairs.codes_y[None, :, :] != 0)
+    degenerate &= ~filtered
+    if options.degenerate == "raise" and degenerate.any():
+        raise UserError(
+            "degenerate maps (all-zero, constant or non-finite) with degenerate='raise': "
+            + describe_degenerate(pairs, names_x, names_y, limit=10)
+            + "; use degenerate='exclude' to leave those pairs out"
+        )
+    valid = torch.from_numpy(~degenerate & ~filtered)
+    if metric.resolve is not None:
+        sample = valid & torch.isfinite(raw)
+        if self_pairs:  # each unordered pair once, no self-comparisons
+            sample &= torch.ones(m, k, dtype=torch.bool).triu(1)[:, :, None]
+        params = metric.resolve(params, raw[sample])
+    values = metric.finalize(raw, params) if metric.finalize else raw
+    values = values.numpy().copy()
+    undefined = np.isnan(values) & valid.numpy()
+    values[degenerate] = 0.0 if options.degenerate == "zero" else np.nan
+    values[filtered] = np.nan
+    return FinishedPairs(values, params, degenerate, filtered, undefined)
+
+
+def degenerate_records(codes: np.ndarray, names) -> list[dict]:
+    """Long records {model, image, reason} for every degenerate map."""
+    rows, images = np.nonzero(codes)
+    return [
+        {"model": names[r], "image": int(i), "reason": DEGENERATE_REASONS[int(codes[r, i])]}
+        for r, i in zip(rows, images, strict=True)
+    ]
+
+
+def describe_degenerate(pairs: RawPairs, names_x, names_y, limit: int) -> str:
+    names_x = names_x or list(range(pairs.codes_x.shape[0]))
+    names_y = names_y or list(range(pairs.codes_y.shape[0]))
+    records = degenerate_records(pairs.codes_x, names_x)
+    if pairs.codes_y is not pairs.codes_x:
+        records += degenerate_records(pairs.codes_y, names_y)
+    shown = ", ".join(f"{r['model']}/image {r['image']} ({r['reason']})" for r in records[:limit])
+    more = f" and {len(records) - limit} more" if len(records) > limit else ""
+    return f"{len(records)} map(s): {shown}{more}"

@@ -1,0 +1,214 @@
+"""Models x models similarity matrices in one vectorised pass over models x images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import UserError
+from .engine import as_tensor, check_segments, check_stack, compute_raw, degenerate_records, finish
+from .filters import PER_IMAGE_FILTERS, image_filter
+from .metrics import METRICS
+from .options import CompareOptions, as_options
+from .similarity import aggregate_array
+
+
+@dataclass
+class SimilarityResult:
+    """Per-image similarities and their summaries, labelled by model.
+
+    per_image: float64 [M, K, N]; NaN where a pair-image is excluded (degenerate map,
+        filtered image, or undefined metric) - each of those is counted below.
+    mean/std/median/dissimilarity/n: DataFrames [M, K] (rows: first maps, cols: second).
+    """
+
+    metric: str
+    params: dict
+    options: dict
+    rows: list[str]
+    cols: list[str]
+    per_image: np.ndarray
+    mean: pd.DataFrame
+    std: pd.DataFrame
+    median: pd.DataFrame
+    dissimilarity: pd.DataFrame
+    n: pd.DataFrame  # images used per pair
+    n_degenerate: pd.DataFrame  # pair-images excluded (or zeroed) because a map is degenerate
+    n_filtered: pd.DataFrame  # pair-images left out by the image filter
+    n_undefined: pd.DataFrame  # valid maps but metric undefined (NaN), e.g. one-class kappa
+    degenerate: pd.DataFrame  # one row per degenerate map: maps, model, image, reason
+
+    def provenance(self) -> dict:
+        """Everything needed to say how the numbers were made (for write_table_csv)."""
+        return {
+            "metric": self.metric,
+            **{f"metric.{k}": v for k, v in self.params.items()},
+            **self.options,
+            "n_images": int(self.per_image.shape[-1]),
+            "n_degenerate_maps": int(len(self.degenerate)),
+        }
+
+    def summary(self) -> pd.DataFrame:
+        """Long table: one row per (row model, column model) with every summary."""
+        parts = {
+            key: getattr(self, key).stack()
+            for key in ("mean", "std", "median", "dissimilarity", "n", "n_degenerate", "n_filtered")
+        }
+        out = pd.DataFrame(parts)
+        out.index.names = ["model_a", "model_b"]
+        return out.reset_index()
+
+    def diagonal(self) -> pd.DataFrame:
+        """Per model: the summaries of row model i vs column model i (cross-method use)."""
+        if self.rows != self.cols:
+            raise UserError("diagonal() needs the same models in rows and columns")
+        keys = ("mean", "std", "median", "dissimilarity", "n")
+        return pd.DataFrame(
+            {key: np.diag(getattr(self, key).to_numpy()) for key in keys}, index=self.rows
+        )
+
+
+def _names(names, m: int, what: str) -> list[str]:
+    if names is None:
+        return [f"model{i}" for i in range(m)]
+    names = [str(n) for n in names]
+    if len(names) != m or len(set(names)) != m:
+        raise UserError(f"names must be {m} distinct labels for the {what} axis, got {names}")
+    return names
+
+
+def _stack(maps, names, what: str):
+    """Accept {name: maps [N, ...]} or an array/tensor [M, N, ...] with names."""
+    if isinstance(maps, dict):
+        if names is not None:
+            raise UserError("give model names either as dict keys or as names=, not both")
+        names = list(maps)
+        maps = torch.stack([as_tensor(v, f"{what}[{k!r}]") for k, v in maps.items()])
+    t = as_tensor(maps, what)
+    return t, names
+
+
+def _image_selection(options, preds, labels, image_mask, n_images):
+    """-> (options with the filter recorded, image index to compute or None, mask or None)."""
+    if image_mask is not None:
+        if options.filter != "all":
+            raise UserError("give an image filter by options.filter or image_mask=, not both")
+        options = replace(options, filter="custom")
+        mask = np.asarray(image_mask, dtype=bool)
+    else:
+        mask = image_filter(options.filter, preds, labels)
+    if mask is None:
+        return options, None, None
+    if mask.shape[-1] != n_images:
+        raise UserError(f"image filter mask has {mask.shape[-1]} images, maps have {n_images}")
+    index = None
+    if mask.ndim == 1 and (image_mask is not None or options.filter in PER_IMAGE_FILTERS):
+        index = torch.from_numpy(np.nonzero(mask)[0])  # skip filtered images entirely
+    return options, index, mask
+
+
+def _compare(x, y, metric, options, names_x, names_y, segments, preds, labels, image_mask,
+             chunk_images, device, metric_options) -> SimilarityResult:
+    options = as_options(options)
+    spec = METRICS.get(metric)
+    params = spec.params(metric_options)
+    check_stack(x, "maps" if y is None else "maps_a", options)
+    if y is not None:
+        check_stack(y, "maps_b", options)
+        if x.shape[1:] != y.shape[1:]:
+            raise UserError(
+                f"maps_a {tuple(x.shape)} and maps_b {tuple(y.shape)} must match after the model axis"
+            )
+    segments = check_segments(segments, x, options)
+    options, index, mask = _image_selection(options, preds, labels, image_mask, x.shape[1])
+    raw = compute_raw(x, y, spec, params, options, segments, index, chunk_images, device)
+    if index is not None:  # images never computed are filtered, not degenerate
+        mask = np.zeros(x.shape[1], dtype=bool)
+        mask[index.numpy()] = True
+    done = finish(raw, spec, params, options, mask, y is None, names_x, names_y)
+    summary = aggregate_array(done.values)
+
+    def frame(values) -> pd.DataFrame:
+        return pd.DataFrame(values, index=names_x, columns=names_y)
+
+    records = [{"maps": "a", **r} for r in degenerate_records(raw.codes_x, names_x)]
+    if y is not None:
+        records += [{"maps": "b", **r} for r in degenerate_records(raw.codes_y, names_y)]
+    return SimilarityResult(
+        metric=metric,
+        params=done.params,
+        options=options.to_dict(),
+        rows=names_x,
+        cols=names_y,
+        per_image=done.values,
+        mean=frame(summary["mean"]),
+        std=frame(summary["std"]),
+        median=frame(summary["median"]),
+        dissimilarity=frame(summary["dissimilarity"]),
+        n=frame(summary["n"]),
+        n_degenerate=frame(done.degenerate_pairs.sum(-1)),
+        n_filtered=frame(done.filtered.sum(-1)),
+        n_undefined=frame(done.undefined.sum(-1)),
+        degenerate=pd.DataFrame(records, columns=["maps", "model", "image", "reason"]),
+    )
+
+
+def similarity_matrix(
+    maps,
+    metric: str = "cosine",
+    options: CompareOptions | dict | None = None,
+    *,
+    names=None,
+    segments=None,
+    preds=None,
+    labels=None,
+    image_mask=None,
+    chunk_images: int = 32,
+    device=None,
+    **metric_options,
+) -> SimilarityResult:
+    """Every model against every model on the same images.
+
+    maps: [M, N, H, W] (or [M, N, D]) numpy/torch, any float dtype (float16 storage is
+        fine: chunks are cast to float32, float64 input is kept in float64), or a dict
+        {model name: maps [N, ...]}.
+    options.filter with preds [M, N] (and labels [N]) picks images (see compare.filters);
+    or pass image_mask ([N] or [M, M, N] bool) directly.
+    chunk_images bounds memory: about M * chunk_images * H * W * 4 bytes per chunk (x a few).
+    device: where chunks are computed (e.g. "cuda"); default: where maps are.
+    """
+    x, names = _stack(maps, names, "maps")
+    names = _names(names, x.shape[0], "model")
+    return _compare(x, None, metric, options, names, names, segments, preds, labels,
+                    image_mask, chunk_images, device, metric_options)
+
+
+def cross_method_similarity(
+    maps_a,
+    maps_b,
+    metric: str = "cosine",
+    options: CompareOptions | dict | None = None,
+    *,
+    names=None,
+    segments=None,
+    preds=None,
+    labels=None,
+    image_mask=None,
+    chunk_images: int = 32,
+    device=None,
+    **metric_options,
+) -> SimilarityResult:
+    """Method A's maps [M, N, ...] against method B's maps [M, N, ...] for the same models.
+
+    Rows are models under method A, columns models under method B; `.diagonal()` gives
+    each model's own method-vs-method agreement.
+    """
+    x, names_a = _stack(maps_a, names, "maps_a")
+    y, names_b = _stack(maps_b, names, "maps_b")
+    names_a = _names(names_a, x.shape[0], "model")
+    names_b = _names(names_b, y.shape[0], "model")
+    return _compare(x, y, metric, options, names_a, names_b, segments, preds, labels,
+                    image_mask, chunk_images, device, metric_options)

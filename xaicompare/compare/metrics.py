@@ -1,0 +1,260 @@
+"""Similarity metrics, each vectorised over models x models x images.
+
+A metric's `pairwise(x, y, **params)` takes features x [M, n, D] and y [K, n, D] (image n of
+x is compared with image n of y) and returns raw values [M, K, n]. `y is x` signals a
+self-comparison, so work on x is done once. Metrics whose final value needs a statistic over
+all pairs (the RBF median width) split this into `resolve` (params from all valid raw
+values) and `finalize` (raw -> similarity).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..registry import Registry
+from .preprocess import average_ranks
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    pairwise: Callable[..., torch.Tensor]
+    defaults: dict = field(default_factory=dict)
+    check: Callable[[dict], dict] | None = None  # validates/normalises params
+    resolve: Callable[[dict, torch.Tensor], dict] | None = None
+    finalize: Callable[[torch.Tensor, dict], torch.Tensor] | None = None
+
+    def params(self, given: dict) -> dict:
+        unknown = set(given) - set(self.defaults)
+        if unknown:
+            accepted = ", ".join(sorted(self.defaults)) or "none"
+            raise UserError(
+                f"metric '{self.name}' got unknown option(s) {sorted(unknown)}; accepted: {accepted}"
+            )
+        params = {**self.defaults, **given}
+        return self.check(params) if self.check else params
+
+
+METRICS: Registry[Metric] = Registry("similarity metric")
+
+
+def register_metric(name: str, defaults: dict | None = None, **hooks) -> Callable:
+    """Decorator: register `pairwise(x, y, **params) -> [M, K, n]` under `name`."""
+
+    def decorate(fn: Callable) -> Callable:
+        METRICS.register(name)(Metric(name, fn, dict(defaults or {}), **hooks))
+        return fn
+
+    return decorate
+
+
+def _gram(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image dot products [M, K, n] (batched over images, no loop over pairs)."""
+    return torch.einsum("mnd,knd->mkn", x, y)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+
+
+@register_metric("cosine")
+def cosine(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    xn = _unit(x)
+    return _gram(xn, xn if y is x else _unit(y))
+
+
+@register_metric("pearson")
+def pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    xc = x - x.mean(dim=-1, keepdim=True)
+    return cosine(xc, xc if y is x else y - y.mean(dim=-1, keepdim=True))
+
+
+@register_metric("spearman")
+def spearman(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Spearman's rho = Pearson correlation of average ranks (as scipy.stats.spearmanr)."""
+    rx = average_ranks(x)
+    return pearson(rx, rx if y is x else average_ranks(y))
+
+
+# --- RBF ------------------------------------------------------------------------------------
+
+
+def _check_rbf(params: dict) -> dict:
+    sigma = params["sigma"]
+    if sigma != "median" and not (isinstance(sigma, int | float) and sigma > 0):
+        raise UserError(f"rbf sigma={sigma!r} is not accepted; accepted: a number > 0 or 'median'")
+    return params
+
+
+def _resolve_rbf(params: dict, raw_valid: torch.Tensor) -> dict:
+    if params["sigma"] != "median":
+        return {**params, "sigma": float(params["sigma"])}
+    if raw_valid.numel() == 0:
+        raise UserError("rbf sigma='median' needs at least one valid pair; give sigma explicitly")
+    median = float(np.median(raw_valid.cpu().numpy()))  # torch's median is the lower one
+    if median <= 0:
+        raise UserError("rbf sigma='median': the median distance is 0; give sigma explicitly")
+    return {**params, "sigma": median, "sigma_rule": "median"}
+
+
+def _finalize_rbf(raw: torch.Tensor, params: dict) -> torch.Tensor:
+    return torch.exp(-(raw**2) / (2 * params["sigma"] ** 2))
+
+
+@register_metric(
+    "rbf",
+    defaults={"sigma": "median"},
+    check=_check_rbf,
+    resolve=_resolve_rbf,
+    finalize=_finalize_rbf,
+)
+def rbf_distance(x: torch.Tensor, y: torch.Tensor, sigma=None) -> torch.Tensor:
+    """exp(-d^2 / (2 sigma^2)) with d = ||a - b|| / sqrt(D) (root-mean-square difference), so
+    the value does not depend on resolution. sigma='median' uses the median d over all pairs.
+    Returns d here; `finalize` applies the kernel once sigma is known."""
+    xt, yt = x.transpose(0, 1), y.transpose(0, 1)  # [n, M, D], [n, K, D]
+    dist = torch.cdist(xt, yt, compute_mode="donot_use_mm_for_euclid_dist")  # exact, no cancel
+    return dist.permute(1, 2, 0) / math.sqrt(x.shape[-1])
+
+
+# --- Cohen's kappa --------------------------------------------------------------------------
+
+
+def _check_kappa(params: dict) -> dict:
+    top_p, thresholds = params["top_p"], params["thresholds"]
+    if top_p is not None:
+        if thresholds is not None:
+            raise UserError("kappa takes thresholds= or top_p=, not both")
+        top_p = [float(p) for p in ([top_p] if isinstance(top_p, int | float) else top_p)]
+        if not top_p or any(not 0 < p < 100 for p in top_p) or sorted(set(top_p)) != top_p:
+            raise UserError(
+                f"kappa top_p={params['top_p']!r} is not accepted; accepted: increasing "
+                "percentages in (0, 100), e.g. [20] (2 classes) or [10, 30] (3 classes)"
+            )
+        return {"top_p": top_p}
+    if thresholds is None:
+        thresholds = [0.5]
+    elif isinstance(thresholds, int | float):
+        thresholds = [thresholds]
+    thresholds = [float(t) for t in thresholds]
+    if not thresholds or any(not 0 < t <= 1 for t in thresholds) or sorted(set(thresholds)) != thresholds:
+        raise UserError(
+            f"kappa thresholds={params['thresholds']!r} is not accepted; accepted: increasing "
+            "values in (0, 1] on min-max normalised maps, e.g. [0.5] or [0.4, 0.7]"
+        )
+    return {"thresholds": thresholds}
+
+
+def binarize(x: torch.Tensor, thresholds=None, top_p=None) -> torch.Tensor:
+    """Class per feature (0..C-1) for kappa, along the last dim.
+
+    thresholds: absolute cut points on the min-max normalised map; class = number of
+        thresholds t with value >= t ([0.5]: 2 classes; [0.4, 0.7]: 3 classes).
+    top_p: percentages; class = number of p for which the value is strictly above the
+        (p% of D)-th largest value, i.e. at most p% of features (exactly p% without ties).
+    """
+    labels = torch.zeros(x.shape, dtype=torch.int64, device=x.device)
+    if top_p is not None:
+        dim = x.shape[-1]
+        for p in top_p:
+            n_top = round(p / 100 * dim)
+            if n_top >= dim:
+                labels += 1
+                continue
+            # the (n_top + 1)-th largest value = the (dim - n_top)-th smallest
+            cut = torch.kthvalue(x, dim - n_top, dim=-1, keepdim=True).values
+            labels += x > cut
+        return labels
+    lo, hi = x.aminmax(dim=-1, keepdim=True)
+    scaled = (x - lo) / (hi - lo)
+    for t in thresholds:
+        labels += scaled >= t
+    return labels
+
+
+def kappa_from_labels(lx: torch.Tensor, ly: torch.Tensor, n_classes: int, self_pairs: bool):
+    """Cohen's kappa [M, K, n] from class labels [M, n, D] and [K, n, D], via one-hot counts."""
+    dim = lx.shape[-1]
+    agree = 0
+    marg_x, marg_y = [], []
+    for c in range(n_classes):
+        hx = (lx == c).to(torch.float32)  # counts <= 2**24 are exact in float32
+        hy = hx if self_pairs else (ly == c).to(torch.float32)
+        agree = agree + _gram(hx, hy).double()
+        marg_x.append(hx.sum(-1).double() / dim)
+        marg_y.append(hy.sum(-1).double() / dim)
+    observed = agree / dim
+    expected = torch.einsum("cmn,ckn->mkn", torch.stack(marg_x), torch.stack(marg_y))
+    # expected == 1 only if both maps are one and the same class: kappa undefined (NaN).
+    return (observed - expected) / (1 - expected)
+
+
+@register_metric(
+    "kappa",
+    defaults={"thresholds": None, "top_p": None},  # thresholds None -> [0.5]
+    check=_check_kappa,
+)
+def kappa(x: torch.Tensor, y: torch.Tensor, thresholds=None, top_p=None) -> torch.Tensor:
+    """Cohen's kappa of the binarised maps (see `binarize`)."""
+    lx = binarize(x, thresholds, top_p)
+    ly = lx if y is x else binarize(y, thresholds, top_p)
+    n_classes = len(top_p if top_p is not None else thresholds) + 1
+    return kappa_from_labels(lx, ly, n_classes, self_pairs=y is x)
+
+
+# --- top-k feature agreement (Krishna et al., "The disagreement problem") -------------------
+
+
+def _check_topk(params: dict) -> dict:
+    k, fraction = params["k"], params["fraction"]
+    if k is not None:
+        if not isinstance(k, int) or k < 1:
+            raise UserError(f"topk k={k!r} is not accepted; accepted: an int >= 1")
+        return {"k": k}
+    if not isinstance(fraction, int | float) or not 0 < fraction <= 1:
+        raise UserError(f"topk fraction={fraction!r} is not accepted; accepted: (0, 1]")
+    return {"fraction": float(fraction)}
+
+
+def _top_mask(x: torch.Tensor, k: int) -> torch.Tensor:
+    idx = torch.topk(x.abs(), k, dim=-1).indices  # ties broken by torch, deterministically
+    return torch.zeros_like(x, dtype=torch.bool).scatter_(-1, idx, True)
+
+
+def _resolve_k(dim: int, k=None, fraction=None) -> int:
+    k = k if k is not None else math.ceil(fraction * dim)
+    if k > dim:
+        raise UserError(f"topk k={k} is larger than the number of features {dim}")
+    return k
+
+
+def _topk(x, y, k, fraction, sign: bool) -> torch.Tensor:
+    k = _resolve_k(x.shape[-1], k, fraction)
+    mx = _top_mask(x, k)
+    my = mx if y is x else _top_mask(y, k)
+    if not sign:
+        return _gram(mx.to(x.dtype), my.to(x.dtype)) / k
+    total = 0
+    for s in (1, -1, 0):  # same sign: both positive, both negative, or both zero
+        ax = (mx & (torch.sign(x) == s)).to(x.dtype)
+        ay = ax if y is x else (my & (torch.sign(y) == s)).to(x.dtype)
+        total = total + _gram(ax, ay)
+    return total / k
+
+
+@register_metric("topk", defaults={"k": None, "fraction": 0.1}, check=_check_topk)
+def topk_feature_agreement(x, y, k=None, fraction=None) -> torch.Tensor:
+    """Fraction of the top-k features (by |value|) that both maps share."""
+    return _topk(x, y, k, fraction, sign=False)
+
+
+@register_metric("topk_sign", defaults={"k": None, "fraction": 0.1}, check=_check_topk)
+def topk_sign_agreement(x, y, k=None, fraction=None) -> torch.Tensor:
+    """Fraction of the top-k features shared by both maps AND of the same sign."""
+    return _topk(x, y, k, fraction, sign=True)

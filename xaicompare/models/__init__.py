@@ -1,0 +1,13 @@
+"""Models: load any classifier into the canonical frame, find its Grad-CAM layer, the zoo."""
+
+from .base import FAMILIES, LoadedModel
+from .catalog import CLASS_SUBSETS, IMAGENETTE_14
+from .families import detect_family
+from .layers import candidate_layers, find_cam_layer, probe_cam_layer, resolve_layer
+from .loading import load_model, save_model
+
+__all__ = [
+    "CLASS_SUBSETS", "FAMILIES", "IMAGENETTE_14", "LoadedModel", "candidate_layers",
+    "detect_family", "find_cam_layer", "load_model", "probe_cam_layer", "resolve_layer",
+    "save_model",
+]

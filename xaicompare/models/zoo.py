@@ -1,0 +1,226 @@
+"""The offline zoo: small timm architectures of every family trained on the shapes benchmark.
+
+Weights ship in `xaicompare/models/weights/` (safetensors with toolkit metadata) with
+`zoo.json` recording each model's architecture, timm kwargs, family, input size,
+normalisation, test accuracy, seed, weights id and the command that made it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError, unknown_name_error
+from .base import LoadedModel
+from .loading import load_model, save_model
+from .train import accuracy, fit
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+ZOO_INDEX = "zoo.json"
+CANONICAL_SIZE = 64
+
+# name -> how to build and train it. Teachers come before their students.
+ZOO_SPECS: dict[str, dict[str, Any]] = {
+    "shapes-resnet": {
+        "arch": "resnet18", "family": "cnn", "input_size": 48, "epochs": 8, "lr": 3e-3,
+        "kwargs": {"layers": [1, 1, 1, 1], "channels": [16, 32, 64, 128], "stem_width": 16,
+                   "output_stride": 8},
+    },
+    "shapes-convnext": {
+        "arch": "convnext_atto", "family": "cnn", "input_size": 64, "epochs": 8, "lr": 3e-3,
+        "kwargs": {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128], "patch_size": 2},
+    },
+    "shapes-vit": {
+        "arch": "vit_tiny_patch16_224", "family": "transformer", "input_size": 32,
+        "epochs": 14, "lr": 2e-3, "teacher": "shapes-resnet",
+        "kwargs": {"img_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 4,
+                   "num_heads": 2, "mlp_ratio": 2.0},
+    },
+    "shapes-deit-distilled": {
+        "arch": "deit_tiny_distilled_patch16_224", "family": "transformer", "input_size": 32,
+        "epochs": 14, "lr": 2e-3, "teacher": "shapes-convnext",
+        "kwargs": {"img_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 4,
+                   "num_heads": 2, "mlp_ratio": 2.0},
+    },
+    "shapes-mixer": {
+        "arch": "mixer_s16_224", "family": "mlp", "input_size": 32, "epochs": 14, "lr": 2e-3,
+        "teacher": "shapes-resnet",
+        "kwargs": {"img_size": 32, "patch_size": 4, "embed_dim": 96, "num_blocks": 4,
+                   "mlp_ratio": [0.5, 2.0]},
+    },
+}
+
+
+def zoo_names(weights_dir: str | Path | None = None) -> list[str]:
+    index = _read_index(weights_dir)
+    return list(index["models"])
+
+
+def load_zoo(names: Sequence[str] | None = None, *, weights_dir: str | Path | None = None,
+             device: str | torch.device = "cpu") -> list[LoadedModel]:
+    """The shipped (or `weights_dir`'s) zoo models, in zoo order; names picks a subset."""
+    folder = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    index = _read_index(folder)
+    available = index["models"]
+    chosen = list(available) if names is None else list(names)
+    models = []
+    for name in chosen:
+        if name not in available:
+            raise unknown_name_error("zoo model", name, available)
+        entry = available[name]
+        model = load_model(folder / entry["file"], class_indices=None, device=device)
+        if entry.get("weights_id") and model.weights_id != entry["weights_id"]:
+            raise UserError(f"zoo weights '{entry['file']}' have id {model.weights_id}, but "
+                            f"{ZOO_INDEX} records {entry['weights_id']}: the file changed")
+        models.append(model)
+    return models
+
+
+def _read_index(folder: str | Path | None) -> dict[str, Any]:
+    path = Path(folder if folder is not None else WEIGHTS_DIR) / ZOO_INDEX
+    if not path.is_file():
+        raise UserError(f"no zoo index at '{path}'; train one with train_zoo(out_dir)")
+    return json.loads(path.read_text())
+
+
+def build_zoo_model(name: str, seed: int = 0) -> LoadedModel:
+    """An untrained zoo model (random init from `seed`), wrapped for 64 px canonical images."""
+    if name not in ZOO_SPECS:
+        raise unknown_name_error("zoo model", name, ZOO_SPECS)
+    spec = ZOO_SPECS[name]
+    torch.manual_seed(seed)
+    return load_model(spec["arch"], pretrained=False, num_classes=10, class_indices=None,
+                      family=spec["family"], input_size=spec["input_size"], name=name,
+                      probe=False, **spec["kwargs"])
+
+
+def train_zoo(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    epochs: int | dict[str, int] | None = None,
+    n_train: int = 6000,
+    n_test: int = 1000,
+    names: Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the zoo on shapes and write safetensors + zoo.json to `out_dir`; returns the index.
+
+    epochs: None (each spec's default), one int for all, or {name: epochs}.
+    """
+    from ..data.shapes import make_shapes
+
+    chosen = list(ZOO_SPECS) if names is None else list(names)
+    for name in chosen:
+        if name not in ZOO_SPECS:
+            raise unknown_name_error("zoo model", name, ZOO_SPECS)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    train = make_shapes(n_train, split="train", size=CANONICAL_SIZE, seed=seed)
+    test = make_shapes(n_test, split="test", size=CANONICAL_SIZE, seed=seed)
+    x_train, x_test = train.images.float() / 255, test.images.float() / 255
+    if log:
+        log(f"shapes data: {n_train} train / {n_test} test ({time.perf_counter() - start:.0f}s)")
+    trained: dict[str, LoadedModel] = {}
+    index: dict[str, Any] = {"canonical_size": CANONICAL_SIZE, "class_names": train.class_names,
+                             "dataset": "shapes", "n_train": n_train, "n_test": n_test,
+                             "seed": seed, "models": {}}
+    for name in chosen:
+        spec = ZOO_SPECS[name]
+        n_epochs = _epochs_for(name, spec, epochs)
+        teacher_name = spec.get("teacher")
+        teacher = trained.get(teacher_name) if teacher_name else None
+        if teacher_name and teacher is None:
+            teacher = _load_teacher(out, teacher_name)
+        t0 = time.perf_counter()
+        model = build_zoo_model(name, seed)
+        fit(model, x_train, train.labels, epochs=n_epochs, lr=spec["lr"], seed=seed,
+            teacher=teacher, log=log)
+        seconds = time.perf_counter() - t0
+        acc = accuracy(model, x_test, test.labels)
+        model.class_names = tuple(train.class_names)
+        file = f"{name}.safetensors"
+        save_model(model, out / file, class_names=train.class_names)
+        trained[name] = model
+        command = (f"python -c \"from xaicompare.models.zoo import train_zoo; "
+                   f"train_zoo('{out}', seed={seed}, epochs={epochs!r}, n_train={n_train}, "
+                   f"n_test={n_test}, names={list(chosen)!r})\"")
+        index["models"][name] = {
+            "file": file, "arch": spec["arch"], "kwargs": spec["kwargs"],
+            "family": spec["family"], "input_size": spec["input_size"],
+            "mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(),
+            "test_accuracy": round(acc, 4), "epochs": n_epochs, "teacher": teacher_name,
+            "seed": seed, "train_seconds": round(seconds, 1), "weights_id": model.weights_id,
+            "command": command,
+        }
+        if log:
+            log(f"{name}: test accuracy {acc:.3f} after {n_epochs} epochs ({seconds:.0f}s)")
+        (out / ZOO_INDEX).write_text(json.dumps(index, indent=2))  # after each model: resumable
+    index["total_seconds"] = round(time.perf_counter() - start, 1)
+    (out / ZOO_INDEX).write_text(json.dumps(index, indent=2))
+    return index
+
+
+def _epochs_for(name: str, spec: dict[str, Any], epochs: int | dict[str, int] | None) -> int:
+    if epochs is None:
+        return int(spec["epochs"])
+    if isinstance(epochs, dict):
+        return int(epochs.get(name, spec["epochs"]))
+    return int(epochs)
+
+
+def _load_teacher(folder: Path, name: str) -> LoadedModel:
+    path = folder / f"{name}.safetensors"
+    if not path.is_file():
+        raise UserError(f"zoo model needs teacher '{name}'; train it first (names=[..., '{name}'])")
+    return load_model(path, class_indices=None, probe=False)
+
+
+def finetune(
+    model_name: str,
+    dataset: Any,
+    epochs: int = 1,
+    *,
+    pretrained: bool = True,
+    weights: str | None = None,
+    checkpoint: str | Path | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    input_size: int | None = None,
+    seed: int = 0,
+    max_images: int | None = None,
+    progress: bool = False,
+    **model_kwargs: Any,
+) -> LoadedModel:
+    """Fine-tune a timm model with a new head for `dataset`'s classes (all weights train).
+
+    dataset: ImageSet-like (`load(indices)` -> float [N,3,H,W] in [0,1], `labels`,
+    `class_names`). Returns the trained LoadedModel; save it with `save_model`.
+    """
+    labels = getattr(dataset, "labels", None)
+    if labels is None or len(dataset) == 0:
+        raise UserError(f"fine-tuning needs a labelled, non-empty dataset; got {dataset!r}")
+    n = len(dataset) if max_images is None else min(len(dataset), int(max_images))
+    class_names = list(dataset.class_names)
+    model = load_model(model_name, pretrained=pretrained, weights=weights, checkpoint=checkpoint,
+                       class_indices=None, input_size=input_size, probe=False, **model_kwargs)
+    model.net.reset_classifier(len(class_names))
+    model.metadata["num_classes"] = len(class_names)
+    images = dataset.load(range(n)).float()
+    targets = torch.as_tensor(labels[:n], dtype=torch.long)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
+    fit(model, images, targets, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+        log=log)
+    from .checkpoints import weights_hash
+
+    model.weights_id = weights_hash(model.net)
+    model.class_names = tuple(class_names)
+    return model

@@ -1,0 +1,64 @@
+"""Figures, explanation atlases and the self-contained HTML report.
+
+Every plotting function takes `ax=None` (or `axes=`) and returns the matplotlib Figure;
+nothing calls pyplot.show, so figures embed in notebooks and in your own layouts.
+"""
+
+from .atlas import (
+    plot_atlas,
+    plot_depth_atlas,
+    robust_scale,
+    write_atlas_pages,
+    write_disagreement_atlas,
+)
+from .figures_diversity import (
+    plot_gain_vs_diversity,
+    plot_localisation,
+    plot_reliability_diagram,
+    plot_retention_curves,
+)
+from .figures_matrix import plot_dissimilarity_heatmap, plot_interval_heatmap, plot_matrix_heatmap
+from .figures_structure import (
+    plot_community_graph,
+    plot_dendrogram,
+    plot_embedding,
+    plot_similarity_histograms,
+)
+from .html import build_report, frame_to_table
+from .style import (
+    DIVERGING_CMAP,
+    FAMILY_COLORS,
+    OKABE_ITO,
+    SEQUENTIAL_CMAP,
+    family_palette,
+    paper_style,
+    save_figure,
+)
+
+__all__ = [
+    "DIVERGING_CMAP",
+    "FAMILY_COLORS",
+    "OKABE_ITO",
+    "SEQUENTIAL_CMAP",
+    "build_report",
+    "family_palette",
+    "frame_to_table",
+    "paper_style",
+    "plot_atlas",
+    "plot_community_graph",
+    "plot_dendrogram",
+    "plot_depth_atlas",
+    "plot_dissimilarity_heatmap",
+    "plot_embedding",
+    "plot_gain_vs_diversity",
+    "plot_interval_heatmap",
+    "plot_localisation",
+    "plot_matrix_heatmap",
+    "plot_reliability_diagram",
+    "plot_retention_curves",
+    "plot_similarity_histograms",
+    "robust_scale",
+    "save_figure",
+    "write_atlas_pages",
+    "write_disagreement_atlas",
+]

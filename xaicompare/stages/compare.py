@@ -1,0 +1,74 @@
+"""Compare stage: every model pair's explanation similarity, per method and metric.
+
+Writes  tables/similarity/<method>/<metric>_<summary>.csv   (labelled, with provenance)
+        arrays/similarity/<method>__<metric>.npz            (per-image values [M, M, N])
+        tables/localisation.csv   (where the dataset has object masks, e.g. shapes)
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from ..compare import CompareOptions, similarity_matrix, write_table_csv
+from ..compare.localisation import localisation_scores
+from .paths import array_path, table_path
+
+log = logging.getLogger("xaicompare")
+
+SUMMARIES = ("mean", "std", "median", "dissimilarity", "n", "n_degenerate")
+
+
+def compare_options(study) -> CompareOptions:
+    cfg = study.config.compare
+    return CompareOptions(normalization=cfg.normalization, resolution=cfg.resolution,
+                          degenerate=cfg.degenerate, filter=cfg.filter or "all")
+
+
+def run_compare(study) -> dict:
+    """Similarity matrices for every method x metric; returns {(method, metric): result}."""
+    cfg = study.config.compare
+    options = compare_options(study)
+    preds = study.read_logits().argmax(-1)
+    labels = study.dataset.labels
+    masks = study.dataset.masks(range(len(study.dataset)))
+    results, localisation = {}, []
+    for method in study.config.methods:
+        maps = study.read_maps(method)
+        if masks is not None:
+            localisation += localisation_rows(study, method, maps, masks.numpy())
+        for metric in cfg.metrics:
+            result = similarity_matrix(
+                maps, metric, options, names=study.model_names, preds=preds, labels=labels,
+                **cfg.metric_options.get(metric, {}))
+            provenance = {"method": method, **result.provenance()}
+            for summary in SUMMARIES:
+                write_table_csv(getattr(result, summary),
+                                table_path(study, "similarity", method, f"{metric}_{summary}"),
+                                provenance)
+            np.savez(array_path(study, "similarity", f"{method}__{metric}"),
+                     per_image=result.per_image.astype(np.float32),
+                     names=np.asarray(study.model_names), ids=np.asarray(study.dataset.ids))
+            if len(result.degenerate):
+                log.warning("%s/%s: %d degenerate maps (excluded by rule '%s')", method, metric,
+                            len(result.degenerate), options.degenerate)
+                write_table_csv(result.degenerate,
+                                table_path(study, "similarity", method, "degenerate_maps"),
+                                provenance)
+            results[(method, metric)] = result
+    if localisation:
+        write_table_csv(pd.DataFrame(localisation), table_path(study, "localisation"),
+                        {"pointing_game": "argmax of the map inside the object mask",
+                         "mass_in_mask": "share of positive attribution inside the mask",
+                         "mask_area": "chance level of both scores"})
+    return results
+
+
+
+def localisation_rows(study, method: str, maps: np.ndarray, masks: np.ndarray) -> list[dict]:
+    """Does each model's explanation point at the object (masks known, e.g. shapes)?"""
+    return [{"model": name, "family": study.families[name], "method": method,
+             **localisation_scores(model_maps, masks)}
+            for name, model_maps in zip(study.model_names, maps, strict=True)]
