@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chromium", help="path to the Chromium binary")
     parser.add_argument("--height", type=int, default=2400, help="full screenshot height (px)")
     args = parser.parse_args(argv)
-    problems = check_report(args.report, args.screenshot_dir, args.chromium,
-                            screenshot_height=args.height)  # fmt: skip
+    problems = check_report(
+        args.report, args.screenshot_dir, args.chromium, screenshot_height=args.height
+    )
     for problem in problems:
         print(f"FAIL: {problem}", file=sys.stderr)
     if not problems:

@@ -26,7 +26,8 @@ def images(batch=3):
 
 
 def captum_cam(model, x, target):
-    return LayerGradCam(model, model.cam_layer).attribute(x, target=target)[:, 0]
+    return LayerGradCam(model, model.cam_layer).attribute(x, target=target,
+                                                          relu_attributions=True)[:, 0]
 
 
 def test_registered_methods():

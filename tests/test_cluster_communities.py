@@ -60,7 +60,13 @@ def test_dissimilarity_weights_are_one_minus_d(W):
 
 def test_resolution_sweep_reports_changes(W):
     sweep = resolution_sweep(W, [0.01, 1.0, 20.0], seed=0)
-    assert list(sweep.columns) == ["resolution", "n_communities", "modularity", "ari_vs_previous", "partition"]
+    assert list(sweep.columns) == [
+        "resolution",
+        "n_communities",
+        "modularity",
+        "ari_vs_previous",
+        "partition",
+    ]
     assert sweep["n_communities"].tolist()[0] == 1 and sweep["n_communities"].tolist()[1] == 3
     assert sweep["n_communities"].tolist()[2] == 9  # every model alone
     assert np.isnan(sweep["ari_vs_previous"][0])
@@ -73,7 +79,9 @@ def test_resolution_sweep_reports_changes(W):
 def test_csv_to_cluster_to_cut_to_communities_pipeline(tmp_path, W):
     D = pd.DataFrame(1 - W.to_numpy() - np.eye(9) * 0.0, index=LABELS, columns=LABELS)
     D = D.where(~np.eye(9, dtype=bool), 0.0)
-    path = write_table_csv(D, tmp_path / "d.csv", {"method": "gradcam", "metric": "cosine", "n_images": 10})
+    path = write_table_csv(
+        D, tmp_path / "d.csv", {"method": "gradcam", "metric": "cosine", "n_images": 10}
+    )
     loaded = read_matrix_csv(path)
     assert loaded.attrs["provenance"] == {"method": "gradcam", "metric": "cosine", "n_images": 10}
     assert np.allclose(loaded.to_numpy(), D.to_numpy()) and list(loaded.index) == LABELS

@@ -54,7 +54,9 @@ def test_p_value_matches_exact_enumeration(statistic):
     observed = stat(groups)
     perms = [stat(groups[list(p)]) for p in itertools.permutations(range(6))]
     exact = np.mean(np.array(perms) >= observed - 1e-10)
-    result = family_permutation_test(frame(D), list(groups), n_permutations=5000, seed=0, statistic=statistic)
+    result = family_permutation_test(
+        frame(D), list(groups), n_permutations=5000, seed=0, statistic=statistic
+    )
     assert result["statistic"] == pytest.approx(observed)
     assert result["p_value"] == pytest.approx(exact, abs=0.025)
 
@@ -76,7 +78,9 @@ def test_no_structure_gives_roughly_uniform_p(statistic):
     rng = np.random.default_rng(3)
     families = ["a"] * 4 + ["b"] * 4
     pvalues = [
-        family_permutation_test(frame(squareform(pdist(rng.normal(size=(8, 4))))), families, 99, s, statistic)["p_value"]
+        family_permutation_test(
+            frame(squareform(pdist(rng.normal(size=(8, 4))))), families, 99, s, statistic
+        )["p_value"]
         for s in range(150)
     ]
     assert 0.4 < np.mean(pvalues) < 0.6

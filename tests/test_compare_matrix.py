@@ -36,7 +36,7 @@ def cos(x, y):
 
 
 def classes(x):
-    return ((minmax(x) >= 0.4).astype(int) + (minmax(x) >= 0.7).astype(int))
+    return (minmax(x) >= 0.4).astype(int) + (minmax(x) >= 0.7).astype(int)
 
 
 def topk_agreement(x, y, k=4):
@@ -84,7 +84,9 @@ def test_rbf_median_sigma_over_distinct_pairs(maps):
     result = similarity_matrix(maps, "rbf", sigma="median")
     dists = [
         np.sqrt(np.mean((maps[i, n] - maps[j, n]) ** 2))
-        for i in range(M) for j in range(i + 1, M) for n in range(N)
+        for i in range(M)
+        for j in range(i + 1, M)
+        for n in range(N)
     ]
     sigma = np.median(dists)
     assert result.params["sigma"] == pytest.approx(sigma)
@@ -135,9 +137,17 @@ def test_filters_from_predictions(maps):
     assert both[0, 1].tolist() == [True, True, True, False, False]
     assert image_filter("all_agree", preds).tolist() == [True, True, False, False, False]
     assert image_filter("disagree", preds).tolist() == [False, False, True, True, True]
-    assert image_filter("both_same_prediction", preds)[0, 2].tolist() == [True, True, False, True, True]
+    assert image_filter("both_same_prediction", preds)[0, 2].tolist() == [
+        True,
+        True,
+        False,
+        True,
+        True,
+    ]
 
-    result = similarity_matrix(maps, "cosine", {"filter": "both_correct"}, preds=preds, labels=labels)
+    result = similarity_matrix(
+        maps, "cosine", {"filter": "both_correct"}, preds=preds, labels=labels
+    )
     assert result.n.to_numpy()[0, 1] == 3 and result.n_filtered.to_numpy()[0, 1] == 2
     assert np.isnan(result.per_image[0, 1, 3:]).all()
     assert result.options["filter"] == "both_correct"
@@ -175,7 +185,9 @@ def test_superpixel_matrix_matches_pairwise(maps):
 def test_summary_and_provenance(maps):
     result = similarity_matrix(maps, "kappa", {"normalization": "abs"}, names=NAMES, top_p=[20])
     table = result.summary()
-    assert len(table) == M * M and {"model_a", "model_b", "dissimilarity", "n"} <= set(table.columns)
+    assert len(table) == M * M and {"model_a", "model_b", "dissimilarity", "n"} <= set(
+        table.columns
+    )
     prov = result.provenance()
     assert prov["metric"] == "kappa" and prov["metric.top_p"] == [20.0]
     assert prov["normalization"] == "abs" and prov["n_images"] == N

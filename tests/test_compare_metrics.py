@@ -37,7 +37,10 @@ def test_cosine_identical_orthogonal_and_hand(pair):
     e2 = np.zeros((1, 4, 4))
     e2[0, 3, 3] = 2
     assert similarity(e1, e2)[0] == pytest.approx(0.0)
-    expected = [np.dot(x.ravel(), y.ravel()) / np.linalg.norm(x) / np.linalg.norm(y) for x, y in zip(a, b)]
+    expected = [
+        np.dot(x.ravel(), y.ravel()) / np.linalg.norm(x) / np.linalg.norm(y)
+        for x, y in zip(a, b, strict=True)
+    ]
     assert np.allclose(similarity(a, b, "cosine"), expected)
 
 
@@ -54,12 +57,21 @@ def test_numpy_in_numpy_out_torch_in_torch_out(pair):
 
 def test_pearson_and_spearman_match_scipy(pair):
     a, b = pair
-    assert np.allclose(similarity(a, b, "pearson"), [pearsonr(x.ravel(), y.ravel())[0] for x, y in zip(a, b)])
-    assert np.allclose(similarity(a, b, "spearman"), [spearmanr(x.ravel(), y.ravel())[0] for x, y in zip(a, b)])
+    assert np.allclose(
+        similarity(a, b, "pearson"),
+        [pearsonr(x.ravel(), y.ravel())[0] for x, y in zip(a, b, strict=True)],
+    )
+    assert np.allclose(
+        similarity(a, b, "spearman"),
+        [spearmanr(x.ravel(), y.ravel())[0] for x, y in zip(a, b, strict=True)],
+    )
     # with many ties (integer maps), average ranks must match scipy too
     rng = np.random.default_rng(1)
-    ta, tb = rng.integers(0, 4, (5, 6, 6)).astype(float), rng.integers(0, 4, (5, 6, 6)).astype(float)
-    expected = [spearmanr(x.ravel(), y.ravel())[0] for x, y in zip(ta, tb)]
+    ta, tb = (
+        rng.integers(0, 4, (5, 6, 6)).astype(float),
+        rng.integers(0, 4, (5, 6, 6)).astype(float),
+    )
+    expected = [spearmanr(x.ravel(), y.ravel())[0] for x, y in zip(ta, tb, strict=True)]
     assert np.allclose(similarity(ta, tb, "spearman"), expected)
 
 
@@ -70,7 +82,7 @@ def rms(x, y):
 def test_rbf_fixed_sigma_hand_and_resolution_independent(pair):
     a, b = pair
     sigma = 0.7
-    expected = [math.exp(-rms(x, y) ** 2 / (2 * sigma**2)) for x, y in zip(a, b)]
+    expected = [math.exp(-(rms(x, y) ** 2) / (2 * sigma**2)) for x, y in zip(a, b, strict=True)]
     assert np.allclose(similarity(a, b, "rbf", sigma=sigma), expected)
     # 2x nearest upsampling keeps the RMS difference, so the value must not change
     up = lambda x: x.repeat(2, axis=1).repeat(2, axis=2)  # noqa: E731
@@ -80,10 +92,12 @@ def test_rbf_fixed_sigma_hand_and_resolution_independent(pair):
 def test_rbf_median_sigma_is_recorded(pair):
     a, b = pair
     values, details = similarity(a, b, "rbf", sigma="median", return_details=True)
-    sigma = np.median([rms(x, y) for x, y in zip(a, b)])
+    sigma = np.median([rms(x, y) for x, y in zip(a, b, strict=True)])
     assert details.params["sigma"] == pytest.approx(sigma)
     assert details.params["sigma_rule"] == "median"
-    assert np.allclose(values, [math.exp(-rms(x, y) ** 2 / (2 * sigma**2)) for x, y in zip(a, b)])
+    assert np.allclose(
+        values, [math.exp(-(rms(x, y) ** 2) / (2 * sigma**2)) for x, y in zip(a, b, strict=True)]
+    )
 
 
 @pytest.mark.parametrize("thresholds", [[0.5], [0.4, 0.7]])
@@ -93,7 +107,7 @@ def test_kappa_absolute_thresholds_match_sklearn(pair, thresholds):
     def classes(x):
         return sum((minmax(x) >= t).astype(int) for t in thresholds).ravel()
 
-    expected = [cohen_kappa_score(classes(x), classes(y)) for x, y in zip(a, b)]
+    expected = [cohen_kappa_score(classes(x), classes(y)) for x, y in zip(a, b, strict=True)]
     assert np.allclose(similarity(a, b, "kappa", thresholds=thresholds), expected)
     pooled = cohen_kappa_score(
         np.concatenate([classes(x) for x in a]), np.concatenate([classes(y) for y in b])
@@ -112,7 +126,10 @@ def test_kappa_top_p_uses_rank_thresholds_independent_of_scale(pair):
         return labels
 
     for p_list in ([25], [10, 30]):
-        expected = [cohen_kappa_score(classes(x, p_list), classes(y, p_list)) for x, y in zip(a, b)]
+        expected = [
+            cohen_kappa_score(classes(x, p_list), classes(y, p_list))
+            for x, y in zip(a, b, strict=True)
+        ]
         got = similarity(a, b, "kappa", top_p=p_list)
         assert np.allclose(got, expected)
         # a monotone rescaling of one side changes nothing with percentage thresholds
@@ -138,10 +155,10 @@ def test_topk_feature_and_sign_agreement_by_hand(pair):
     def top(x):
         return set(np.argsort(-np.abs(x.ravel()))[:k])
 
-    feature = [len(top(x) & top(y)) / k for x, y in zip(a, b)]
+    feature = [len(top(x) & top(y)) / k for x, y in zip(a, b, strict=True)]
     sign = [
         sum(np.sign(x.ravel()[f]) == np.sign(y.ravel()[f]) for f in top(x) & top(y)) / k
-        for x, y in zip(a, b)
+        for x, y in zip(a, b, strict=True)
     ]
     assert np.allclose(similarity(a, b, "topk", k=k), feature)
     assert np.allclose(similarity(a, b, "topk_sign", k=k), sign)
@@ -157,7 +174,9 @@ def test_dissimilarity_formula_and_aggregate():
     assert summary["mean"] == pytest.approx(0.6)
     assert summary["median"] == pytest.approx(0.6)
     assert summary["std"] == pytest.approx(np.std([0.2, 0.6, 1.0]))
-    assert summary["dissimilarity"] == pytest.approx(math.sqrt(0.4**2 + np.std([0.2, 0.6, 1.0]) ** 2))
+    assert summary["dissimilarity"] == pytest.approx(
+        math.sqrt(0.4**2 + np.std([0.2, 0.6, 1.0]) ** 2)
+    )
     assert np.isnan(aggregate([np.nan])["mean"]) and aggregate([np.nan])["n"] == 0
 
 
@@ -182,7 +201,9 @@ def test_degenerate_maps_are_reported_never_silently_zero(pair):
 def test_abs_normalization_making_a_map_constant_is_degenerate():
     a = np.array([[1.0, -1.0, 1.0, -1.0]])
     b = np.array([[1.0, 2.0, 3.0, 4.0]])
-    values, details = similarity(a, b, "kappa", options={"normalization": "abs"}, return_details=True)
+    values, details = similarity(
+        a, b, "kappa", options={"normalization": "abs"}, return_details=True
+    )
     assert np.isnan(values[0])
     assert details.degenerate[0]["reason"] == "degenerate after normalization"
 
@@ -215,7 +236,7 @@ def test_superpixel_resolution_is_mean_per_segment(pair):
 
     expected = [
         np.dot(means(x, s), means(y, s)) / np.linalg.norm(means(x, s)) / np.linalg.norm(means(y, s))
-        for x, y, s in zip(a, b, segments)
+        for x, y, s in zip(a, b, segments, strict=True)
     ]
     got = similarity(a, b, options={"resolution": "superpixels"}, segments=segments)
     assert np.allclose(got, expected)
@@ -229,7 +250,7 @@ def test_pixel_resolution_area_is_block_mean(pair):
     def blocks(x):
         return x.reshape(4, 2, 4, 2).mean(axis=(1, 3)).ravel()
 
-    expected = [np.corrcoef(blocks(x), blocks(y))[0, 1] for x, y in zip(a, b)]
+    expected = [np.corrcoef(blocks(x), blocks(y))[0, 1] for x, y in zip(a, b, strict=True)]
     options = CompareOptions(resolution="pixels", size=(4, 4), resample="area")
     assert np.allclose(similarity(a, b, "pearson", options=options), expected)
     assert options.to_dict()["size"] == [4, 4]

@@ -180,6 +180,18 @@ def _check_names(config: StudyConfig) -> None:
                 f"compare.metrics[{i}]: unknown metric '{metric}'{did_you_mean(metric, choices)}; "
                 f"accepted: {', '.join(choices)}"
             )
+    from .diversity import CORRUPTIONS
+
+    for i, name in enumerate(config.diversity.corruptions):
+        if name not in CORRUPTIONS:
+            choices = CORRUPTIONS.names()
+            raise UserError(
+                f"diversity.corruptions[{i}]: unknown corruption '{name}'"
+                f"{did_you_mean(name, choices)}; accepted: {', '.join(choices)}"
+            )
+    for i, severity in enumerate(config.diversity.severities):
+        if severity not in range(1, 6):
+            raise UserError(f"diversity.severities[{i}]: got {severity}; accepted: 1 to 5")
     for i, model in enumerate(config.models):
         _check_model_source(model, f"models[{i}]")
 

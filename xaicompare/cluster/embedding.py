@@ -24,7 +24,9 @@ def _fix_signs(coords: np.ndarray) -> np.ndarray:
 
 
 def _frame(coords: np.ndarray, labels, attrs: dict) -> pd.DataFrame:
-    df = pd.DataFrame(coords, index=list(labels), columns=[f"dim{i + 1}" for i in range(coords.shape[1])])
+    df = pd.DataFrame(
+        coords, index=list(labels), columns=[f"dim{i + 1}" for i in range(coords.shape[1])]
+    )
     df.attrs.update(attrs)
     return df
 
@@ -41,7 +43,9 @@ def classical_mds(D: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndar
     return _fix_signs(vectors[:, :n_components] * np.sqrt(top)), eigenvalues
 
 
-def mds(D: pd.DataFrame, n_components: int = 2, method: str = "classical", seed: int = 0) -> pd.DataFrame:
+def mds(
+    D: pd.DataFrame, n_components: int = 2, method: str = "classical", seed: int = 0
+) -> pd.DataFrame:
     """Embed models so that Euclidean distances approximate D -> DataFrame [models, dims].
 
     classical: Torgerson MDS (deterministic; `seed` unused); attrs hold the eigenvalues and
@@ -53,7 +57,9 @@ def mds(D: pd.DataFrame, n_components: int = 2, method: str = "classical", seed:
     if not isinstance(n_components, int) or not 1 <= n_components < n:
         raise UserError(f"n_components={n_components!r} is not accepted; accepted: 1..{n - 1}")
     if method not in MDS_METHODS:
-        raise UserError(f"mds method={method!r} is not accepted; accepted: {', '.join(MDS_METHODS)}")
+        raise UserError(
+            f"mds method={method!r} is not accepted; accepted: {', '.join(MDS_METHODS)}"
+        )
     values = (D.to_numpy() + D.to_numpy().T) / 2
     if method == "classical":
         coords, eigenvalues = classical_mds(values, n_components)
@@ -65,13 +71,27 @@ def mds(D: pd.DataFrame, n_components: int = 2, method: str = "classical", seed:
                 UserWarning,
                 stacklevel=2,
             )
-        kept = float(np.clip(eigenvalues[:n_components], 0, None).sum() / positive) if positive > 0 else float("nan")
-        return _frame(coords, D.index, {"method": "classical", "eigenvalues": eigenvalues.tolist(), "explained": kept})
+        kept = (
+            float(np.clip(eigenvalues[:n_components], 0, None).sum() / positive)
+            if positive > 0
+            else float("nan")
+        )
+        return _frame(
+            coords,
+            D.index,
+            {"method": "classical", "eigenvalues": eigenvalues.tolist(), "explained": kept},
+        )
     params = inspect.signature(MDS).parameters
-    kwargs = {"metric": "precomputed", "metric_mds": True, "init": "random"} if "metric_mds" in params else {"dissimilarity": "precomputed", "metric": True}
+    kwargs = (
+        {"metric": "precomputed", "metric_mds": True, "init": "random"}
+        if "metric_mds" in params
+        else {"dissimilarity": "precomputed", "metric": True}
+    )
     model = MDS(n_components=n_components, n_init=4, random_state=seed, **kwargs)
     coords = _fix_signs(model.fit_transform(values))
-    return _frame(coords, D.index, {"method": "smacof", "stress": float(model.stress_), "seed": seed})
+    return _frame(
+        coords, D.index, {"method": "smacof", "stress": float(model.stress_), "seed": seed}
+    )
 
 
 def pca_embedding(features, n_components: int = 2, names=None) -> pd.DataFrame:
@@ -96,4 +116,8 @@ def pca_embedding(features, n_components: int = 2, names=None) -> pd.DataFrame:
         raise UserError(f"n_components={n_components!r} is not accepted; accepted: 1..{limit}")
     pca = PCA(n_components=n_components, svd_solver="full")
     coords = _fix_signs(pca.fit_transform(values))
-    return _frame(coords, names, {"method": "pca", "explained_variance_ratio": pca.explained_variance_ratio_.tolist()})
+    return _frame(
+        coords,
+        names,
+        {"method": "pca", "explained_variance_ratio": pca.explained_variance_ratio_.tolist()},
+    )

@@ -60,7 +60,9 @@ def family_permutation_test(
     permuted over models. families: {model: family} or a list in D's label order.
     """
     if statistic not in STATISTICS:
-        raise UserError(f"statistic={statistic!r} is not accepted; accepted: {', '.join(STATISTICS)}")
+        raise UserError(
+            f"statistic={statistic!r} is not accepted; accepted: {', '.join(STATISTICS)}"
+        )
     if not isinstance(n_permutations, int) or n_permutations < 1:
         raise UserError(f"n_permutations={n_permutations!r} must be an int >= 1")
     D = check_dissimilarity(D)
@@ -101,4 +103,6 @@ def adjusted_rand_index(clusters: dict, families: dict) -> float:
             f"{sorted(set(families) - set(clusters))}"
         )
     models = sorted(clusters)
-    return float(adjusted_rand_score([str(families[m]) for m in models], [str(clusters[m]) for m in models]))
+    return float(
+        adjusted_rand_score([str(families[m]) for m in models], [str(clusters[m]) for m in models])
+    )

@@ -65,7 +65,9 @@ class Tree:
             raise UserError("Tree.cut needs exactly one of k= or height=")
         if k is not None:
             if not isinstance(k, int | np.integer) or not 1 <= k <= len(self.labels):
-                raise UserError(f"k={k!r} is not accepted; accepted: an int in 1..{len(self.labels)}")
+                raise UserError(
+                    f"k={k!r} is not accepted; accepted: an int in 1..{len(self.labels)}"
+                )
             ids = fcluster(self.linkage, k, criterion="maxclust")
         else:
             if not np.isfinite(height) or height < 0:
@@ -81,7 +83,9 @@ def cluster(D: pd.DataFrame, method: str = "average") -> Tree:
     three assume Euclidean distances; they warn when D is not Euclidean.
     """
     if method not in LINKAGE_METHODS:
-        raise UserError(f"linkage method {method!r} is not accepted; accepted: {', '.join(LINKAGE_METHODS)}")
+        raise UserError(
+            f"linkage method {method!r} is not accepted; accepted: {', '.join(LINKAGE_METHODS)}"
+        )
     D = check_dissimilarity(D)
     if len(D) < 2:
         raise UserError(f"clustering needs at least 2 models, got {len(D)}")

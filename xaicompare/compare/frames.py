@@ -23,12 +23,16 @@ def check_square_frame(
     Rows and columns must carry the same labels (any order; columns are reordered to rows).
     """
     if not isinstance(df, pd.DataFrame):
-        raise UserError(f"{name} must be a pandas DataFrame (models x models), got {type(df).__name__}")
+        raise UserError(
+            f"{name} must be a pandas DataFrame (models x models), got {type(df).__name__}"
+        )
     if df.shape[0] != df.shape[1] or df.shape[0] == 0:
         raise UserError(f"{name} must be square and non-empty, got shape {df.shape}")
     rows, cols = [str(x) for x in df.index], [str(x) for x in df.columns]
     if len(set(rows)) != len(rows):
-        raise UserError(f"{name} has duplicate row labels: {sorted({r for r in rows if rows.count(r) > 1})}")
+        raise UserError(
+            f"{name} has duplicate row labels: {sorted({r for r in rows if rows.count(r) > 1})}"
+        )
     if set(rows) != set(cols):
         raise UserError(
             f"{name} row and column labels differ: only in rows {sorted(set(rows) - set(cols))}, "
@@ -52,7 +56,9 @@ def check_square_frame(
         )
     if zero_diagonal and not np.allclose(np.diag(values), 0, atol=atol, rtol=0):
         i = int(np.argmax(np.abs(np.diag(values))))
-        raise UserError(f"{name} must have a zero diagonal, but [{rows[i]}, {rows[i]}]={values[i, i]:g}")
+        raise UserError(
+            f"{name} must have a zero diagonal, but [{rows[i]}, {rows[i]}]={values[i, i]:g}"
+        )
     if non_negative and (values < -atol).any():
         i, j = np.unravel_index(np.argmin(values), values.shape)
         raise UserError(f"{name} must be non-negative, but [{rows[i]}, {rows[j]}]={values[i, j]:g}")

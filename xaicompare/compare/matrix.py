@@ -110,8 +110,21 @@ def _image_selection(options, preds, labels, image_mask, n_images):
     return options, index, mask
 
 
-def _compare(x, y, metric, options, names_x, names_y, segments, preds, labels, image_mask,
-             chunk_images, device, metric_options) -> SimilarityResult:
+def _compare(
+    x,
+    y,
+    metric,
+    options,
+    names_x,
+    names_y,
+    segments,
+    preds,
+    labels,
+    image_mask,
+    chunk_images,
+    device,
+    metric_options,
+) -> SimilarityResult:
     options = as_options(options)
     spec = METRICS.get(metric)
     params = spec.params(metric_options)
@@ -182,8 +195,21 @@ def similarity_matrix(
     """
     x, names = _stack(maps, names, "maps")
     names = _names(names, x.shape[0], "model")
-    return _compare(x, None, metric, options, names, names, segments, preds, labels,
-                    image_mask, chunk_images, device, metric_options)
+    return _compare(
+        x,
+        None,
+        metric,
+        options,
+        names,
+        names,
+        segments,
+        preds,
+        labels,
+        image_mask,
+        chunk_images,
+        device,
+        metric_options,
+    )
 
 
 def cross_method_similarity(
@@ -210,5 +236,18 @@ def cross_method_similarity(
     y, names_b = _stack(maps_b, names, "maps_b")
     names_a = _names(names_a, x.shape[0], "model")
     names_b = _names(names_b, y.shape[0], "model")
-    return _compare(x, y, metric, options, names_a, names_b, segments, preds, labels,
-                    image_mask, chunk_images, device, metric_options)
+    return _compare(
+        x,
+        y,
+        metric,
+        options,
+        names_a,
+        names_b,
+        segments,
+        preds,
+        labels,
+        image_mask,
+        chunk_images,
+        device,
+        metric_options,
+    )

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import UserError
 from ..registry import Registry
-from .preprocess import average_ranks
+from .preprocess import average_ranks, min_max
 
 
 @dataclass(frozen=True)
@@ -59,14 +59,16 @@ def _gram(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.einsum("mnd,knd->mkn", x, y)
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-
-
 @register_metric("cosine")
 def cosine(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    xn = _unit(x)
-    return _gram(xn, xn if y is x else _unit(y))
+    # Gram matrix of the raw maps, then divide by norms: one pass, no normalised copy.
+    gram = _gram(x, y)
+    if y is x:
+        norm_x = norm_y = gram.diagonal(dim1=0, dim2=1).T.sqrt()  # [M, n]
+    else:
+        norm_x = torch.linalg.vector_norm(x, dim=-1)
+        norm_y = torch.linalg.vector_norm(y, dim=-1)
+    return gram / (norm_x[:, None, :] * norm_y[None, :, :])
 
 
 @register_metric("pearson")
@@ -143,7 +145,11 @@ def _check_kappa(params: dict) -> dict:
     elif isinstance(thresholds, int | float):
         thresholds = [thresholds]
     thresholds = [float(t) for t in thresholds]
-    if not thresholds or any(not 0 < t <= 1 for t in thresholds) or sorted(set(thresholds)) != thresholds:
+    if (
+        not thresholds
+        or any(not 0 < t <= 1 for t in thresholds)
+        or sorted(set(thresholds)) != thresholds
+    ):
         raise UserError(
             f"kappa thresholds={params['thresholds']!r} is not accepted; accepted: increasing "
             "values in (0, 1] on min-max normalised maps, e.g. [0.5] or [0.4, 0.7]"
@@ -171,7 +177,7 @@ def binarize(x: torch.Tensor, thresholds=None, top_p=None) -> torch.Tensor:
             cut = torch.kthvalue(x, dim - n_top, dim=-1, keepdim=True).values
             labels += x > cut
         return labels
-    lo, hi = x.aminmax(dim=-1, keepdim=True)
+    lo, hi = min_max(x, keepdim=True)
     scaled = (x - lo) / (hi - lo)
     for t in thresholds:
         labels += scaled >= t

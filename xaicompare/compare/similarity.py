@@ -62,7 +62,9 @@ def similarity(
     a = _pair_stack(maps_a, "maps_a", options)
     b = _pair_stack(maps_b, "maps_b", options)
     if a.shape != b.shape:
-        raise UserError(f"maps_a {tuple(a.shape[1:])} and maps_b {tuple(b.shape[1:])} differ in shape")
+        raise UserError(
+            f"maps_a {tuple(a.shape[1:])} and maps_b {tuple(b.shape[1:])} differ in shape"
+        )
     segments = check_segments(segments, a, options)
     raw = compute_raw(a, b, spec, params, options, segments, chunk_images=max(1, a.shape[1]))
     done = finish(raw, spec, params, options, None, self_pairs=False, names_x=["a"], names_y=["b"])
@@ -101,7 +103,9 @@ def pooled_kappa(
     a = _pair_stack(maps_a, "maps_a", options)
     b = _pair_stack(maps_b, "maps_b", options)
     if a.shape != b.shape:
-        raise UserError(f"maps_a {tuple(a.shape[1:])} and maps_b {tuple(b.shape[1:])} differ in shape")
+        raise UserError(
+            f"maps_a {tuple(a.shape[1:])} and maps_b {tuple(b.shape[1:])} differ in shape"
+        )
     segments = check_segments(segments, a, options)
     dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
     groups_a = to_features(a.to(dtype), options, segments)

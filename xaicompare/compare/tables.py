@@ -31,7 +31,7 @@ def read_matrix_csv(path, *, symmetric: bool = True) -> pd.DataFrame:
             break
         body_start += 1
         if line.startswith(_PROVENANCE_PREFIX):
-            key, _, value = line[len(_PROVENANCE_PREFIX):].strip().partition("=")
+            key, _, value = line[len(_PROVENANCE_PREFIX) :].strip().partition("=")
             provenance[key] = json.loads(value) if value else None
     try:
         df = pd.read_csv(io.StringIO("".join(lines[body_start:])), index_col=0)

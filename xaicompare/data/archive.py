@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tarfile
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -32,7 +33,16 @@ def fetch_url(url: str, part: Path, *, progress: bool = True) -> None:
     if parsed.scheme not in ("http", "https"):
         raise UserError(f"cannot download '{url}': only http(s):// and file:// URLs are accepted")
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
-    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - scheme checked
+    try:
+        response = urllib.request.urlopen(request, timeout=60)  # noqa: S310 - scheme checked
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and start:
+            return  # nothing left to fetch: the partial file is already complete
+        raise UserError(f"download of '{url}' failed: HTTP {err.code} {err.reason}") from None
+    except urllib.error.URLError as err:
+        raise UserError(f"cannot reach '{url}' ({err.reason}); download the archive yourself "
+                        "and pass it with archive=... (or --archive)") from None
+    with response:
         if start and response.status != 206:
             start = 0  # the server ignored Range: start over rather than append twice
         total = response.length
@@ -67,6 +77,8 @@ def download(url: str, dest: Path, *, cache: Path, md5: str | None = None,
     interrupted run leaves a resumable .part file and never a half file under the real name.
     """
     cache.mkdir(parents=True, exist_ok=True)
+    if dest.is_file() and (md5 is None or file_md5(dest) == md5.lower()):
+        return dest  # finished by an earlier run (e.g. one whose extraction was interrupted)
     part = cache / (dest.name + ".part")
     if fetch is None:
         fetch_url(url, part, progress=progress)

@@ -71,8 +71,9 @@ def open_rgb(path: str | Path, *, draft_size: int | None = None,
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise BadImageError(path, f"decompression bomb refused: {err}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
-        # PIL reports truncation as OSError("image file is truncated ...").
-        raise BadImageError(path, f"cannot decode ({err})") from None
+        # PIL reports truncation as OSError("image file is truncated ...") or similar.
+        kind = "truncated file" if "truncat" in str(err).lower() else "cannot decode"
+        raise BadImageError(path, f"{kind} ({err})") from None
 
 
 def _load_strict(im: Image.Image) -> None:

@@ -9,7 +9,8 @@ first n images of a larger set equal a set of n.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ SHAPE_NAMES = ("disc", "square", "triangle", "star", "cross", "ring", "crescent"
 TEXTURE_NAMES = ("flat", "noise", "stripes", "checkerboard", "dots", "gradient", "blotches",
                  "rings")
 CHUNK = 512
-RADIUS_RANGE = (0.22, 0.34)  # circumradius as a fraction of the image side
+RADIUS_RANGE = (0.26, 0.40)  # circumradius as a fraction of the image side
 CUE_STRENGTH = 0.9  # cue-conflict train split: P(object texture == label mod T)
 
 
@@ -49,7 +50,7 @@ def _polygon(u: torch.Tensor, v: torch.Tensor, n: int, apothem: float) -> torch.
     return rho * torch.cos(folded) <= apothem
 
 
-def _star(u: torch.Tensor, v: torch.Tensor, n: int = 5, inner: float = 0.45) -> torch.Tensor:
+def _star(u: torch.Tensor, v: torch.Tensor, n: int = 5, inner: float = 0.5) -> torch.Tensor:
     """n-pointed star: inside the triangle (origin, tip, inner vertex) after angle folding."""
     rho, phi = torch.hypot(u, v), torch.atan2(v, u)
     half = math.pi / n
@@ -70,7 +71,7 @@ SHAPE_FUNCTIONS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
     "ring": lambda u, v: (u * u + v * v <= 1.0) & (u * u + v * v >= 0.55**2),
     "crescent": lambda u, v: (u * u + v * v <= 1.0) & ((u - 0.5) ** 2 + v * v >= 0.75**2),
     "ellipse": lambda u, v: u * u + (v / 0.45) ** 2 <= 1.0,
-    "diamond": lambda u, v: u.abs() + v.abs() / 0.55 <= 1.0,
+    "diamond": lambda u, v: u.abs() + v.abs() / 0.6 <= 1.0,
     "semicircle": lambda u, v: (u * u + (v + 0.4) ** 2 <= 1.0) & (v + 0.4 >= 0),
     "hexagon": lambda u, v: _polygon(u, v, 6, math.cos(math.pi / 6)),
     "L-shape": lambda u, v: (torch.maximum(u.abs(), v.abs()) <= 0.72) & ((u < -0.1) | (v < -0.1)),
@@ -196,6 +197,17 @@ def _render(p: dict[str, torch.Tensor], size: int) -> tuple[torch.Tensor, torch.
 RENDER_BLOCK = 64  # images rendered together: small enough for temporaries to stay in cache
 
 
+@contextmanager
+def _single_threaded() -> Iterator[None]:
+    """Per-op work is small; on a busy CPU intra-op threads cost far more than they give."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def make_shapes(n: int, *, split: str = "train", size: int = 64, n_classes: int = 10,
                 seed: int = 0, cue_conflict: bool = False) -> ShapesBatch:
     """`n` synthetic images of `n_classes` shapes with exact masks, deterministic from seed.
@@ -215,20 +227,17 @@ def make_shapes(n: int, *, split: str = "train", size: int = 64, n_classes: int 
     masks = torch.empty(n, size, size, dtype=torch.bool)
     meta: dict[str, list[np.ndarray]] = {k: [] for k in ("labels", "obj_tex", "bg_tex", "cx",
                                                           "cy", "radius", "angle")}
-    for chunk, start in enumerate(range(0, n, CHUNK)):
-        drawn = _draw_params(_chunk_rng(seed, split, chunk), split=split, size=size,
-                             n_classes=n_classes, cue_conflict=cue_conflict)
-        count = min(CHUNK, n - start)
-        for key in meta:
-            meta[key].append(drawn[key][:count])
-        for block in range(0, count, RENDER_BLOCK):
-            stop = min(block + RENDER_BLOCK, count)
-            params = {k: torch.from_numpy(np.ascontiguousarray(v[block:stop]))
-                      for k, v in drawn.items()}
-            params = {k: v if k.endswith("tex") or k == "labels" else v.float()
-                      for k, v in params.items()}
-            images[start + block:start + stop], masks[start + block:start + stop] = \
-                _render(params, size)
+    with _single_threaded():
+        for chunk, start in enumerate(range(0, n, CHUNK)):
+            drawn = _draw_params(_chunk_rng(seed, split, chunk), split=split, size=size,
+                                 n_classes=n_classes, cue_conflict=cue_conflict)
+            count = min(CHUNK, n - start)
+            for key in meta:
+                meta[key].append(drawn[key][:count])
+            for block in range(0, count, RENDER_BLOCK):
+                stop = min(block + RENDER_BLOCK, count)
+                rows = slice(start + block, start + stop)
+                images[rows], masks[rows] = _render(_block_params(drawn, block, stop), size)
     cat = {k: np.concatenate(v) if v else np.zeros(0) for k, v in meta.items()}
     return ShapesBatch(
         images=images, masks=masks, labels=torch.from_numpy(cat["labels"]).long(),
@@ -236,4 +245,11 @@ def make_shapes(n: int, *, split: str = "train", size: int = 64, n_classes: int 
         background_texture=torch.from_numpy(cat["bg_tex"]).long(),
         class_names=list(SHAPE_NAMES[:n_classes]),
         centers=torch.from_numpy(np.stack([cat["cx"], cat["cy"]], axis=-1)).float().reshape(-1, 2),
-        radii=torch.from_numpy(cat["radius"]).float(), angles=torch.from_numpy(cat["angle"]).float())
+        radii=torch.from_numpy(cat["radius"]).float(),
+        angles=torch.from_numpy(cat["angle"]).float())
+
+
+def _block_params(drawn: dict[str, np.ndarray], start: int, stop: int) -> dict[str, torch.Tensor]:
+    block = {k: torch.from_numpy(np.ascontiguousarray(v[start:stop])) for k, v in drawn.items()}
+    return {k: v.long() if k in ("labels", "obj_tex", "bg_tex") else v.float()
+            for k, v in block.items()}

@@ -23,6 +23,8 @@ with a scaled radius below 1 pixel holds only its centre.
 
 from __future__ import annotations
 
+import functools
+import io
 import math
 import zlib
 from collections.abc import Callable
@@ -30,7 +32,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.io import decode_jpeg, encode_jpeg
+from PIL import Image
 
 from ..errors import UserError
 from ..registry import Registry
@@ -99,9 +101,10 @@ def _length_scale(x: torch.Tensor) -> float:
     return min(x.shape[-2:]) / REFERENCE_SIZE
 
 
-def _pad(x: torch.Tensor, radius: int) -> torch.Tensor:
+def _pad(x: torch.Tensor, radius: int, mode: str = "reflect") -> torch.Tensor:
     # reflect (OpenCV's default border) needs the pad smaller than the image; else replicate
-    mode = "reflect" if radius < min(x.shape[-2:]) else "replicate"
+    if mode == "reflect" and radius >= min(x.shape[-2:]):
+        mode = "replicate"
     return F.pad(x, (radius, radius, radius, radius), mode=mode)
 
 
@@ -165,7 +168,8 @@ def gaussian_blur(x: torch.Tensor, severity: int, rng: PerImageRandom) -> torch.
     radius = k1.numel() // 2
     weight = k1.expand(x.shape[1], 1, 1, k1.numel())
     # separable: along rows, then along columns (same result as the 2-D kernel, faster)
-    x = F.conv2d(_pad(x, radius), weight, groups=x.shape[1])  # height keeps its padding
+    # edge values repeat, as skimage.filters.gaussian(mode="nearest") in ImageNet-C
+    x = F.conv2d(_pad(x, radius, "replicate"), weight, groups=x.shape[1])  # rows stay padded
     return F.conv2d(x, weight.transpose(-1, -2), groups=x.shape[1])
 
 
@@ -183,9 +187,11 @@ def contrast(x: torch.Tensor, severity: int, rng: PerImageRandom) -> torch.Tenso
 
 @register_corruption("brightness")
 def brightness(x: torch.Tensor, severity: int, rng: PerImageRandom) -> torch.Tensor:
-    hsv = rgb_to_hsv(x)
-    v = (hsv[:, 2] + _param("brightness", severity)).clamp(0, 1)
-    return hsv_to_rgb(torch.stack([hsv[:, 0], hsv[:, 1], v], dim=1))
+    # ImageNet-C raises V in HSV with H and S fixed. Every RGB channel is v * (1 - s f(h)),
+    # so that is a rescaling of the pixel by v_new / v (black pixels become grey v_new).
+    v = x.amax(dim=1, keepdim=True)
+    v_new = (v + _param("brightness", severity)).clamp(0, 1)
+    return torch.where(v > 0, x * (v_new / torch.where(v > 0, v, torch.ones_like(v))), v_new)
 
 
 @register_corruption("saturate")
@@ -201,11 +207,17 @@ def saturate(x: torch.Tensor, severity: int, rng: PerImageRandom) -> torch.Tenso
 @register_corruption("jpeg_compression")
 def jpeg_compression(x: torch.Tensor, severity: int, rng: PerImageRandom) -> torch.Tensor:
     quality = _param("jpeg_compression", severity)
-    as_uint8 = (x.clamp(0, 1) * 255).round().to("cpu", torch.uint8)
-    decoded = [decode_jpeg(encode_jpeg(img, quality=quality)) for img in as_uint8]
-    return torch.stack(decoded).to(x.device, x.dtype) / 255.0
+    as_uint8 = (x.clamp(0, 1) * 255).round().to("cpu", torch.uint8).permute(0, 2, 3, 1).numpy()
+    decoded = []
+    for img in as_uint8:  # PIL, as ImageNet-C: encode at `quality`, decode
+        buffer = io.BytesIO()
+        Image.fromarray(img).save(buffer, "JPEG", quality=quality)
+        decoded.append(np.asarray(Image.open(buffer).convert("RGB")))
+    out = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2)
+    return out.to(x.device, x.dtype) / 255.0
 
 
+@functools.lru_cache(maxsize=64)
 def pil_box_matrix(in_size: int, out_size: int) -> torch.Tensor:
     """[out, in] weights of PIL's BOX resampling along one axis (Image.resize, BOX filter):
     each output pixel averages the input pixels whose centres fall in its box; when

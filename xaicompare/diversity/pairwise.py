@@ -176,6 +176,8 @@ def pairwise_matrix(
     "components", or true-class probabilities for "ce_diversity"; or any callable
     f(values[i], values[j]) -> float (evaluated on every ordered pair, diagonal included).
     Returns a numpy array, or a DataFrame indexed and columned by `names` when given.
+    error_consistency: the diagonal is 1, except for a model right (or wrong) on every
+    image, whose entries with equally degenerate models are NaN (with a RuntimeWarning).
     """
     x = as_numpy(values, "values", 2)
     names = check_names(names, x.shape[0])

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import UserError
 from ._arrays import ArrayLike, as_numpy, check_names
-from .corruptions import SEVERITIES, corrupt, list_corruptions
+from .corruptions import CORRUPTIONS, SEVERITIES, corrupt, list_corruptions
 
 ENSEMBLE_NAME = "ensemble"
 REQUIRED_COLUMNS = ("model", "corruption", "severity", "accuracy")
@@ -108,6 +108,13 @@ def evaluate_corruptions(
     if ENSEMBLE_NAME in named and ensemble:
         raise UserError(f"'{ENSEMBLE_NAME}' is reserved for the ensemble; rename that model")
     corruptions = list(corruptions) if corruptions is not None else list_corruptions()
+    if not corruptions:
+        raise UserError(f"corruptions is empty; choose from {list_corruptions()}")
+    for name in corruptions:
+        CORRUPTIONS.get(name)  # unknown names fail here, before any model runs
+    bad = [s for s in severities if s not in SEVERITIES]
+    if bad:
+        raise UserError(f"severities must be in {SEVERITIES}, got {bad}")
     y = torch.as_tensor(as_numpy(labels, "labels", 1)).long().cpu()
     n = images.shape[0]
     if y.shape[0] != n:

@@ -91,7 +91,7 @@ def _grid_size(net: nn.Module) -> tuple[int, int] | None:
 def _adapter_for(net: nn.Module) -> ActivationToNCHW:
     return ActivationToNCHW(
         channels_last=getattr(net, "output_fmt", "NCHW") == "NHWC",
-        num_prefix_tokens=int(getattr(net, "num_prefix_tokens", 0) or 0),
+        num_prefix_tokens=_num_prefix_tokens(net),
         grid_size=_grid_size(net),
     )
 
@@ -111,11 +111,26 @@ def candidate_layers(net: nn.Module, input_size: tuple[int, int] | None = None
     if not names:
         raise UserError(f"found no layer with a spatial output in {type(net).__name__}; "
                         "pass layer=<module name>")
+    # A ModuleList is never called itself: hook its last member instead.
+    names = [_called_name(n, modules) for n in names]
     last = modules[names[-1]]
-    if (names[-1].startswith("blocks.") and getattr(net, "num_prefix_tokens", 0)
-            and type(net).__name__ not in _PATCH_ONLY_BLOCKS and hasattr(last, "norm1")):
+    if (_num_prefix_tokens(net) and type(net).__name__ not in _PATCH_ONLY_BLOCKS
+            and hasattr(last, "norm1") and hasattr(last, "attn")):
         names[-1] = f"{names[-1]}.norm1"  # cls pooling: see the module docstring
     return [(n, modules[n]) for n in names]
+
+
+def _called_name(name: str, modules: dict[str, nn.Module]) -> str:
+    while isinstance(modules[name], nn.ModuleList) and len(modules[name]):
+        name = f"{name}.{len(modules[name]) - 1}"
+    return name
+
+
+def _num_prefix_tokens(net: nn.Module) -> int:
+    value = getattr(net, "num_prefix_tokens", None)
+    if value is None:  # older or third-party token models: one cls token if they have one
+        return 1 if getattr(net, "cls_token", None) is not None else 0
+    return int(value)
 
 
 def _spatial_outputs_in_order(net: nn.Module, input_size: tuple[int, int]) -> list[str]:
@@ -214,7 +229,7 @@ def probe_cam_layer(model: LoadedModel, layer: None | str | float | nn.Module = 
             else:
                 activation = captured[-1]
                 grad = torch.autograd.grad(logits[0].max(), activation, allow_unused=True)[0]
-                problem = _grid_problem(activation, grad, to_nchw)
+                problem = _grid_problem(activation, grad, to_nchw, _head_is_zero(model.net))
     finally:
         handle.remove()
     if problem is not None:
@@ -225,14 +240,23 @@ def probe_cam_layer(model: LoadedModel, layer: None | str | float | nn.Module = 
     return int(grid.shape[-2]), int(grid.shape[-1])
 
 
-def _grid_problem(activation: torch.Tensor, grad: torch.Tensor | None, to_nchw: ToNCHW
-                  ) -> str | None:
+def _grid_problem(activation: torch.Tensor, grad: torch.Tensor | None, to_nchw: ToNCHW,
+                  zero_head: bool = False) -> str | None:
     try:
         grid = to_nchw(activation)
     except ValueError as err:
         return f"gives an activation that is not a spatial grid ({err})"
     if grid.dim() != 4 or grid.shape[-1] * grid.shape[-2] <= 1:
         return f"gives shape {tuple(grid.shape)}, not a spatial grid [B,C,h,w] with h*w>1"
-    if grad is None or not bool(to_nchw(grad).abs().sum() > 0):
+    if (grad is None or not bool(to_nchw(grad).abs().sum() > 0)) and not zero_head:
         return "receives zero gradient from the top logit"
     return None
+
+
+def _head_is_zero(net: nn.Module) -> bool:
+    """True for a freshly initialised zero head (timm does that for some models): then
+    every layer gets zero gradient and the gradient check says nothing about the layer."""
+    get_classifier = getattr(net, "get_classifier", None)
+    head = get_classifier() if callable(get_classifier) else None
+    weights = [p for p in head.parameters() if p.dim() > 1] if isinstance(head, nn.Module) else []
+    return bool(weights) and all(not bool(w.any()) for w in weights)

@@ -236,6 +236,9 @@ def _class_indices(spec: str | Sequence[int] | None, n_outputs: int | None, mode
                    ) -> list[int] | None:
     if spec is None:
         return None
+    if n_outputs == 0:
+        raise UserError(f"model '{model}' has no classification head (num_classes=0); "
+                        "pass num_classes=<classes> or class_indices=None")
     if isinstance(spec, str):
         if spec not in CLASS_SUBSETS:
             raise unknown_name_error("class subset", spec, CLASS_SUBSETS)

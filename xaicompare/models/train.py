@@ -108,7 +108,7 @@ def fit(
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             optimizer.step()
             schedule.step()
-            running += float(loss) * len(rows)
+            running += loss.item() * len(rows)
             count += len(rows)
         if log is not None:
             log(f"{model.name}: epoch {epoch + 1}/{epochs} loss {running / count:.3f} "

@@ -60,6 +60,20 @@ def plot_gain_vs_diversity(
     return fig
 
 
+def _with_clean_anchor(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add retention 1.0 at severity 0 for each (model, corruption) curve that lacks it."""
+    groups = frame.groupby(["model", "corruption"], sort=False)
+    has_clean = groups["severity"].apply(lambda s: bool((s == 0).any()))
+    defined = groups["retention"].apply(lambda r: bool(r.notna().any()))
+    need = has_clean[~has_clean & defined].index
+    if len(need) == 0:
+        return frame
+    anchors = pd.DataFrame(list(need), columns=["model", "corruption"]).assign(
+        severity=0, retention=1.0
+    )
+    return pd.concat([frame, anchors], ignore_index=True)
+
+
 @paper_style
 def plot_retention_curves(
     table: pd.DataFrame,
@@ -72,6 +86,8 @@ def plot_retention_curves(
 
     Models named in `ensembles` are drawn thick and black-edged so they stand apart from the
     members. Pass `axes` (one per corruption, in sorted corruption order) to draw into yours.
+    Curves without a severity-0 row start from the clean point (0, 1), which retention is by
+    definition; a model whose retention is NaN everywhere gets no anchor.
     """
     columns = ["model", "corruption", "severity", "retention"]
     table = require_frame(table, "table", columns)
@@ -104,8 +120,8 @@ def plot_retention_curves(
         }
         for k, m in enumerate(models)
     }
-    frame = table.assign(
-        model=table["model"].astype(str), corruption=table["corruption"].astype(str)
+    frame = _with_clean_anchor(
+        table.assign(model=table["model"].astype(str), corruption=table["corruption"].astype(str))
     )
     for panel, corruption in zip(panels, corruptions, strict=True):
         sub = frame[frame["corruption"] == corruption]
@@ -206,12 +222,14 @@ def plot_localisation(
 ) -> Figure:
     """Per model: pointing-game hit rate and share of attribution inside the object mask.
 
-    Columns: model, pointing_game, mask_share; optional `method` (one bar per method in each
-    model group) and `mask_area` (mean mask fraction: what a uniform map would score on
-    mask_share, drawn as a dashed reference line).
+    Columns: model, pointing_game, mass_in_mask (as `compare.localisation_scores` names it;
+    `mask_share` is accepted too); optional `method` (one bar per method in each model group)
+    and `mask_area` (mean mask fraction: the chance level of both scores, drawn dashed).
     """
-    table = require_frame(table, "table", ["model", "pointing_game", "mask_share"])
-    require_numeric_columns(table, ["pointing_game", "mask_share"], "table")
+    if isinstance(table, pd.DataFrame) and "mass_in_mask" not in table.columns:
+        table = table.rename(columns={"mask_share": "mass_in_mask"})
+    table = require_frame(table, "table", ["model", "pointing_game", "mass_in_mask"])
+    require_numeric_columns(table, ["pointing_game", "mass_in_mask"], "table")
     if axes is None:
         fig = new_figure(PAGE_WIDTH_IN, 2.6)
         panels = list(fig.subplots(1, 2, sharey=True))
@@ -230,7 +248,7 @@ def plot_localisation(
     positions = np.arange(len(models))
     for panel, metric, label in zip(
         panels,
-        ("pointing_game", "mask_share"),
+        ("pointing_game", "mass_in_mask"),
         ("pointing-game hit rate", "attribution inside mask"),
         strict=True,
     ):
@@ -250,7 +268,8 @@ def plot_localisation(
         panel.grid(axis="y", color="0.92", lw=0.6)
     if "mask_area" in frame.columns:
         area = float(frame["mask_area"].mean())
-        panels[1].axhline(area, color="0.3", ls="--", lw=0.9, label="uniform map")
+        for panel in panels:
+            panel.axhline(area, color="0.3", ls="--", lw=0.9, label="chance (mask area)")
     panels[0].set_ylabel("rate / share")
     handles, labels = panels[1].get_legend_handles_labels()
     if len(labels) > 1 and axes is None:

@@ -1,0 +1,250 @@
+"""Report stage: figures (PNG + vector), explanation atlases and one self-contained HTML file.
+
+Reads only what earlier stages wrote (tables/, arrays/, the store), so it runs on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import report as rp
+from ..compare import read_matrix_csv
+from .paths import array_path, figure_path, table_path
+
+log = logging.getLogger("xaicompare")
+
+SIGNED = {"gradcam": False, "rollout": False, "integrated_gradients": True, "kernelshap": True}
+
+
+class FigureWriter:
+    """Saves each figure in the configured formats and keeps the PNG for the HTML report."""
+
+    def __init__(self, study) -> None:
+        self.study = study
+        self.formats = tuple(dict.fromkeys(["png", *study.config.report.formats]))
+
+    def __call__(self, fig, *parts: str) -> Path:
+        import matplotlib.pyplot as plt
+
+        paths = rp.save_figure(fig, figure_path(self.study, *parts), formats=self.formats)
+        plt.close(fig)
+        return next(p for p in paths if p.suffix == ".png")
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    return pd.read_csv(path, comment="#", index_col=0)
+
+
+def similarity_sections(study, save: FigureWriter) -> list[dict]:
+    sections = []
+    families = study.families
+    for method in study.config.methods:
+        figures, tables, tests = [], [], []
+        for metric in study.config.compare.metrics:
+            D = read_matrix_csv(table_path(study, "similarity", method, f"{metric}_dissimilarity"))
+            tree_path = array_path(study, "cluster", f"{method}__{metric}")
+            order = None
+            if tree_path.exists():
+                tree = np.load(tree_path)
+                order = [str(x) for x in tree["order"]]
+                figures.append({"path": save(rp.plot_dendrogram(
+                    tree["linkage"], [str(x) for x in tree["labels"]], families,
+                    title=f"{method} / {metric}"), method, f"dendrogram_{metric}"),
+                    "caption": f"Dendrogram ({study.config.cluster.method} linkage) of the "
+                               f"{metric} dissimilarity of {method} maps."})
+            figures.append({"path": save(rp.plot_dissimilarity_heatmap(
+                D, families, order=order, title=f"{method} / {metric}"), method,
+                f"dissimilarity_{metric}"),
+                "caption": f"Dissimilarity sqrt((1 - mean)^2 + std^2) of per-image {metric} "
+                           "similarity, ordered by the dendrogram."})
+            assignments = _read(table_path(study, "cluster", method, f"{metric}_assignments"))
+            if assignments is not None and len(D) >= 2:
+                W = D.clip(upper=1.0).rsub(1.0)
+                figures.append({"path": save(rp.plot_community_graph(
+                    W, assignments["community"].to_dict(), families, seed=study.config.seed,
+                    title=f"Louvain communities, {method} / {metric}"), method,
+                    f"communities_{metric}"), "caption": "Edge width: 1 - dissimilarity."})
+            coords = _read(table_path(study, "cluster", method, f"{metric}_mds"))
+            if coords is not None:
+                figures.append({"path": save(rp.plot_embedding(
+                    coords, families, title=f"MDS, {method} / {metric}"), method,
+                    f"mds_{metric}"), "caption": "Classical MDS of the dissimilarity matrix."})
+            family_tests = _read(table_path(study, "cluster", method, f"{metric}_tests"))
+            if family_tests is not None:
+                for name, row in family_tests.iterrows():
+                    tests.append({"name": f"{metric}: {name}", "statistic": row["statistic"],
+                                  "p_value": row["p_value"]})
+            summary = _read(table_path(study, "similarity", method, f"{metric}_mean"))
+            if summary is not None:
+                tables.append({"table": summary.round(3),
+                               "caption": f"Mean per-image {metric} similarity"})
+        per_image = np.load(array_path(study, "similarity",
+                                       f"{method}__{study.config.compare.metrics[0]}"))
+        figures.append({"path": save(_histograms(per_image), method, "similarity_histograms"),
+                        "caption": f"Per-image {study.config.compare.metrics[0]} similarity "
+                                   "for every model pair."})
+        sections.append({"title": f"Explanation similarity: {method}",
+                         "text": f"Parameters: {json.dumps(study.config.methods[method])}. "
+                                 f"Maps normalised with '{study.config.compare.normalization}' "
+                                 f"at '{study.config.compare.resolution}' resolution before "
+                                 "comparison.",
+                         "figures": figures, "tables": tables, "tests": tests})
+    return sections
+
+
+def _histograms(per_image):
+    names = [str(x) for x in per_image["names"]]
+    values = per_image["per_image"]
+    pairs = {(names[i], names[j]): values[i, j]
+             for i in range(len(names)) for j in range(i + 1, len(names))}
+    return rp.plot_similarity_histograms(pairs)
+
+
+def diversity_section(study, save: FigureWriter) -> dict | None:
+    metrics = _read(table_path(study, "diversity", "model_metrics"))
+    if metrics is None:
+        return None
+    figures, tables, tests = [], [metrics], []
+    for name, title, center in (("error_consistency", "Error consistency (kappa)", 0.0),
+                                ("zero_one_components",
+                                 "Row model right where column model wrong", None)):
+        M = _read(table_path(study, "diversity", name))
+        if M is not None:
+            figures.append({"path": save(rp.plot_matrix_heatmap(M, title=title, center=center),
+                                         "diversity", name), "caption": title})
+    ensembles = _read(table_path(study, "diversity", "ensembles"))
+    if ensembles is not None and len(ensembles):
+        table = ensembles.rename(columns={"zero_one_diversity": "diversity",
+                                          "accuracy_gain": "gain"})
+        table["label"] = table["members"]
+        figures.append({"path": save(rp.plot_gain_vs_diversity(table), "diversity",
+                                     "gain_vs_diversity"),
+                        "caption": "Ensemble accuracy gain over its best member vs the "
+                                   "members' 0/1 diversity."})
+        tables.append({"table": ensembles.round(3), "caption": "Softmax-averaged ensembles"})
+    retention = _read(table_path(study, "diversity", "retention"))
+    if retention is not None:
+        figures.append({"path": save(rp.plot_retention_curves(
+            retention, ensembles=["ensemble(all)"]), "diversity", "retention"),
+            "caption": "Accuracy retention (corrupted / clean accuracy) over severity."})
+    reliability = _read(table_path(study, "diversity", "reliability"))
+    if reliability is not None:
+        figures.append({"path": save(rp.plot_reliability_diagram(reliability), "diversity",
+                                     "reliability"), "caption": "Reliability diagram."})
+    mantel = _read(table_path(study, "joint", "mantel"))
+    if mantel is not None:
+        for _, row in mantel.iterrows():
+            tests.append({"name": f"Mantel: {row['method']}/{row['metric']} dissimilarity vs "
+                                  "error consistency", "statistic": row["r"],
+                          "p_value": row["p_value"]})
+    return {"title": "Prediction diversity", "figures": figures, "tables": tables,
+            "tests": tests,
+            "text": "Do models that explain alike also err alike? The Mantel tests correlate "
+                    "explanation dissimilarity with error consistency (one-sided: a negative "
+                    "r means models with similar explanations make the same mistakes)."}
+
+
+def localisation_section(study, save: FigureWriter) -> dict | None:
+    table = _read(table_path(study, "localisation"))
+    if table is None:
+        return None
+    table = table.reset_index(drop=True) if "model" in table.columns else table.reset_index()
+    return {"title": "Localisation against object masks",
+            "text": "Pointing game: share of images whose map maximum lies on the object. "
+                    "Mass in mask: share of positive attribution on the object. The object's "
+                    "area is the chance level for both.",
+            "figures": [{"path": save(rp.plot_localisation(table), "localisation"),
+                         "caption": "Localisation per model and method."}],
+            "tables": [table.round(3)]}
+
+
+def atlas_section(study, save: FigureWriter) -> dict | None:
+    n = min(study.config.report.atlas_images, len(study.dataset))
+    if n == 0:
+        return None
+    ids = study.dataset.ids[:n]
+    disagreement = _read(table_path(study, "joint", "disagreement_predictions"))
+    extra = [] if disagreement is None else [i for i in disagreement["id"].astype(str)[:2]
+                                             if i not in ids]
+    pages = write_atlas(study, list(ids) + extra)
+    figures = [{"path": p, "caption": f"Image {i}" + (" (models disagree most)" if i in extra
+                                                       else "")}
+               for i, p in zip(list(ids) + extra, pages, strict=False)]
+    return {"title": "Explanation atlas", "figures": figures,
+            "text": "One row per model (grouped by family), one column per method. Signed "
+                    "maps (IG, KernelSHAP) use a diverging colormap centred at 0; Grad-CAM a "
+                    "sequential one. Each map is scaled to its own 99th percentile of |value|."}
+
+
+def write_atlas(study, ids: list[str]) -> list[Path]:
+    index = {image_id: i for i, image_id in enumerate(study.dataset.ids)}
+    rows = [index[i] for i in ids]
+    images = study.dataset.load(rows)
+    class_names = study.dataset.class_names
+    logits = study.read_logits()[:, rows]
+    probs = torch.from_numpy(logits).softmax(-1).numpy()
+    labels = study.dataset.labels
+    maps = {method: study.read_maps(method)[:, rows] for method in study.config.methods}
+    page_images, page_maps, predictions, true_labels = {}, {}, {}, {}
+    for k, image_id in enumerate(ids):
+        page_images[image_id] = images[k].numpy()
+        page_maps[image_id] = {name: {method: maps[method][m, k] for method in maps}
+                               for m, name in enumerate(study.model_names)}
+        label = None if labels is None else int(labels[rows[k]])
+        true_labels[image_id] = class_names[label] if label is not None and label >= 0 else None
+        predictions[image_id] = {
+            name: (class_names[int(probs[m, k].argmax())], float(probs[m, k].max()),
+                   None if label is None or label < 0 else bool(probs[m, k].argmax() == label))
+            for m, name in enumerate(study.model_names)}
+    out_dir = study.run_dir / "figures" / "atlas"
+    paths = rp.write_atlas_pages(page_images, page_maps, predictions, study.families, out_dir,
+                                 ids=ids, formats=tuple(dict.fromkeys(["png", "pdf"])),
+                                 true_labels=true_labels, signed=SIGNED)
+    return [p for p in paths if p.suffix == ".png"]
+
+
+def run_summary(study) -> dict:
+    run = json.loads((study.run_dir / "run.json").read_text()) \
+        if (study.run_dir / "run.json").exists() else {}
+    dataset = study.dataset
+    degenerate = {}
+    for path in sorted((study.run_dir / "tables" / "similarity").glob("*/degenerate_maps.csv")):
+        degenerate[path.parent.name] = int(len(pd.read_csv(path, comment="#")))
+    return {
+        "models": pd.DataFrame([{"model": m.name, "family": m.family, "weights": m.weights_id}
+                                for m in study.models]),
+        "images": {"dataset": study.config.dataset.name, "n_images": len(dataset),
+                   **study.config.dataset.options},
+        "methods": {name: json.dumps(params) for name, params in study.config.methods.items()},
+        "versions": run.get("versions", {}),
+        "seeds": {"study": study.config.seed, "dataset subset": study.config.dataset.seed},
+        "timings": {k: f"{v:.1f} s" for k, v in study.result.timings.items()},
+        "skipped_images": [f"{path}: {reason}" for path, reason in dataset.skipped] or "none",
+        "degenerate_maps": degenerate or "none",
+    }
+
+
+def run_report(study) -> Path | None:
+    if not study.config.report.enabled:
+        return None
+    save = FigureWriter(study)
+    sections = [s for s in (atlas_section(study, save), localisation_section(study, save))
+                if s is not None]
+    sections += similarity_sections(study, save)
+    diversity = diversity_section(study, save)
+    if diversity is not None:
+        sections.append(diversity)
+    path = rp.build_report(study.run_dir / "report.html", title=f"xaicompare: {study.config.name}",
+                           summary=run_summary(study), sections=sections,
+                           subtitle=f"{len(study.models)} models, {len(study.dataset)} images, "
+                                    f"methods: {', '.join(study.config.methods)}")
+    log.info("report written to %s", path)
+    return path
