@@ -18,6 +18,15 @@ from xaicompare.errors import UserError
 H = W = 12
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: intra-op threads only add contention on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _tiny_net(seed: int = 0, classes: int = 3) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(
@@ -118,7 +127,7 @@ def test_agrees_with_captum_kernelshap_on_the_same_coalitions():
                                   n_samples=design.masks.shape[0] + 2, return_input_shape=False)
     phi = ours.extras["phi"][0]
     scale = float(phi.abs().max())
-    np.testing.assert_allclose(theirs[0].numpy(), phi.numpy(), atol=2e-3 * scale)
+    np.testing.assert_allclose(theirs[0].numpy(), phi.numpy(), atol=1e-4 * scale)
     # Different coalitions (captum's own draws) give visibly different values: the check
     # above is not trivially satisfied.
     torch.manual_seed(0)
@@ -126,7 +135,7 @@ def test_agrees_with_captum_kernelshap_on_the_same_coalitions():
         own = KernelShap(model).attribute(image, baselines=0.0, target=0, n_samples=n_samples,
                                           feature_mask=segments[:, None],
                                           return_input_shape=False)
-    assert float((own[0] - phi).abs().max()) > 10 * 2e-3 * scale
+    assert float((own[0] - phi).abs().max()) > 1e-2 * scale
 
 
 def test_efficiency_holds_exactly_when_sampled():
@@ -248,11 +257,14 @@ def test_coalition_sets_are_paired_unique_and_exact_when_they_fit():
 def test_solver_handles_padded_features():
     # Image 0: M = 2 padded to 3. Exact design for M = 2 is {10, 01} with equal weights.
     masks = torch.tensor([[[1, 0, 0], [0, 1, 0]], [[1, 0, 0], [0, 1, 1]]], dtype=torch.bool)
-    phi = solve_kernel_regression(masks, torch.ones(2, 2), torch.tensor([[1.0, 3.0], [2.0, 5.0]]),
-                                  torch.tensor([4.0, 7.0]),
-                                  torch.tensor([[True, True, False], [True, True, True]]))
+    phi, determined = solve_kernel_regression(
+        masks, torch.ones(2, 2), torch.tensor([[1.0, 3.0], [2.0, 5.0]]), torch.tensor([4.0, 7.0]),
+        torch.tensor([[True, True, False], [True, True, True]]))
     assert phi[0].tolist() == pytest.approx([1.0, 3.0, 0.0])
+    # Image 1: two coalitions cannot pin three values down: flagged, least-norm, efficient.
+    assert determined.tolist() == [True, False]
     assert float(phi[1].sum()) == pytest.approx(7.0)
+    assert phi[1, 1] == pytest.approx(phi[1, 2])  # least norm splits the inseparable pair
 
 
 def test_bad_parameters_raise_user_error():
@@ -267,3 +279,26 @@ def test_bad_parameters_raise_user_error():
         explain(model, images, "kernelshap", target=0, image_seeds=torch.tensor([1, 2]))
     with pytest.raises(UserError, match="seed"):
         sample_coalitions(10, 50, seed=-1)
+
+
+def test_undetermined_designs_are_flagged_and_warned():
+    # M = 14 with 30 coalitions: some seeds draw a design of deficient rank.
+    flags = []
+    for seed in range(6):
+        design = sample_coalitions(14, 32, seed)
+        z = design.masks.double().numpy()
+        centred = z - z.mean(axis=1, keepdims=True)  # the constraint removes the 1-direction
+        expected = np.linalg.matrix_rank(centred, tol=1e-8) >= 13
+        _, determined = solve_kernel_regression(
+            design.masks[None], design.weights[None], torch.randn(1, len(design.weights)),
+            torch.tensor([1.0]), torch.ones(1, 14, dtype=torch.bool))
+        assert bool(determined[0]) == expected
+        flags.append(expected)
+    assert not all(flags)  # the case is exercised
+    seed = flags.index(False)
+    model = _tiny_net()
+    segments = _grid_segments(2, 7)[None]
+    with pytest.warns(UserWarning, match="raise n_samples"):
+        result = explain_full(model, torch.rand(1, 3, H, W), "kernelshap", target=0,
+                              segments=segments, n_samples=32, seed=seed)
+    assert not bool(result.extras["determined"][0])

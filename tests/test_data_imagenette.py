@@ -146,7 +146,7 @@ def test_user_archive_is_used_and_checked(tiny_archive, tmp_path):
 
 
 def test_open_before_prepare_says_which_command(tmp_path):
-    with pytest.raises(UserError, match="xaicompare data prepare imagenette --size 320"):
+    with pytest.raises(UserError, match="xaicompare datasets prepare imagenette --size 320"):
         open_dataset("imagenette", root=tmp_path)
     with pytest.raises(UserError, match="160, 320"):
         prepare_imagenette(224, root=tmp_path)

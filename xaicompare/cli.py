@@ -53,6 +53,10 @@ def main_options(
     handler.setLevel(logging.INFO if verbose else logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     logging.getLogger("xaicompare").addHandler(handler)
+    # Library warnings (degenerate inputs, undefined statistics) go through the same
+    # handler, one line each, instead of Python's two-line warning format.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addHandler(handler)
 
 
 def _study(path: Path, device: str | None = None, batch_size: str | None = None,

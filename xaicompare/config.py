@@ -39,6 +39,7 @@ class ModelConfig(Section):
     family: Literal["cnn", "transformer", "hybrid", "mlp"] | None = None
     layer: str | float | None = None  # Grad-CAM layer: module name or relative depth
     class_indices: str | list[int] | None = "imagenette"
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # passed to timm.create_model
 
 
 class CompareConfig(Section):

@@ -74,12 +74,12 @@ class Study:
     @cached_property
     def dataset(self):
         """The study's images: opened once, subset chosen by seed, manifest written."""
-        from .data import open_dataset, read_manifest, select_subset, write_manifest
+        from .data import open_dataset, open_manifest, select_subset, write_manifest
 
         cfg = self.config.dataset
         full = open_dataset(cfg.name, **cfg.options)
-        if cfg.manifest:
-            images = full.select_ids(read_manifest(cfg.manifest))
+        if cfg.manifest:  # exactly the images of an earlier run; errors if labels changed
+            images = open_manifest(cfg.manifest)
         elif cfg.n_images is not None and cfg.n_images < len(full):
             images = select_subset(full, cfg.n_images, seed=cfg.seed, stratify=cfg.stratify)
         else:
@@ -109,10 +109,15 @@ class Study:
                 name = spec.source[4:]
                 loaded.extend(load_zoo(None if name == "all" else [name]))
                 continue
-            loaded.append(load_model(
-                spec.source, pretrained=spec.pretrained, checkpoint=spec.checkpoint,
-                weights=spec.weights, num_classes=spec.num_classes, family=spec.family,
-                layer=spec.layer, class_indices=spec.class_indices, name=spec.name))
+            try:
+                loaded.append(load_model(
+                    spec.source, pretrained=spec.pretrained, checkpoint=spec.checkpoint,
+                    weights=spec.weights, num_classes=spec.num_classes, family=spec.family,
+                    layer=spec.layer, class_indices=spec.class_indices, name=spec.name,
+                    **spec.kwargs))
+            except TypeError as err:  # timm rejects a keyword from `kwargs`
+                raise UserError(f"model '{spec.source}': timm.create_model rejected "
+                                f"kwargs {spec.kwargs}: {err}") from err
         names = [m.name for m in loaded]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

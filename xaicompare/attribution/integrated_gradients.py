@@ -127,10 +127,11 @@ def integrated_gradients(
     reduction: "sum" (signed, default) | "abs" | "l2" over the colour channels
     internal_batch_size: (image, step) points per forward+backward; None picks one
 
-    extras: "attributions" is not kept (it is 3x the map); "delta" [B] is
-    sum(attr) - (F(x) - F(x')) as in captum, "completeness_gap" [B] its magnitude.
+    extras: "delta" [B] = sum of the per-channel attributions - (F(x) - F(x')), captum's
+    convergence delta; "completeness_gap" [B] = |delta|. (Both use the signed attributions,
+    whatever the map's `reduction`.)
     """
-    if not isinstance(n_steps, int) or n_steps < 1:
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise UserError(f"n_steps must be a positive int, got {n_steps!r}")
     if reduction not in REDUCTIONS:
         raise UserError(f"unknown reduction '{reduction}'; accepted: {', '.join(REDUCTIONS)}")

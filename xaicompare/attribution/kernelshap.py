@@ -8,6 +8,8 @@ run in large batches; the constrained regression is solved for all images at onc
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from ..errors import UserError
@@ -103,7 +105,8 @@ def kernelshap(
                  (derive those from image ids: a map must not depend on its batch).
     baseline:    anything `make_baseline` accepts; masked pixels take its values.
     extras: phi [B, M_max] (NaN past M_b), n_features [B], base_value [B] = f(baseline),
-            exact [B] (bool).
+            exact [B] (bool), determined [B] (bool; False, with a warning, when the budget
+            drew too few distinct coalitions to pin every value down).
     """
     batch, _, height, width = images.shape
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 3:
@@ -140,16 +143,23 @@ def kernelshap(
     base_value, full_value = values[:, 0], values[:, 1]
     feature_valid = torch.arange(masks.shape[2], device=images.device) < n_features[:, None].to(
         images.device)
-    phi = solve_kernel_regression(masks[:, 2:], weights[:, 2:],
+    phi, determined = solve_kernel_regression(masks[:, 2:], weights[:, 2:],
                                   torch.nan_to_num(values[:, 2:] - base_value[:, None]),
                                   full_value - base_value, feature_valid)
 
+    if not determined.all():
+        warnings.warn(
+            f"KernelSHAP: the {int((~determined).sum())} image(s) at batch positions "
+            f"{torch.nonzero(~determined).flatten().tolist()} drew too few distinct coalitions "
+            f"to determine every superpixel's value (least-norm values returned, see extras"
+            f" 'determined'); raise n_samples above {n_samples}", stacklevel=3)
     maps = torch.gather(phi, 1, segments.reshape(batch, -1)).view(batch, height, width)
     extras = {
         "phi": torch.where(feature_valid, phi, torch.nan).to(torch.float32),
         "n_features": n_features.to(images.device),
         "base_value": base_value.to(torch.float32),
         "exact": torch.tensor([d.exact for d in designs], device=images.device),
+        "determined": determined,
     }
     params = {"n_samples": n_samples, "n_segments": n_segments, "compactness": compactness,
               "baseline": baseline if isinstance(baseline, str | int | float) else "tensor",

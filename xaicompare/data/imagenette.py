@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .archive import Fetch, download, safe_extract
+from .archive import Fetch, download, file_md5, safe_extract
 from .classes import IMAGENETTE_CLASSES, IMAGENETTE_NAMES, IMAGENETTE_WNIDS
 from .imageset import FileImageSet, validate_files
 
@@ -52,7 +52,7 @@ def is_prepared(folder: Path) -> bool:
 
 def prepare_command(size: int | None, root: Path | str) -> str:
     size_arg = "full" if size is None else str(size)
-    return f"xaicompare data prepare imagenette --size {size_arg} --root {root}"
+    return f"xaicompare datasets prepare imagenette --size {size_arg} --root {root}"
 
 
 def prepare_imagenette(size: int | None = 320, root: str | Path = "data", archive: Path | None = None,
@@ -79,8 +79,6 @@ def prepare_imagenette(size: int | None = 320, root: str | Path = "data", archiv
         if not archive.is_file():
             raise UserError(f"Imagenette archive '{archive}' does not exist")
         if expected_md5 is not None:
-            from .archive import file_md5
-
             if file_md5(archive) != expected_md5:
                 raise UserError(f"archive '{archive}' does not match md5 {expected_md5}")
     else:

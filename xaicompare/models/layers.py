@@ -115,7 +115,7 @@ def candidate_layers(net: nn.Module, input_size: tuple[int, int] | None = None
     names = [_called_name(n, modules) for n in names]
     last = modules[names[-1]]
     if (_num_prefix_tokens(net) and type(net).__name__ not in _PATCH_ONLY_BLOCKS
-            and hasattr(last, "norm1") and hasattr(last, "attn")):
+            and hasattr(last, "norm1")):
         names[-1] = f"{names[-1]}.norm1"  # cls pooling: see the module docstring
     return [(n, modules[n]) for n in names]
 
@@ -129,7 +129,8 @@ def _called_name(name: str, modules: dict[str, nn.Module]) -> str:
 def _num_prefix_tokens(net: nn.Module) -> int:
     value = getattr(net, "num_prefix_tokens", None)
     if value is None:  # older or third-party token models: one cls token if they have one
-        return 1 if getattr(net, "cls_token", None) is not None else 0
+        own = [name for name, _ in net.named_parameters(recurse=False)]
+        return 1 if any(name.startswith("cls_token") for name in own) else 0  # CoaT: cls_token4
     return int(value)
 
 
@@ -257,6 +258,7 @@ def _head_is_zero(net: nn.Module) -> bool:
     """True for a freshly initialised zero head (timm does that for some models): then
     every layer gets zero gradient and the gradient check says nothing about the layer."""
     get_classifier = getattr(net, "get_classifier", None)
-    head = get_classifier() if callable(get_classifier) else None
-    weights = [p for p in head.parameters() if p.dim() > 1] if isinstance(head, nn.Module) else []
+    heads = get_classifier() if callable(get_classifier) else None
+    heads = heads if isinstance(heads, tuple) else (heads,)  # distilled models: two heads
+    weights = [p for h in heads if isinstance(h, nn.Module) for p in h.parameters() if p.dim() > 1]
     return bool(weights) and all(not bool(w.any()) for w in weights)

@@ -100,6 +100,9 @@ def load_model(
                         f"got {type(source).__name__}")
     net.eval()
     n_outputs = _output_size(net, size)
+    if class_indices == "imagenette" and meta.get("class_names") and n_outputs == len(
+            meta["class_names"]):
+        class_indices = None  # a toolkit checkpoint whose head is its own named class space
     indices = _class_indices(class_indices, n_outputs, display)
     cam_layer, to_nchw = find_cam_layer(net, size)
     model = LoadedModel(

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..cluster import (
     adjusted_rand_index,
+    check_dissimilarity,
     cluster,
     communities,
     family_permutation_test,
@@ -29,12 +30,36 @@ log = logging.getLogger("xaicompare")
 SWEEP = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 
+def read_dissimilarity(study, method: str, metric: str) -> pd.DataFrame:
+    path = table_path(study, "similarity", method, f"{metric}_dissimilarity")
+    return pd.read_csv(path, comment="#", index_col=0)
+
+
+def defined_part(D: pd.DataFrame, what: str) -> pd.DataFrame:
+    """Drop models whose dissimilarities are undefined (e.g. all maps degenerate), the
+    model with most undefined entries first, so the rest can still be clustered; warn."""
+    dropped = []
+    while D.isna().to_numpy().any():
+        worst = D.isna().sum(axis=1).idxmax()
+        dropped.append(worst)
+        D = D.drop(index=worst, columns=worst)
+    if dropped:
+        log.warning("%s: models %s left out of clustering: undefined dissimilarities "
+                    "(degenerate maps, see tables/similarity/*/degenerate_maps.csv)", what,
+                    dropped)
+    # A model against itself is 0 by definition; float rounding leaves ~1e-7 there.
+    values = D.to_numpy(dtype=float, copy=True)
+    if np.all(np.abs(np.diag(values)) < 1e-4):
+        np.fill_diagonal(values, 0.0)
+    return check_dissimilarity(pd.DataFrame(values, index=D.index, columns=D.columns))
+
+
 def louvain_input(study, method: str, metric: str, D: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The graph weights the config declares: 1 - D (the published study) or the similarity."""
     if study.config.cluster.louvain_weight == "one_minus_dissimilarity":
         return D.clip(upper=1.0), "dissimilarity"
     mean = read_matrix_csv(table_path(study, "similarity", method, f"{metric}_mean"))
-    return mean.clip(lower=0.0), "similarity"
+    return mean.loc[D.index, D.index].clip(lower=0.0), "similarity"
 
 
 def run_cluster(study) -> dict:
@@ -43,31 +68,40 @@ def run_cluster(study) -> dict:
     outputs = {}
     for method in study.config.methods:
         for metric in study.config.compare.metrics:
-            D = read_matrix_csv(table_path(study, "similarity", method, f"{metric}_dissimilarity"))
+            D = defined_part(read_dissimilarity(study, method, metric), f"{method}/{metric}")
             provenance = {"method": method, "metric": metric, "linkage": cfg.method,
-                          "louvain_weight": cfg.louvain_weight, "seed": study.config.seed}
-            if D.isna().to_numpy().any():
-                log.warning("%s/%s: dissimilarity has undefined entries (too few valid "
-                            "images); clustering skipped", method, metric)
+                          "louvain_weight": cfg.louvain_weight, "seed": study.config.seed,
+                          "models": list(D.index)}
+            if len(D) < 2:
+                log.warning("%s/%s: fewer than 2 models with defined dissimilarities; "
+                            "clustering skipped", method, metric)
                 continue
             tree = cluster(D, method=cfg.method)
             W, weight = louvain_input(study, method, metric, D)
-            parts = communities(W, resolution=cfg.louvain_resolution, seed=study.config.seed,
-                                weight=weight)
-            assignments = pd.DataFrame({"family": pd.Series(families), "community":
-                                        pd.Series(parts)}).loc[tree.labels]
+            try:
+                parts = communities(W, resolution=cfg.louvain_resolution,
+                                    seed=study.config.seed, weight=weight)
+            except UserError as err:  # e.g. no positive edge weight at all
+                log.warning("%s/%s: Louvain not possible (%s); every model its own community",
+                            method, metric, err)
+                parts = {m: i for i, m in enumerate(D.index)}
+            families_here = {m: families[m] for m in D.index}
+            assignments = pd.DataFrame({"family": pd.Series(families_here),
+                                        "community": pd.Series(parts)}).loc[tree.labels]
             if cfg.k is not None and cfg.k <= len(tree.labels):
                 assignments["cluster"] = pd.Series(tree.cut(k=cfg.k))
             write_table_csv(assignments, table_path(study, "cluster", method,
                                                     f"{metric}_assignments"), provenance)
-            sweep = resolution_sweep(W, SWEEP, seed=study.config.seed, weight=weight)
-            sweep["partition"] = sweep["partition"].map(lambda p: dict(sorted(p.items())))
-            write_table_csv(sweep, table_path(study, "cluster", method, f"{metric}_sweep"),
-                            provenance)
+            if len(set(parts.values())) < len(parts):
+                sweep = resolution_sweep(W, SWEEP, seed=study.config.seed, weight=weight)
+                sweep["partition"] = sweep["partition"].map(lambda p: dict(sorted(p.items())))
+                write_table_csv(sweep, table_path(study, "cluster", method, f"{metric}_sweep"),
+                                provenance)
             if len(D) >= 3:
                 write_table_csv(mds(D, seed=study.config.seed),
                                 table_path(study, "cluster", method, f"{metric}_mds"), provenance)
-            tests = family_tests(D, tree, parts, assignments, families, cfg, study.config.seed)
+            tests = family_tests(D, tree, parts, assignments, families_here, cfg,
+                                 study.config.seed)
             write_table_csv(tests, table_path(study, "cluster", method, f"{metric}_tests"),
                             provenance)
             np.savez(array_path(study, "cluster", f"{method}__{metric}"), linkage=tree.linkage,
@@ -78,14 +112,16 @@ def run_cluster(study) -> dict:
 
 def family_tests(D, tree, parts, assignments, families, cfg, seed) -> pd.DataFrame:
     """Does architecture explain the structure? Permutation tests and ARI vs families."""
-    rows = [{"test": "cophenetic_correlation", "statistic": tree.cophenetic_correlation,
-             "p_value": np.nan}]
+    rows = []
+    if len(D) >= 3:  # with two models the cophenetic correlation is undefined
+        rows.append({"test": "cophenetic_correlation",
+                     "statistic": tree.cophenetic_correlation, "p_value": np.nan})
     for statistic in ("permanova", "mantel"):
         try:
             result = family_permutation_test(D, families, n_permutations=cfg.permutations,
                                              seed=seed, statistic=statistic)
         except UserError as err:  # e.g. every model in its own family
-            log.warning("family test %s not possible: %s", statistic, err)
+            log.info("family test %s not possible: %s", statistic, err)
             continue
         rows.append({"test": statistic, "statistic": result["statistic"],
                      "p_value": result["p_value"]})

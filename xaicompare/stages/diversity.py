@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..compare import read_matrix_csv, write_table_csv
+from ..compare import write_table_csv
 from ..diversity import (
     corrupt,
     diversity_components,
@@ -31,6 +31,7 @@ from ..diversity import (
     top_disagreements,
 )
 from ..engine.runner import image_seeds, logits_entry, resolve_device
+from .cluster import defined_part, read_dissimilarity
 from .paths import array_path, table_path
 
 log = logging.getLogger("xaicompare")
@@ -147,11 +148,14 @@ def joint_view(study, correct, names) -> None:
     rows = []
     for method in study.config.methods:
         for metric in study.config.compare.metrics:
-            D = read_matrix_csv(table_path(study, "similarity", method, f"{metric}_dissimilarity"))
-            if D.isna().to_numpy().any() or errors.isna().to_numpy().any():
+            D = defined_part(read_dissimilarity(study, method, metric), f"{method}/{metric}")
+            errors_here = errors.loc[D.index, D.index]
+            if len(D) < 3 or errors_here.isna().to_numpy().any():
+                log.warning("%s/%s: Mantel test skipped (fewer than 3 models with defined "
+                            "dissimilarity and error consistency)", method, metric)
                 continue
             # Dissimilar explanations vs consistent errors: expect a negative correlation.
-            result = mantel_test(D, errors, seed=study.config.seed, alternative="less")
+            result = mantel_test(D, errors_here, seed=study.config.seed, alternative="less")
             rows.append({"method": method, "metric": metric, **result})
             per_image = np.load(array_path(study, "similarity", f"{method}__{metric}"))
             by_outcome = similarity_by_outcome(per_image["per_image"], correct, names,

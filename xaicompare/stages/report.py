@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from .. import report as rp
-from ..compare import read_matrix_csv
+from .cluster import read_dissimilarity
 from .paths import array_path, figure_path, table_path
 
 log = logging.getLogger("xaicompare")
@@ -49,12 +49,13 @@ def similarity_sections(study, save: FigureWriter) -> list[dict]:
     for method in study.config.methods:
         figures, tables, tests = [], [], []
         for metric in study.config.compare.metrics:
-            D = read_matrix_csv(table_path(study, "similarity", method, f"{metric}_dissimilarity"))
+            D = read_dissimilarity(study, method, metric)
             tree_path = array_path(study, "cluster", f"{method}__{metric}")
             order = None
             if tree_path.exists():
                 tree = np.load(tree_path)
                 order = [str(x) for x in tree["order"]]
+                D = D.loc[order, order]  # models with undefined entries were left out
                 figures.append({"path": save(rp.plot_dendrogram(
                     tree["linkage"], [str(x) for x in tree["labels"]], families,
                     title=f"{method} / {metric}"), method, f"dendrogram_{metric}"),

@@ -1,0 +1,80 @@
+"""The shapes zoo: training path, saving/loading, shipped weights' accuracy, fine-tuning."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from xaicompare.errors import UserError
+from xaicompare.models import load_model
+from xaicompare.models.train import accuracy, augment
+from xaicompare.models.zoo import WEIGHTS_DIR, ZOO_INDEX, finetune, load_zoo, train_zoo
+
+
+def test_tiny_training_run_writes_a_loadable_reproducible_zoo(tmp_path):
+    from xaicompare.data.shapes import make_shapes
+
+    index = train_zoo(tmp_path, names=["shapes-resnet"], epochs=1, n_train=64, n_test=48,
+                      progress=False)
+    entry = index["models"]["shapes-resnet"]
+    assert json.loads((tmp_path / ZOO_INDEX).read_text())["models"]["shapes-resnet"] == entry
+    assert "train_zoo(" in entry["command"] and entry["family"] == "cnn"
+    (model,) = load_zoo(weights_dir=tmp_path)
+    assert model.name == "shapes-resnet" and model.weights_id == entry["weights_id"]
+    assert model.input_size == (32, 32) and model.class_indices is None
+    test = make_shapes(48, split="test", size=64, seed=0)
+    recomputed = accuracy(model, test.images.float() / 255, test.labels)
+    assert recomputed == pytest.approx(entry["test_accuracy"], abs=1e-4)
+    with pytest.raises(UserError, match="unknown zoo model"):
+        load_zoo(["nope"], weights_dir=tmp_path)
+    with pytest.raises(UserError, match="teacher"):
+        train_zoo(tmp_path / "other", names=["shapes-vit"], epochs=1, n_train=16, n_test=8,
+                  progress=False)
+
+
+def test_augment_keeps_pixels_from_the_image_and_is_seeded():
+    images = torch.rand(4, 3, 8, 8)
+    a = augment(images, torch.Generator().manual_seed(0), max_shift=2)
+    b = augment(images, torch.Generator().manual_seed(0), max_shift=2)
+    assert torch.equal(a, b) and a.shape == images.shape
+    unshifted = augment(images, torch.Generator().manual_seed(0), max_shift=0)
+    for row in range(4):  # without shifts every image is itself or its mirror
+        assert torch.equal(unshifted[row], images[row]) or torch.equal(
+            unshifted[row], images[row].flip(-1))
+
+
+def test_finetune_replaces_the_head_and_learns_on_an_imageset(tmp_path):
+    from xaicompare.data.imageset import TensorImageSet
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(24) % 3
+    images = torch.randint(0, 60, (24, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    for k in range(3):  # class k is bright in channel k: learnable in a few steps
+        images[labels == k, k] += 180
+    dataset = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(24)],
+                             labels=labels.numpy(), class_names=["r", "g", "b"],
+                             class_wnids=None, size=32)
+    torch.manual_seed(0)
+    model = finetune("resnet18", dataset, epochs=6, pretrained=False, lr=3e-3, batch_size=8,
+                     input_size=32, layers=[1, 1, 1, 1], channels=[8, 16, 32, 64], stem_width=8)
+    assert model.net.get_classifier().out_features == 3 and model.class_names == ("r", "g", "b")
+    assert accuracy(model, images.float() / 255, labels) >= 0.9
+    from xaicompare.models import save_model
+
+    path = save_model(model, tmp_path / "ft.safetensors")
+    back = load_model(path, probe=False)
+    x = images[:4].float() / 255
+    assert torch.allclose(back(x), model(x), atol=1e-5) and back.class_names == ("r", "g", "b")
+
+
+@pytest.mark.skipif(not (WEIGHTS_DIR / ZOO_INDEX).is_file(), reason="no shipped zoo weights")
+def test_shipped_zoo_is_accurate_on_a_fresh_shapes_sample():
+    from xaicompare.data.shapes import make_shapes
+
+    test = make_shapes(300, split="test", size=64, seed=123)  # not the recorded test set
+    for model in load_zoo():
+        acc = accuracy(model, test.images.float() / 255, test.labels)
+        floor = 0.9 if model.family == "cnn" else 0.85
+        assert acc >= floor, f"{model.name}: {acc:.3f} < {floor}"
