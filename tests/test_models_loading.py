@@ -141,8 +141,8 @@ def test_plain_module_source_uses_given_normalisation_and_family():
                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
     model = load_model(net, mean=(0.1, 0.2, 0.3), std=(1.0, 1.0, 1.0), input_size=16)
     x = _images(2, 32)
-    ref = net((F.interpolate(x, size=16, mode="bilinear", antialias=True)
-               - torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1)))
+    ref = net(F.interpolate(x, size=16, mode="bilinear", antialias=True)
+               - torch.tensor([0.1, 0.2, 0.3]).view(1, 3, 1, 1))
     assert torch.allclose(model(x), ref, atol=1e-6)
     assert model.family == "cnn" and model.class_indices is None  # 10 outputs: used as is
     assert model.cam_layer is net[3]  # the last module with a spatial output

@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .config import StudyConfig, load_config, parse_config
 from .errors import UserError
@@ -110,11 +111,16 @@ class Study:
                 loaded.extend(load_zoo(None if name == "all" else [name]))
                 continue
             try:
-                loaded.append(load_model(
-                    spec.source, pretrained=spec.pretrained, checkpoint=spec.checkpoint,
-                    weights=spec.weights, num_classes=spec.num_classes, family=spec.family,
-                    layer=spec.layer, class_indices=spec.class_indices, name=spec.name,
-                    **spec.kwargs))
+                # Random-init weights (pretrained: false) are seeded, so a rerun gets the
+                # same weights, the same store keys and the same numbers.
+                with torch.random.fork_rng():
+                    torch.manual_seed(self.config.seed)
+                    model = load_model(
+                        spec.source, pretrained=spec.pretrained, checkpoint=spec.checkpoint,
+                        weights=spec.weights, num_classes=spec.num_classes, family=spec.family,
+                        layer=spec.layer, class_indices=spec.class_indices, name=spec.name,
+                        **spec.kwargs)
+                loaded.append(model)
             except TypeError as err:  # timm rejects a keyword from `kwargs`
                 raise UserError(f"model '{spec.source}': timm.create_model rejected "
                                 f"kwargs {spec.kwargs}: {err}") from err
@@ -198,7 +204,9 @@ class Study:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(self.run_dir / "log.txt")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
+        loggers = [log, logging.getLogger("py.warnings")]
+        for logger in loggers:
+            logger.addHandler(handler)
         log.setLevel(logging.INFO)
         try:
             for stage in stages:
@@ -209,6 +217,7 @@ class Study:
                 log.info("stage %s finished in %.1f s", stage, self.result.timings[stage])
                 self.write_metadata()
         finally:
-            log.removeHandler(handler)
+            for logger in loggers:
+                logger.removeHandler(handler)
             handler.close()
         return self.result

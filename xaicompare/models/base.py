@@ -74,7 +74,7 @@ class LoadedModel(nn.Module):
         if self.input_size is not None and tuple(x.shape[-2:]) != self.input_size:
             smooth = self.resize_mode in ("bilinear", "bicubic")
             # antialias when shrinking, as PIL/torchvision resizes do (still differentiable)
-            shrink = smooth and any(t < s for t, s in zip(self.input_size, x.shape[-2:]))
+            shrink = smooth and any(t < s for t, s in zip(self.input_size, x.shape[-2:], strict=True))
             x = F.interpolate(x, size=self.input_size, mode=self.resize_mode,
                               align_corners=False if smooth else None, antialias=shrink)
         return (x - self.mean) / self.std

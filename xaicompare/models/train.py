@@ -41,7 +41,7 @@ def resize_for(model: LoadedModel, images: torch.Tensor) -> torch.Tensor:
     if model.input_size is None or tuple(images.shape[-2:]) == model.input_size:
         return images
     smooth = model.resize_mode in ("bilinear", "bicubic")
-    shrink = smooth and any(t < s for t, s in zip(model.input_size, images.shape[-2:]))
+    shrink = smooth and any(t < s for t, s in zip(model.input_size, images.shape[-2:], strict=True))
     with torch.no_grad():
         return F.interpolate(images, size=model.input_size, mode=model.resize_mode,
                              align_corners=False if smooth else None, antialias=shrink)

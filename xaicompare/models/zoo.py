@@ -20,6 +20,7 @@ from timm.models.mlp_mixer import MlpMixer
 
 from ..errors import UserError, unknown_name_error
 from .base import LoadedModel
+from .checkpoints import weights_hash
 from .loading import load_model, save_model
 from .train import accuracy, fit
 
@@ -157,6 +158,7 @@ def train_zoo(
         seconds = time.perf_counter() - t0
         acc = accuracy(model, x_test, test.labels)
         model.class_names = tuple(train.class_names)
+        model.weights_id = weights_hash(model.net)  # the id taken at build time is stale now
         file = f"{name}.safetensors"
         save_model(model, out / file, class_names=train.class_names)
         trained[name] = model
@@ -229,8 +231,6 @@ def finetune(
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
     fit(model, images, targets, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
         log=log)
-    from .checkpoints import weights_hash
-
     model.weights_id = weights_hash(model.net)
     model.class_names = tuple(class_names)
     return model

@@ -1,0 +1,82 @@
+"""A whole study end to end on tiny random-weight timm models: every stage writes what the
+README promises, and a second run finds everything in the store."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xaicompare.study import Study
+
+MODELS = [
+    {"source": "resnet10t", "pretrained": False, "num_classes": 10, "class_indices": None},
+    {"source": "vit_tiny_patch16_224", "pretrained": False, "num_classes": 10,
+     "class_indices": None, "name": "vit", "kwargs": {"img_size": 32, "patch_size": 8}},
+    {"source": "convnext_atto", "pretrained": False, "num_classes": 10, "class_indices": None},
+]
+
+
+def study_config(tmp_path, **overrides):
+    data = {
+        "name": "e2e", "output": str(tmp_path / "run"), "seed": 0,
+        "dataset": {"name": "shapes", "options": {"split": "test", "n": 40, "size": 32},
+                    "n_images": 6},
+        "models": MODELS,
+        "methods": {"gradcam": {}, "integrated_gradients": {"n_steps": 4},
+                    "kernelshap": {"n_samples": 32, "n_segments": 6}},
+        "compare": {"metrics": ["cosine", "kappa"]},
+        "cluster": {"k": 2, "permutations": 49},
+        "diversity": {"corruptions": ["gaussian_noise"], "severities": [1, 5]},
+        "report": {"atlas_images": 1, "formats": ["png"]},
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("study")
+    study = Study.from_dict(study_config(tmp_path), progress=False)
+    result = study.run()
+    return tmp_path, study, result
+
+
+def test_run_folder_holds_what_the_readme_promises(finished):
+    _, study, result = finished
+    run = study.run_dir
+    for name in ("config.yaml", "manifest.json", "run.json", "log.txt", "report.html"):
+        assert (run / name).is_file(), name
+    assert result.report == run / "report.html"
+    meta = json.loads((run / "run.json").read_text())
+    assert set(meta["timings"]) == {"explain", "compare", "cluster", "diversity", "report"}
+    assert meta["versions"]["torch"] and [m["name"] for m in meta["models"]] == study.model_names
+    assert len(json.loads((run / "manifest.json").read_text())["ids"]) == 6
+    html = (run / "report.html").read_text()
+    assert "Explanation atlas" in html and "Prediction diversity" in html
+    assert "http://" not in html.replace("http://www.w3.org", "")
+
+
+def test_tables_match_recomputation_from_the_store(finished):
+    _, study, _ = finished
+    from xaicompare.compare import similarity_matrix
+    from xaicompare.stages.compare import compare_options
+
+    maps = study.read_maps("gradcam")
+    assert maps.shape == (3, 6, 32, 32)
+    direct = similarity_matrix(maps, "cosine", compare_options(study), names=study.model_names)
+    table = pd.read_csv(study.run_dir / "tables/similarity/gradcam/cosine_mean.csv",
+                        comment="#", index_col=0)
+    np.testing.assert_allclose(table.to_numpy(), direct.mean.to_numpy(), atol=1e-6)
+    assert (study.run_dir / "tables/localisation.csv").is_file()  # shapes have masks
+    retention = pd.read_csv(study.run_dir / "tables/diversity/retention.csv", comment="#")
+    assert set(retention["severity"]) == {1, 5}
+
+
+def test_second_run_recomputes_nothing(finished):
+    tmp_path, study, _ = finished
+    before = study.read_maps("kernelshap")
+    again = Study.from_dict(study_config(tmp_path), progress=False)
+    summary = again.explain()
+    assert sum(summary.computed.values()) == 0
+    np.testing.assert_array_equal(again.read_maps("kernelshap"), before)
