@@ -67,3 +67,20 @@ def test_validate_ok(capsys, tmp_path):
     path.write_text("name: s\nmodels: [{source: resnet18, pretrained: false}]\n")
     code, out, _ = run_cli(capsys, "validate", str(path))
     assert code == 0 and "ok" in out
+
+
+def test_finetune_writes_a_checkpoint_that_loads(capsys, tmp_path):
+    from xaicompare.models import load_model
+
+    out = tmp_path / "ft.safetensors"
+    code, stdout, err = run_cli(capsys, "finetune", "resnet10t", "--dataset", "shapes",
+                                "--size", "32", "--max-images", "24", "--epochs", "1",
+                                "--no-pretrained", "--out", str(out))
+    assert code == 0, err
+    model = load_model(out)
+    assert model.class_names[:2] == ("disc", "square") and "checkpoint written" in stdout
+
+
+def test_models_lists_the_zoo(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and "shapes-resnet" in out and "resnet50d.ra2_in1k" in out

@@ -213,15 +213,31 @@ def finetune(
     model: Annotated[str, typer.Argument(help="timm name[.tag].")],
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.safetensors).")],
     dataset: Annotated[str, typer.Option(help="imagenette | shapes | folder")] = "imagenette",
-    root: Annotated[Path, typer.Option(help="Dataset root.")] = Path("data"),
+    root: Annotated[Path, typer.Option(help="Dataset root (imagenette, folder).")] =
+    Path("data"),
+    size: Annotated[int, typer.Option(help="Canonical image size.")] = 224,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
-    device: Device = "auto",
+    lr: Annotated[float, typer.Option()] = 1e-3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    max_images: Annotated[int | None, typer.Option(help="Use at most this many images.")] = None,
+    pretrained: Annotated[bool, typer.Option(help="Start from hub weights.")] = True,
 ) -> None:
-    """Fine-tune any timm model on Imagenette (or shapes/a folder) with a new 10-class head."""
-    from .models.train import finetune as run_finetune
+    """Fine-tune any timm model with a new head for the dataset's classes (train split)."""
+    from .data import open_dataset
+    from .models import save_model
+    from .models.zoo import finetune as run_finetune
 
-    path = run_finetune(model, dataset=dataset, root=root, epochs=epochs, out=out, device=device)
-    typer.echo(f"checkpoint written to {path}")
+    options = {"shapes": {"split": "train", "size": size, "n": max_images or 2000},
+               "imagenette": {"root": str(root), "split": "train", "size": size},
+               "folder": {"root": str(root), "size": size}}
+    if dataset not in options:
+        raise UserError(f"--dataset '{dataset}' is not valid; accepted: {', '.join(options)}")
+    images = open_dataset(dataset, **options[dataset])
+    trained = run_finetune(model, images, epochs=epochs, lr=lr, batch_size=batch_size,
+                           max_images=max_images, pretrained=pretrained, progress=True)
+    path = save_model(trained, out, class_names=images.class_names)
+    typer.echo(f"checkpoint written to {path}; use it with "
+               f"`{{source: {model.split('.')[0]}, checkpoint: {out}}}`")
 
 
 def main(argv: list[str] | None = None) -> int:

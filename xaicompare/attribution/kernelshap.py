@@ -143,9 +143,13 @@ def kernelshap(
     base_value, full_value = values[:, 0], values[:, 1]
     feature_valid = torch.arange(masks.shape[2], device=images.device) < n_features[:, None].to(
         images.device)
-    phi, determined = solve_kernel_regression(masks[:, 2:], weights[:, 2:],
-                                  torch.nan_to_num(values[:, 2:] - base_value[:, None]),
-                                  full_value - base_value, feature_valid)
+    # Padding rows (images with fewer coalitions) carry weight 0; zero their NaN values
+    # there only, so a NaN from the model itself still shows in the result.
+    row_valid = torch.arange(masks.shape[1], device=images.device) < n_rows[:, None].to(
+        images.device)
+    centred = torch.where(row_valid, values - base_value[:, None], 0.0)
+    phi, determined = solve_kernel_regression(masks[:, 2:], weights[:, 2:], centred[:, 2:],
+                                              full_value - base_value, feature_valid)
 
     if not determined.all():
         warnings.warn(
@@ -164,6 +168,6 @@ def kernelshap(
     params = {"n_samples": n_samples, "n_segments": n_segments, "compactness": compactness,
               "baseline": baseline if isinstance(baseline, str | int | float) else "tensor",
               "segments": "given" if segments_given else "slic", "seed": seed,
-              "image_seeds": image_seeds is not None, "batch_size": batch_size,
-              "design": "layered-paired"}
+              "image_seeds": image_seeds is not None, "design": "layered-paired"}
+    # batch_size is left out of params on purpose: it changes speed, never the values.
     return Attribution(maps.to(images.dtype), extras, params)

@@ -53,6 +53,7 @@ def fit(
     labels: torch.Tensor,
     *,
     epochs: int,
+    epoch_data: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None = None,
     lr: float = 2e-3,
     weight_decay: float = 0.05,
     batch_size: int = 128,
@@ -67,6 +68,9 @@ def fit(
     """Train `model` (all parameters) with AdamW, warmup + cosine schedule, augmentation.
 
     images: float [N, 3, H, W] in [0, 1] (canonical or already at the model's input size).
+    epoch_data: optional epoch -> (images, labels) giving fresh images for each epoch after
+    the first (synthetic data is free, and unseen images are what lets small transformers
+    and MLPs learn shapes instead of memorising a fixed set).
     teacher: optional model whose softened logits are also matched (knowledge distillation);
     it sees the same augmented batch, so transformers learn from a CNN's shape evidence.
     """
@@ -87,6 +91,10 @@ def fit(
     model.train()
     start = time.perf_counter()
     for epoch in range(epochs):
+        if epoch_data is not None and epoch > 0:
+            images, labels = epoch_data(epoch)
+            x = resize_for(model, images.float())
+            x_teacher = resize_for(teacher, images.float()) if teacher is not None else None
         order = torch.randperm(len(x), generator=generator)
         running, count = 0.0, 0
         for first in range(0, len(x), batch_size):

@@ -55,7 +55,7 @@ ZOO_SPECS: dict[str, dict[str, Any]] = {
     },
     "shapes-deit-distilled": {
         "arch": "deit_tiny_distilled_patch16_224", "family": "transformer", "input_size": 32,
-        "epochs": 16, "lr": 2e-3, "teacher": "shapes-convnext",
+        "epochs": 16, "lr": 2e-3, "teacher": "shapes-resnet",
         "kwargs": {"img_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 4,
                    "num_heads": 2, "mlp_ratio": 2.0},
     },
@@ -144,6 +144,9 @@ def train_zoo(
     index: dict[str, Any] = {"canonical_size": CANONICAL_SIZE, "class_names": train.class_names,
                              "dataset": "shapes", "n_train": n_train, "n_test": n_test,
                              "seed": seed, "models": {}}
+    if (out / ZOO_INDEX).is_file():  # keep models trained earlier into the same folder
+        earlier = json.loads((out / ZOO_INDEX).read_text())
+        index["models"] = {k: v for k, v in earlier.get("models", {}).items() if k not in chosen}
     for name in chosen:
         spec = ZOO_SPECS[name]
         n_epochs = _epochs_for(name, spec, epochs)
@@ -154,7 +157,7 @@ def train_zoo(
         t0 = time.perf_counter()
         model = build_zoo_model(name, seed)
         fit(model, x_train, train.labels, epochs=n_epochs, lr=spec["lr"], seed=seed, batch_size=64,
-            teacher=teacher, log=log)
+            teacher=teacher, log=log, epoch_data=fresh_shapes(n_train, seed))
         seconds = time.perf_counter() - t0
         acc = accuracy(model, x_test, test.labels)
         model.class_names = tuple(train.class_names)
@@ -179,6 +182,17 @@ def train_zoo(
     index["total_seconds"] = round(time.perf_counter() - start, 1)
     (out / ZOO_INDEX).write_text(json.dumps(index, indent=2))
     return index
+
+
+def fresh_shapes(n: int, seed: int):
+    """epoch -> a new training set of n shapes images (a different seed every epoch)."""
+    from ..data.shapes import make_shapes
+
+    def data(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = make_shapes(n, split="train", size=CANONICAL_SIZE, seed=seed + 1000 * epoch)
+        return batch.images.float() / 255, batch.labels
+
+    return data
 
 
 def _epochs_for(name: str, spec: dict[str, Any], epochs: int | dict[str, int] | None) -> int:
