@@ -198,26 +198,39 @@ class Study:
         return np.stack(out).astype(np.float32)
 
     def run(self, stages: tuple[str, ...] = STAGES) -> StudyResult:
+        """Run `stages` in order, each resuming from the store.
+
+        Holds the run folder's lock (engine/lock.py) throughout: a second run on the same
+        folder stops with a UserError naming the holder. A full disk or a read-only folder
+        is a UserError naming the folder; everything finished before it stays in the store.
+        """
+        import contextlib
+
+        from .engine.lock import run_lock
+        from .store.arrays import UNWRITABLE, unwritable_folder_error
+
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise UserError(f"unknown stage(s) {unknown}; accepted: {', '.join(STAGES)}")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(self.run_dir / "log.txt")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        loggers = [log, logging.getLogger("py.warnings")]
-        for logger in loggers:
-            logger.addHandler(handler)
-        log.setLevel(logging.INFO)
-        try:
-            for stage in stages:
-                start = time.perf_counter()
-                log.info("stage %s started", stage)
-                getattr(self, stage)()
-                self.result.timings[stage] = round(time.perf_counter() - start, 2)
-                log.info("stage %s finished in %.1f s", stage, self.result.timings[stage])
-                self.write_metadata()
-        finally:
-            for logger in loggers:
-                logger.removeHandler(handler)
-            handler.close()
+        with run_lock(self.run_dir), contextlib.ExitStack() as cleanup:
+            try:
+                self.store.remove_stale_temporaries()  # left by a killed run; we hold the lock
+                handler = logging.FileHandler(self.run_dir / "log.txt")
+                cleanup.callback(handler.close)
+                handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+                for logger in (log, logging.getLogger("py.warnings")):
+                    logger.addHandler(handler)
+                    cleanup.callback(logger.removeHandler, handler)
+                log.setLevel(logging.INFO)
+                for stage in stages:
+                    start = time.perf_counter()
+                    log.info("stage %s started", stage)
+                    getattr(self, stage)()
+                    self.result.timings[stage] = round(time.perf_counter() - start, 2)
+                    log.info("stage %s finished in %.1f s", stage, self.result.timings[stage])
+                    self.write_metadata()
+            except OSError as err:
+                if err.errno in UNWRITABLE:
+                    raise unwritable_folder_error(self.run_dir, err) from None
+                raise
         return self.result

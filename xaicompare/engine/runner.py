@@ -3,6 +3,12 @@
 Idempotent: a (model, method, batch) whose maps are stored is skipped, so an interrupted
 run resumes where it stopped, and adding a model to a finished study computes only it.
 One forward pass per batch serves both the stored logits and the explained targets.
+
+Numerical safety: logits or maps with NaN/inf are stored as they are (so the numbers are
+never silently changed), flagged per image in the chunk (`finite`), logged as a warning
+naming model, method and image id, and listed in `RunSummary.nonfinite`. Downstream, the
+compare stage treats a non-finite map as degenerate and excludes it by its declared rule
+(`compare.degenerate`), with counts in degenerate_maps.csv.
 """
 
 from __future__ import annotations
@@ -68,11 +74,45 @@ class RunSummary:
     computed: dict[str, int] = field(default_factory=dict)  # "model/method" -> images computed
     skipped: dict[str, int] = field(default_factory=dict)  # already in the store
     seconds: dict[str, float] = field(default_factory=dict)
+    # (model, "logits" or method, image id) of every stored result with NaN or inf, found
+    # when computed or, for stored results, from the chunk's `finite` flags.
+    nonfinite: list[tuple[str, str, str]] = field(default_factory=list)
 
     def add(self, key: str, computed: int, skipped: int, seconds: float) -> None:
         self.computed[key] = self.computed.get(key, 0) + computed
         self.skipped[key] = self.skipped.get(key, 0) + skipped
         self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+
+
+def _finite_rows(array: np.ndarray) -> np.ndarray:
+    """Per-row flag: every value of that row is finite."""
+    return np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+
+
+def _map_array(maps: np.ndarray, dtype: str) -> np.ndarray:
+    """Maps in the storage dtype, unless that dtype would overflow finite values to inf."""
+    stored = maps.astype(dtype)
+    if not np.array_equal(np.isfinite(stored), np.isfinite(maps)):
+        return maps.astype(np.float32)  # too large for float16: keep the exact values
+    return stored
+
+
+def _record_nonfinite(summary: RunSummary, model: str, what: str, ids: Sequence[str],
+                      finite: np.ndarray) -> None:
+    bad = [i for i, ok in zip(ids, finite.tolist(), strict=True) if not ok]
+    if bad:
+        log.warning("model '%s': non-finite %s (NaN or inf) for %d image(s): %s; excluded "
+                    "from the statistics they would corrupt", model, what, len(bad),
+                    ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+        summary.nonfinite.extend((model, what, i) for i in bad)
+
+
+def _stored_finite(entry: Entry, ids: Sequence[str], name: str) -> np.ndarray:
+    """`finite` flags of stored rows; computed from the array for chunks written without."""
+    try:
+        return entry.read(ids, ["finite"])["finite"].astype(bool)
+    except KeyError:
+        return _finite_rows(entry.read(ids, [name])[name])
 
 
 def _batches(n: int, size: int) -> list[range]:
@@ -141,24 +181,35 @@ def run_explanations(
                 todo = {m: e for m, e in entries.items() if not e.has_all(ids)}
                 if logits.has_all(ids) and not todo:
                     summary.add(f"{model.name}/logits", 0, len(ids), 0.0)
+                    _record_nonfinite(summary, model.name, "logits", ids,
+                                      _stored_finite(logits, ids, "logits"))
+                    for method, entry in entries.items():
+                        summary.add(f"{model.name}/{method}", 0, len(ids), 0.0)
+                        _record_nonfinite(summary, model.name, method, ids,
+                                          _stored_finite(entry, ids, "maps"))
                     bar.update(len(ids) * (1 + len(methods)))
                     continue
                 images = dataset.load(list(rows)).to(device_)
                 start = time.perf_counter()
                 if logits.has_all(ids):
-                    out = torch.from_numpy(logits.read(ids)["logits"]).to(device_)
+                    out = torch.from_numpy(logits.read(ids, ["logits"])["logits"]).to(device_)
                     summary.add(f"{model.name}/logits", 0, len(ids), 0.0)
                 else:
                     with torch.no_grad():
                         out = model(images).float()
-                    logits.write(ids, {"logits": out.cpu().numpy()})
+                    values = out.cpu().numpy()
+                    logits.write(ids, {"logits": values, "finite": _finite_rows(values)})
                     summary.add(f"{model.name}/logits", len(ids), 0,
                                 time.perf_counter() - start)
+                _record_nonfinite(summary, model.name, "logits", ids,
+                                  _finite_rows(out.cpu().numpy()))
                 bar.update(len(ids))
                 targets = _targets(out, dataset, rows, target, device_)
                 for method, params in methods.items():
                     if method not in todo:
                         summary.add(f"{model.name}/{method}", 0, len(ids), 0.0)
+                        _record_nonfinite(summary, model.name, method, ids,
+                                          _stored_finite(entries[method], ids, "maps"))
                         bar.update(len(ids))
                         continue
                     start = time.perf_counter()
@@ -168,17 +219,21 @@ def run_explanations(
                                                          dataset_identity, rows, images).to(device_)
                         call["image_seeds"] = image_seeds(ids, seed + params.get("seed", 0))
                     result = explain_full(model, images, method, targets, **call)
-                    arrays = {"maps": result.maps.detach().float().cpu().numpy().astype(map_dtype)}
+                    maps = result.maps.detach().float().cpu().numpy()
+                    arrays = {"maps": _map_array(maps, map_dtype), "finite": _finite_rows(maps)}
                     for key, value in result.extras.items():
-                        if isinstance(value, torch.Tensor) and value.shape[:1] == (len(ids),):
+                        if (isinstance(value, torch.Tensor) and value.shape[:1] == (len(ids),)
+                                and key not in arrays):
                             arrays[key] = value.detach().cpu().numpy()
                     todo[method].write(ids, arrays)
+                    _record_nonfinite(summary, model.name, method, ids, arrays["finite"])
                     summary.add(f"{model.name}/{method}", len(ids), 0,
                                 time.perf_counter() - start)
                     bar.update(len(ids))
 
         _with_oom_backoff(run_all, size)
         bar.close()
+    summary.nonfinite = list(dict.fromkeys(summary.nonfinite))  # an OOM retry repeats batches
     return summary
 
 

@@ -8,11 +8,17 @@ its key is a readable prefix plus a hash of everything that determines the numbe
 changed parameter makes a new entry and never overwrites an old one. A chunk holds the
 arrays of one batch of images. Chunks are written to a temporary file and renamed, so a
 chunk is either complete or absent: a run killed at any moment resumes cleanly.
+Temporary files carry the writer's pid; `remove_stale_temporaries` deletes those left by a
+killed run (call it while holding the run lock, see engine/lock.py). A write that fails
+because the disk is full or the folder is read-only removes its temporary file and raises
+a UserError naming the folder; chunks already written stay valid.
 No pickles: arrays are saved and loaded with allow_pickle=False.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -22,6 +28,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import UserError
+
+# errno values that mean "this folder cannot be written": the user can fix them.
+UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+TMP_SUFFIX = ".tmp"
+
+
+def unwritable_folder_error(folder: Path, err: OSError) -> UserError:
+    """A UserError naming `folder` for a write that failed for a reason the user can fix."""
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    where = err.filename or folder
+    return UserError(f"cannot write to output folder '{folder}' ({reason}: '{where}'); finished "
+                     "work is kept: free space or fix permissions and run again, or choose "
+                     "another `output:` folder")
 
 
 def stable_hash(obj, length: int = 12) -> str:
@@ -36,12 +57,22 @@ def entry_key(prefix: str, identity: dict) -> str:
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write via a temporary file + rename: `path` is either complete or absent."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno in UNWRITABLE:
+            raise unwritable_folder_error(path.parent, err) from None
+        raise
+    except BaseException:  # KeyboardInterrupt etc.: leave no half file behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class Entry:
@@ -60,13 +91,21 @@ class Entry:
             if len(array) != len(ids):
                 raise ValueError(f"array '{name}' has {len(array)} rows for {len(ids)} ids")
         chunks = self.directory / "chunks"
-        chunks.mkdir(parents=True, exist_ok=True)
+        try:
+            chunks.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            if err.errno in UNWRITABLE:
+                raise unwritable_folder_error(self.directory, err) from None
+            raise
         meta = self.directory / "meta.json"
         if not meta.exists():
             _atomic_write_bytes(meta, lambda h: h.write(json.dumps(self.identity, indent=2,
                                                                     default=str).encode()))
         path = chunks / f"{stable_hash(ids, 20)}.npz"
         payload = {"ids": np.asarray(ids, dtype=str), **{k: np.asarray(v) for k, v in arrays.items()}}
+        for name, array in payload.items():
+            if array.dtype == object:  # would need a pickle to save or load
+                raise TypeError(f"array '{name}' has dtype object; the store holds plain arrays")
         _atomic_write_bytes(path, lambda h: np.savez(h, **payload))
         self._index = None
         return path
@@ -81,8 +120,10 @@ class Entry:
                     with np.load(path, allow_pickle=False) as data:
                         ids = data["ids"]
                 except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
-                    # A corrupt chunk is treated as missing: its images are recomputed.
-                    path.rename(path.with_suffix(".corrupt"))
+                    # A corrupt chunk is treated as missing: its images are recomputed. It is
+                    # kept aside (not deleted) so a user can inspect it.
+                    with contextlib.suppress(OSError):  # a read-only store still reads
+                        path.rename(path.with_suffix(".corrupt"))
                     continue
                 for row, image_id in enumerate(ids.tolist()):
                     index[image_id] = (path, row)
@@ -118,6 +159,9 @@ class Entry:
                     array = data[key]
                     if key not in out:
                         out[key] = np.empty((len(ids), *array.shape[1:]), dtype=array.dtype)
+                    elif np.result_type(out[key], array) != out[key].dtype:
+                        # e.g. a float32 chunk among float16 ones: never cast values down
+                        out[key] = out[key].astype(np.result_type(out[key], array))
                     positions = [p for p, _ in pairs]
                     rows = [r for _, r in pairs]
                     out[key][positions] = array[rows]
@@ -132,6 +176,19 @@ class Store:
 
     def entry(self, kind: str, prefix: str, identity: dict) -> Entry:
         return Entry(self.root / kind / entry_key(prefix, identity), identity)
+
+    def remove_stale_temporaries(self) -> int:
+        """Delete temporary files left by killed writers; returns how many were removed.
+
+        Only safe while no other process writes this store (hold the run lock).
+        """
+        removed = 0
+        if self.root.is_dir():
+            for path in self.root.glob(f"*/*/**/.*{TMP_SUFFIX}"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def entries(self, kind: str) -> list[Entry]:
         folder = self.root / kind

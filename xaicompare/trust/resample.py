@@ -14,8 +14,6 @@ from ..errors import UserError
 
 STATISTICS = ("mean", "dissimilarity", "median", "std")
 INTERVALS = ("percentile", "bca")
-# Elements of the [r, P, N] cumulative-count array built at once by `weighted_median`.
-MEDIAN_CHUNK_ELEMENTS = 20_000_000
 
 
 def check_resampling(n_resamples, seed, ci) -> None:
@@ -72,25 +70,28 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """NaN-aware median [R, P] of series values [P, N] with integer weights [R, N].
 
     The median of the multiset where image n appears weights[r, n] times (the mean of the
-    two middle elements for an even count, as numpy), via cumulative counts in sorted order.
+    two middle elements for an even count, as numpy): per series, cumulative counts in
+    sorted order, and one batched binary search for the two middle ranks.
     """
-    p, n = values.shape
-    order = np.argsort(values, axis=1, kind="stable")  # NaN last
-    sorted_values = np.take_along_axis(values, order, axis=1)
-    valid_sorted = ~np.isnan(sorted_values)
-    out = np.full((weights.shape[0], p), np.nan)
-    chunk = max(1, MEDIAN_CHUNK_ELEMENTS // max(1, p * n))
-    for start in range(0, weights.shape[0], chunk):
-        w = weights[start : start + chunk][:, order] * valid_sorted  # [r, P, N]
-        cum = np.cumsum(w, axis=-1)
-        total = cum[..., -1]
-        k1 = np.floor((total + 1) / 2)  # 1-based ranks of the two middle elements
-        k2 = np.floor(total / 2) + 1
-        i1 = np.minimum((cum < k1[..., None]).sum(-1), n - 1)
-        i2 = np.minimum((cum < k2[..., None]).sum(-1), n - 1)
-        rows = np.arange(p)[None, :]
-        med = 0.5 * (sorted_values[rows, i1] + sorted_values[rows, i2])
-        out[start : start + chunk] = np.where(total > 0, med, np.nan)
+    r, n = weights.shape
+    counts = np.rint(weights).astype(np.int64)
+    out = np.full((r, values.shape[0]), np.nan)
+    row_offset = np.arange(r) * (n + 1)  # rows of cum live in disjoint ranges when flattened
+    for p, series in enumerate(values):
+        valid = np.nonzero(~np.isnan(series))[0]
+        if valid.size == 0:
+            continue
+        order = valid[np.argsort(series[valid], kind="stable")]
+        sorted_values = series[order]
+        cum = np.cumsum(counts[:, order], axis=1)  # [R, n_valid], each row <= n
+        total = cum[:, -1]
+        flat = (cum + row_offset[:, None]).ravel()
+        start = np.arange(r) * order.size
+        middle = []
+        for rank in (np.floor((total + 1) / 2), np.floor(total / 2) + 1):  # 1-based ranks
+            pos = np.searchsorted(flat, rank + row_offset, side="left") - start
+            middle.append(sorted_values[np.minimum(pos, order.size - 1)])
+        out[:, p] = np.where(total > 0, 0.5 * (middle[0] + middle[1]), np.nan)
     return out
 
 
@@ -100,7 +101,10 @@ def weighted_statistic(values: np.ndarray, weights: np.ndarray, statistic: str, 
     dissimilarity = sqrt((1 - mean)^2 + std^2), as compare.dissimilarity.
     """
     if statistic == "median":
-        return weighted_median(values, weights)
+        # symmetric matrices repeat every series twice: compute each distinct one once
+        keys = np.ascontiguousarray(values).view(np.dtype((np.void, values.shape[1] * 8)))
+        _, first, inverse = np.unique(keys.ravel(), return_index=True, return_inverse=True)
+        return weighted_median(values[first], weights)[:, inverse.reshape(-1)]
     mean, std = weighted_moments(values, weights, ddof)
     if statistic == "mean":
         return mean
