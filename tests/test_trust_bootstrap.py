@@ -157,3 +157,18 @@ def test_bad_inputs_name_the_problem():
         bootstrap_matrix(x[0])
     with pytest.raises(UserError, match="0/1"):
         bootstrap_pairwise(np.full((2, 3), 0.5))
+
+
+def test_accepts_a_similarity_result_and_keeps_its_labels():
+    import torch
+
+    from xaicompare.compare import similarity_matrix
+
+    maps = torch.rand(3, 12, 6, 6, generator=torch.Generator().manual_seed(0))
+    maps[1, 0] = 0.0  # a degenerate map: NaN pair-images, excluded in every resample
+    result = similarity_matrix(maps, "cosine", names=["x", "y", "z"])
+    boot = bootstrap_matrix(result, "dissimilarity", n_resamples=30, seed=0)
+    assert list(boot.estimate.index) == ["x", "y", "z"]
+    np.testing.assert_allclose(boot.estimate.to_numpy(), result.dissimilarity.to_numpy(),
+                               atol=1e-9)
+    assert (boot.low.to_numpy() <= boot.estimate.to_numpy() + 1e-12).all()

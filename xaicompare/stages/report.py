@@ -44,54 +44,35 @@ def _read(path: Path) -> pd.DataFrame | None:
 
 
 def similarity_sections(study, save: FigureWriter) -> list[dict]:
+    """Per method: a heatmap, tests and mean table per metric; structure plots for the first."""
     sections = []
-    families = study.families
+    primary = study.config.compare.metrics[0]
     for method in study.config.methods:
         figures, tables, tests = [], [], []
         for metric in study.config.compare.metrics:
             D = read_dissimilarity(study, method, metric)
             tree_path = array_path(study, "cluster", f"{method}__{metric}")
-            order = None
-            if tree_path.exists():
-                tree = np.load(tree_path)
-                order = [str(x) for x in tree["order"]]
+            tree = np.load(tree_path) if tree_path.exists() else None
+            order = None if tree is None else [str(x) for x in tree["order"]]
+            if order is not None:
                 D = D.loc[order, order]  # models with undefined entries were left out
-                figures.append({"path": save(rp.plot_dendrogram(
-                    tree["linkage"], [str(x) for x in tree["labels"]], families,
-                    title=f"{method} / {metric}"), method, f"dendrogram_{metric}"),
-                    "caption": f"Dendrogram ({study.config.cluster.method} linkage) of the "
-                               f"{metric} dissimilarity of {method} maps."})
+            if metric == primary:
+                figures += structure_figures(study, save, method, metric, D, tree)
             figures.append({"path": save(rp.plot_dissimilarity_heatmap(
-                D, families, order=order, title=f"{method} / {metric}"), method,
+                D, study.families, order=order, title=f"{method} / {metric}"), method,
                 f"dissimilarity_{metric}"),
                 "caption": f"Dissimilarity sqrt((1 - mean)^2 + std^2) of per-image {metric} "
                            "similarity, ordered by the dendrogram."})
-            assignments = _read(table_path(study, "cluster", method, f"{metric}_assignments"))
-            if assignments is not None and len(D) >= 2:
-                W = D.clip(upper=1.0).rsub(1.0)
-                figures.append({"path": save(rp.plot_community_graph(
-                    W, assignments["community"].to_dict(), families, seed=study.config.seed,
-                    title=f"Louvain communities, {method} / {metric}"), method,
-                    f"communities_{metric}"), "caption": "Edge width: 1 - dissimilarity."})
-            coords = _read(table_path(study, "cluster", method, f"{metric}_mds"))
-            if coords is not None:
-                figures.append({"path": save(rp.plot_embedding(
-                    coords, families, title=f"MDS, {method} / {metric}"), method,
-                    f"mds_{metric}"), "caption": "Classical MDS of the dissimilarity matrix."})
             family_tests = _read(table_path(study, "cluster", method, f"{metric}_tests"))
             if family_tests is not None:
-                for name, row in family_tests.iterrows():
-                    tests.append({"name": f"{metric}: {name}", "statistic": row["statistic"],
-                                  "p_value": row["p_value"]})
-            summary = _read(table_path(study, "similarity", method, f"{metric}_mean"))
-            if summary is not None:
-                tables.append({"table": summary.round(3),
-                               "caption": f"Mean per-image {metric} similarity"})
-        per_image = np.load(array_path(study, "similarity",
-                                       f"{method}__{study.config.compare.metrics[0]}"))
+                tests += [{"name": f"{metric}: {name}", "statistic": row["statistic"],
+                           "p_value": row["p_value"]} for name, row in family_tests.iterrows()]
+            mean = _read(table_path(study, "similarity", method, f"{metric}_mean"))
+            tables.append({"table": mean.round(3),
+                           "caption": f"Mean per-image {metric} similarity"})
+        per_image = np.load(array_path(study, "similarity", f"{method}__{primary}"))
         figures.append({"path": save(_histograms(per_image), method, "similarity_histograms"),
-                        "caption": f"Per-image {study.config.compare.metrics[0]} similarity "
-                                   "for every model pair."})
+                        "caption": f"Per-image {primary} similarity for every model pair."})
         sections.append({"title": f"Explanation similarity: {method}",
                          "text": f"Parameters: {json.dumps(study.config.methods[method])}. "
                                  f"Maps normalised with '{study.config.compare.normalization}' "
@@ -99,6 +80,29 @@ def similarity_sections(study, save: FigureWriter) -> list[dict]:
                                  "comparison.",
                          "figures": figures, "tables": tables, "tests": tests})
     return sections
+
+
+def structure_figures(study, save, method: str, metric: str, D, tree) -> list[dict]:
+    """Dendrogram, Louvain community graph and MDS embedding of one dissimilarity matrix."""
+    figures = []
+    if tree is not None:
+        figures.append({"path": save(rp.plot_dendrogram(
+            tree["linkage"], [str(x) for x in tree["labels"]], study.families,
+            title=f"{method} / {metric}"), method, f"dendrogram_{metric}"),
+            "caption": f"Dendrogram ({study.config.cluster.method} linkage) of the {metric} "
+                       f"dissimilarity of {method} maps."})
+    assignments = _read(table_path(study, "cluster", method, f"{metric}_assignments"))
+    if assignments is not None and len(D) >= 2:
+        figures.append({"path": save(rp.plot_community_graph(
+            D.clip(upper=1.0).rsub(1.0), assignments["community"].to_dict(), study.families,
+            seed=study.config.seed, title=f"Louvain communities, {method} / {metric}"), method,
+            f"communities_{metric}"), "caption": "Edge width: 1 - dissimilarity."})
+    coords = _read(table_path(study, "cluster", method, f"{metric}_mds"))
+    if coords is not None:
+        figures.append({"path": save(rp.plot_embedding(
+            coords, study.families, title=f"MDS, {method} / {metric}"), method, f"mds_{metric}"),
+            "caption": "Classical MDS of the dissimilarity matrix."})
+    return figures
 
 
 def _histograms(per_image):

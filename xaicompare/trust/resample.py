@@ -51,8 +51,8 @@ def weighted_moments(values: np.ndarray, weights: np.ndarray, ddof: int = 0):
     the resampled series (std with `ddof`, like compare.aggregate). -> (mean, std) [R, P].
     """
     valid = ~np.isnan(values)
-    with np.errstate(invalid="ignore"):
-        centre = np.where(valid.any(1), np.nanmean(np.where(valid, values, 0.0), 1), 0.0)
+    n_all = valid.sum(1)
+    centre = np.where(valid, values, 0.0).sum(1) / np.maximum(n_all, 1)  # full-sample mean
     # centre each series first (by a per-series constant) to avoid cancellation in E[x^2]-E[x]^2
     x = np.where(valid, values - centre[:, None], 0.0)
     n = weights @ valid.T.astype(np.float64)  # [R, P] images in each resample
