@@ -23,13 +23,14 @@ import random
 import re
 import signal
 import time
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-KILL_BUDGET_S = float(os.environ.get("XAICOMPARE_KILL_BUDGET_S", "60"))
+KILL_BUDGET_S = float(os.environ.get("XAICOMPARE_KILL_BUDGET_S", "40"))
 HOSTILE_MODEL = "<script>alert(1)</script>"
 HOSTILE_CLASSES = ["<img src=x onerror=alert(1)>", "<b onclick=alert(2)>square"]
 PRELOAD = ["torch", "timm", "xaicompare.study", "xaicompare.stages.compare",
@@ -54,7 +55,9 @@ def study_dict(root: Path, images: Path) -> dict:
                     "kernelshap": {"n_samples": 16, "n_segments": 6}},
         "compare": {"metrics": ["cosine"]},
         "cluster": {"k": 2, "permutations": 19},
-        "diversity": {"corruptions": ["gaussian_noise"], "severities": [1]},
+        "diversity": {"corruptions": []},
+        "trust": {"n_resamples": 10, "stability_resamples": 10, "n_shuffles": 1,
+                  "sample_size_subsets": 2, "faithfulness_images": 2, "faithfulness_steps": 2},
         "report": {"atlas_images": 1, "formats": ["png"]},
         "executor": {"batch_size": 4, "device": "cpu"},
     }
@@ -164,6 +167,9 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("crash")
     images = make_images(tmp / "images")
     CTX.set_forkserver_preload(PRELOAD)
+    warm = CTX.Process(target=time.sleep, args=(0,))  # the server imports PRELOAD once, here
+    warm.start()
+    warm.join()
     reference = study_dict(tmp / "reference", images)
     start = time.perf_counter()
     assert run_child(reference) == 0
@@ -185,7 +191,7 @@ def test_killed_runs_resume_to_the_uninterrupted_results(runs):
             if time.perf_counter() > deadline:
                 assert run_child(config) == 0  # budget spent: finish without a kill
                 break
-            mode = rng.choice(["random", "write", "log"])
+            mode = rng.choice(["random", "random", "write", "write", "log"])
             if mode == "random":
                 code = run_child(config, kill_after=rng.uniform(0.0, full_seconds))
             else:
@@ -231,7 +237,8 @@ def test_report_escapes_hostile_names_and_loads_nothing_external(runs):
     _, _, reference, _ = runs
     html = (Path(reference["output"]) / "report.html").read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # the model name, shown as text
-    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # a class folder name, as text
+    # the atlas shows image ids "<class folder>/imgK.png": as text, never as markup
+    assert any(escape(name, quote=False) in html for name in HOSTILE_CLASSES)
     parser = TagCollector()
     parser.feed(html)
     tags = {tag for tag, _ in parser.tags}

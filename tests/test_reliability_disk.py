@@ -73,7 +73,7 @@ def test_full_disk_names_the_folder_and_keeps_finished_work(tmp_path, monkeypatc
     monkeypatch.undo()  # space freed
     summary = run(store)
     assert summary.computed["tiny/gradcam"] == 6 and summary.skipped["tiny/gradcam"] == 2
-    assert summary.computed["tiny/logits"] == 6 and summary.skipped["tiny/logits"] == 2
+    assert summary.computed["tiny/logits"] == 4 and summary.skipped["tiny/logits"] == 4
     clean = Store(tmp_path / "clean")
     run(clean)
     for method, params in METHODS.items():
@@ -115,14 +115,14 @@ def write_study(tmp_path, output):
         "dataset": {"name": "shapes", "options": {"split": "test", "n": 4, "size": 32}},
         "models": [{"source": "test_vit", "pretrained": False, "num_classes": 10,
                     "class_indices": None, "kwargs": {"img_size": 32, "patch_size": 8}}],
-        "methods": {"gradcam": {}}, "executor": {"batch_size": 2}}))
+        "methods": {"gradcam": {}}}))
     return study
 
 
 def test_cli_full_disk_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
     study = write_study(tmp_path, tmp_path / "run")
     fail_nth_savez(monkeypatch, 3)  # batch 1 (logits + gradcam) is stored, batch 2 is not
-    assert main(["explain", str(study), "--quiet"]) == 2
+    assert main(["explain", str(study), "--quiet", "--batch-size", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: cannot write to output folder")
     assert "No space left on device" in err and str(tmp_path / "run") in err

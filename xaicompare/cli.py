@@ -119,6 +119,8 @@ app.command("compare")(_stage_command("compare", "Pairwise explanation similarit
 app.command("cluster")(_stage_command("cluster", "Dendrograms and Louvain communities."))
 app.command("diversity")(_stage_command("diversity", "Prediction diversity, ensembles, "
                                                      "corruptions and calibration."))
+app.command("trust")(_stage_command("trust", "Bootstrap intervals, clustering stability, "
+                                             "null baselines and faithfulness."))
 app.command("report")(_stage_command("report", "Figures, atlases and the HTML report."))
 
 

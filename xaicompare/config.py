@@ -68,6 +68,19 @@ class DiversityConfig(Section):
     calibration_binning: Literal["width", "mass"] = "width"
 
 
+class TrustConfig(Section):
+    enabled: bool = True
+    n_resamples: int = Field(default=1000, ge=10)  # bootstrap over images
+    ci: float = Field(default=0.95, gt=0, lt=1)
+    stability_resamples: int = Field(default=200, ge=10)
+    n_shuffles: int = Field(default=10, ge=1)  # shuffled-image null
+    sample_size_subsets: int = Field(default=50, ge=2)
+    faithfulness_images: int = Field(default=16, ge=0)  # deletion / insertion curves
+    faithfulness_steps: int = Field(default=20, ge=2)
+    randomization: bool = False  # model-parameter randomisation test (explains again)
+    randomization_images: int = Field(default=8, ge=1)
+
+
 class ReportConfig(Section):
     enabled: bool = True
     atlas_images: int = Field(default=4, ge=0)
@@ -93,6 +106,7 @@ class StudyConfig(Section):
     compare: CompareConfig = Field(default_factory=CompareConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     diversity: DiversityConfig = Field(default_factory=DiversityConfig)
+    trust: TrustConfig = Field(default_factory=TrustConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 

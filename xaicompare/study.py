@@ -3,7 +3,8 @@
     study = Study.from_yaml("configs/quickstart.yaml")
     result = study.run()
 
-Stages: prepare (images + manifest) -> explain -> compare -> cluster -> diversity -> report.
+Stages: prepare (images + manifest) -> explain -> compare -> cluster -> diversity -> trust
+-> report.
 Every stage writes into the run folder (see README, "What a run writes").
 """
 
@@ -26,7 +27,7 @@ from .store import Store
 
 log = logging.getLogger("xaicompare")
 
-STAGES = ("explain", "compare", "cluster", "diversity", "report")
+STAGES = ("explain", "compare", "cluster", "diversity", "trust", "report")
 
 
 def library_versions() -> dict[str, str]:
@@ -172,6 +173,11 @@ class Study:
         from .stages.diversity import run_diversity
 
         return run_diversity(self)
+
+    def trust(self):
+        from .stages.trust import run_trust
+
+        return run_trust(self)
 
     def report(self):
         from .stages.report import run_report

@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..attribution import explain_full
+from ..errors import UserError
 from ..store import Entry, Store
 
 log = logging.getLogger("xaicompare")
@@ -91,7 +92,8 @@ def _finite_rows(array: np.ndarray) -> np.ndarray:
 
 def _map_array(maps: np.ndarray, dtype: str) -> np.ndarray:
     """Maps in the storage dtype, unless that dtype would overflow finite values to inf."""
-    stored = maps.astype(dtype)
+    with np.errstate(over="ignore"):  # overflow is detected right below
+        stored = maps.astype(dtype)
     if not np.array_equal(np.isfinite(stored), np.isfinite(maps)):
         return maps.astype(np.float32)  # too large for float16: keep the exact values
     return stored
@@ -204,7 +206,7 @@ def run_explanations(
                 _record_nonfinite(summary, model.name, "logits", ids,
                                   _finite_rows(out.cpu().numpy()))
                 bar.update(len(ids))
-                targets = _targets(out, dataset, rows, target, device_)
+                targets = _targets(out, dataset, rows, target, device_, model.name)
                 for method, params in methods.items():
                     if method not in todo:
                         summary.add(f"{model.name}/{method}", 0, len(ids), 0.0)
@@ -237,10 +239,19 @@ def run_explanations(
     return summary
 
 
-def _targets(logits: torch.Tensor, dataset, rows, target: str, device) -> torch.Tensor:
+def _targets(logits: torch.Tensor, dataset, rows, target: str, device,
+             model: str = "model") -> torch.Tensor:
+    """Classes to explain: predicted, or the label (unlabelled images: predicted)."""
     if target == "label":
         if dataset.labels is None:
-            raise ValueError("target 'label' needs a dataset with labels")
+            raise UserError("target 'label' needs a dataset with labels; this one has none "
+                            "(use target: predicted)")
         labels = torch.as_tensor(np.asarray(dataset.labels)[list(rows)], device=device)
+        outside = (labels >= logits.shape[1]).nonzero().flatten().tolist()
+        if outside:
+            examples = [f"{dataset.ids[rows[i]]} (label {int(labels[i])})" for i in outside[:3]]
+            raise UserError(f"labels outside the class space of model '{model}': it has "
+                            f"{logits.shape[1]} outputs, but images {', '.join(examples)} have "
+                            "larger labels; match num_classes / class_indices to the dataset")
         return torch.where(labels >= 0, labels, logits.argmax(1))
     return logits.argmax(1)

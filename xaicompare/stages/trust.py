@@ -1,0 +1,180 @@
+"""Trust stage: uncertainty, stability, null baselines and faithfulness for every comparison.
+
+Bootstrap intervals are a reweighting of the per-image values the compare stage stored;
+nothing is explained again except for faithfulness curves and the (opt-in) randomisation
+check, which run on a small, fixed subset of images.
+
+Writes tables/trust/<method>/<metric>_{bootstrap,nulls}.csv, <method>/coclustering.csv,
+<method>/sample_size.csv, faithfulness.csv, prediction_bootstrap.csv, ensemble_gain.csv,
+randomization.csv.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..compare import write_table_csv
+from ..diversity import to_probs
+from ..errors import UserError
+from ..trust import (
+    bootstrap_ensemble_gain,
+    bootstrap_matrix,
+    bootstrap_pairwise,
+    centre_bias_similarity,
+    coclustering_frequency,
+    deletion_insertion_curves,
+    null_table,
+    randomization_similarity,
+    sample_size_curve,
+    sanity_scores,
+    shuffled_null,
+)
+from .compare import compare_options
+from .paths import array_path, table_path
+
+log = logging.getLogger("xaicompare")
+
+
+def run_trust(study) -> None:
+    cfg = study.config.trust
+    if not cfg.enabled:
+        return
+    seed = study.config.seed
+    options = compare_options(study)
+    for method in study.config.methods:
+        maps = None
+        for metric in study.config.compare.metrics:
+            per_image = np.load(array_path(study, "similarity", f"{method}__{metric}"))
+            values, names = per_image["per_image"], [str(x) for x in per_image["names"]]
+            provenance = {"method": method, "metric": metric, "n_resamples": cfg.n_resamples,
+                          "ci": cfg.ci, "seed": seed}
+            tables = [bootstrap_matrix(values, statistic, n_resamples=cfg.n_resamples,
+                                       seed=seed, ci=cfg.ci, names=names).table()
+                      .assign(statistic=statistic) for statistic in ("mean", "dissimilarity")]
+            write_table_csv(pd.concat(tables, ignore_index=True),
+                            table_path(study, "trust", method, f"{metric}_bootstrap"), provenance)
+            if metric not in ("cosine", "spearman", "pearson"):
+                continue  # the centre-prior null of a pair is defined for correlations
+            maps = study.read_maps(method) if maps is None else maps
+            mean = pd.DataFrame(np.nanmean(values, axis=-1), index=names, columns=names)
+            centre = centre_bias_similarity(maps, metric, names, options=options)
+            shuffled = shuffled_null(maps, metric, n_shuffles=cfg.n_shuffles, seed=seed,
+                                     names=names)
+            write_table_csv(null_table(mean, centre, shuffled),
+                            table_path(study, "trust", method, f"{metric}_nulls"),
+                            {**provenance, "n_shuffles": cfg.n_shuffles})
+        primary = study.config.compare.metrics[0]
+        values = np.load(array_path(study, "similarity", f"{method}__{primary}"))["per_image"]
+        stability(study, method, primary, values)
+        sizes = [n for n in (5, 10, 20, 50, 100, 200, 500, 1000) if n < values.shape[-1]]
+        if sizes:
+            write_table_csv(sample_size_curve(values, sizes + [values.shape[-1]],
+                                              n_subsets=cfg.sample_size_subsets, seed=seed),
+                            table_path(study, "trust", method, "sample_size"),
+                            {"metric": primary, "statistic": "dissimilarity"})
+    prediction_intervals(study)
+    faithfulness(study)
+    if cfg.randomization:
+        randomization(study)
+
+
+def stability(study, method: str, metric: str, values: np.ndarray) -> None:
+    """How often two models land in the same cluster / community over bootstrap resamples."""
+    cfg, names = study.config.trust, study.model_names
+    if len(names) < 3 or np.isnan(values).all(axis=-1).any():
+        log.info("%s: too few models or undefined pairs; clustering stability skipped", method)
+        return
+    k = study.config.cluster.k or 2
+    frames = {}
+    for algorithm in ("hierarchical", "louvain"):
+        try:
+            frames[algorithm] = coclustering_frequency(
+                values, k=k, method=study.config.cluster.method, algorithm=algorithm,
+                resolution=study.config.cluster.louvain_resolution,
+                n_resamples=cfg.stability_resamples, seed=study.config.seed, names=names)
+        except UserError as err:
+            log.warning("%s: %s co-clustering not possible: %s", method, algorithm, err)
+    if frames:
+        table = pd.concat(frames, names=["algorithm", "model"])
+        write_table_csv(table, table_path(study, "trust", method, "coclustering"),
+                        {"metric": metric, "k": k, "n_resamples": cfg.stability_resamples})
+
+
+def prediction_intervals(study) -> None:
+    """Bootstrap intervals for error consistency and the diversities, and ensemble gains."""
+    labels = study.dataset.labels
+    names = study.model_names
+    if labels is None or len(names) < 2:
+        return
+    cfg = study.config.trust
+    labels = np.asarray(labels)
+    probs = np.stack([to_probs(x, kind="logits") for x in study.read_logits()])
+    correct = (probs.argmax(-1) == labels[None]).astype(float)
+    p_true = np.take_along_axis(probs, labels[None, :, None], axis=2)[..., 0]
+    rows = []
+    for metric, values in (("error_consistency", correct), ("zero_one_diversity", correct),
+                           ("ce_diversity", p_true)):
+        rows.append(bootstrap_pairwise(values, metric, n_resamples=cfg.n_resamples,
+                                       seed=study.config.seed, ci=cfg.ci, names=names)
+                    .table().assign(metric=metric))
+    provenance = {"n_resamples": cfg.n_resamples, "ci": cfg.ci, "seed": study.config.seed}
+    write_table_csv(pd.concat(rows, ignore_index=True),
+                    table_path(study, "trust", "prediction_bootstrap"), provenance)
+    gains = bootstrap_ensemble_gain(probs, labels, names, k=2, n_resamples=cfg.n_resamples,
+                                    seed=study.config.seed, ci=cfg.ci)
+    gains["members"] = gains["members"].map(lambda m: " + ".join(m) if not isinstance(m, str)
+                                            else m)
+    write_table_csv(gains, table_path(study, "trust", "ensemble_gain"), provenance)
+
+
+def _subset(study, n: int) -> tuple[torch.Tensor, list[int]]:
+    rows = list(range(min(n, len(study.dataset))))
+    return study.dataset.load(rows), rows
+
+
+def faithfulness(study) -> None:
+    """Deletion/insertion AUCs per model and method, beside a random-order null curve."""
+    cfg = study.config.trust
+    if cfg.faithfulness_images == 0:
+        return
+    images, rows = _subset(study, cfg.faithfulness_images)
+    logits = study.read_logits()[:, rows]
+    result = []
+    for method in study.config.methods:
+        maps = study.read_maps(method)[:, rows]
+        for m, model in enumerate(study.models):
+            target = torch.from_numpy(logits[m].argmax(-1))
+            for order in ("descending", "random"):
+                curves = deletion_insertion_curves(
+                    model, images, torch.from_numpy(maps[m]), target,
+                    steps=cfg.faithfulness_steps, baseline="black", order=order,
+                    seed=study.config.seed)
+                result.append({"model": model.name, "method": method, "order": order,
+                               "deletion_auc": float(np.mean(curves.deletion_auc)),
+                               "insertion_auc": float(np.mean(curves.insertion_auc)),
+                               "n_images": len(rows)})
+    write_table_csv(pd.DataFrame(result), table_path(study, "trust", "faithfulness"),
+                    {"baseline": "black", "steps": cfg.faithfulness_steps,
+                     "score": "probability of the predicted class",
+                     "null": "order=random ranks pixels at random"})
+
+
+def randomization(study) -> None:
+    """Model-parameter randomisation test: maps of each model vs its randomised copy."""
+    cfg = study.config.trust
+    images, _ = _subset(study, cfg.randomization_images)
+    tables = []
+    for method, params in study.config.methods.items():
+        if method == "kernelshap":
+            continue  # would need the stored superpixels; the gradient methods suffice here
+        for model in study.models:
+            tables.append(randomization_similarity(model, images, method, metric="spearman",
+                                                   mode="full", seed=study.config.seed,
+                                                   **params))
+    if tables:
+        write_table_csv(sanity_scores(tables), table_path(study, "trust", "randomization"),
+                        {"metric": "spearman", "mode": "full", "images": len(images)})
