@@ -105,3 +105,17 @@ def test_pca_embedding_matches_sklearn():
     reference = PCA(2).fit(features)
     assert np.allclose(np.abs(emb.to_numpy()), np.abs(reference.transform(features)))
     assert np.allclose(emb.attrs["explained_variance_ratio"], reference.explained_variance_ratio_)
+
+
+def test_top_level_cluster_works_after_the_subpackage_is_imported():
+    import importlib
+
+    import pandas as pd
+
+    import xaicompare as xc
+
+    importlib.import_module("xaicompare.cluster")  # rebinds xc.cluster to the subpackage
+    D = pd.DataFrame([[0.0, 1.0, 4.0], [1.0, 0.0, 4.0], [4.0, 4.0, 0.0]],
+                     index=list("abc"), columns=list("abc"))
+    assert xc.cluster(D).cut(k=2) == xc.cluster(D, method="average").cut(k=2)
+    assert xc.cluster(D).cut(k=2)["a"] == xc.cluster(D).cut(k=2)["b"]

@@ -29,6 +29,22 @@ app.add_typer(zoo_app, name="zoo")
 
 STATE = {"verbose": False}
 
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current sys.stderr (pytest swaps it between tests)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+TERMINAL_LOG = _StderrHandler()
+TERMINAL_LOG.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+
 StudyPath = Annotated[Path, typer.Argument(help="Study YAML file.", show_default=False)]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 BatchSize = Annotated[str, typer.Option("--batch-size", help="auto or an integer")]
@@ -49,14 +65,13 @@ def main_options(
 ) -> None:
     STATE["verbose"] = verbose
     # The run's log.txt gets everything; the terminal only warnings unless --verbose.
-    handler = logging.StreamHandler()
-    handler.setLevel(logging.INFO if verbose else logging.WARNING)
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    logging.getLogger("xaicompare").addHandler(handler)
-    # Library warnings (degenerate inputs, undefined statistics) go through the same
-    # handler, one line each, instead of Python's two-line warning format.
+    # Library warnings (degenerate inputs, undefined statistics) use the same handler, one
+    # line each. One handler per process, however often the CLI is called (tests).
+    TERMINAL_LOG.setLevel(logging.INFO if verbose else logging.WARNING)
+    for name in ("xaicompare", "py.warnings"):
+        if TERMINAL_LOG not in logging.getLogger(name).handlers:
+            logging.getLogger(name).addHandler(TERMINAL_LOG)
     logging.captureWarnings(True)
-    logging.getLogger("py.warnings").addHandler(handler)
 
 
 def _study(path: Path, device: str | None = None, batch_size: str | None = None,

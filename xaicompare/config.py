@@ -75,8 +75,8 @@ class TrustConfig(Section):
     stability_resamples: int = Field(default=200, ge=10)
     n_shuffles: int = Field(default=10, ge=1)  # shuffled-image null
     sample_size_subsets: int = Field(default=50, ge=2)
-    faithfulness_images: int = Field(default=16, ge=0)  # deletion / insertion curves
-    faithfulness_steps: int = Field(default=20, ge=2)
+    faithfulness_images: int = Field(default=8, ge=0)  # deletion / insertion curves
+    faithfulness_steps: int = Field(default=10, ge=2)
     randomization: bool = False  # model-parameter randomisation test (explains again)
     randomization_images: int = Field(default=8, ge=1)
 
@@ -245,6 +245,11 @@ def parse_config(data: Any, *, check_names: bool = True) -> StudyConfig:
         config = StudyConfig.model_validate(data)
     except ValidationError as err:
         raise UserError(_format_validation_error(err)) from None
+    try:
+        config.output.format(name=config.name)
+    except (KeyError, IndexError, ValueError) as err:
+        raise UserError(f"output: '{config.output}' is not a valid folder template ({err!r}); "
+                        "accepted: a path, optionally containing {name}") from None
     if check_names:
         _check_names(config)
     return config

@@ -10,6 +10,7 @@ Every stage writes into the run folder (see README, "What a run writes").
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -23,7 +24,7 @@ import torch
 
 from .config import StudyConfig, load_config, parse_config
 from .errors import UserError
-from .store import Store
+from .store import Store, atomic_write
 
 log = logging.getLogger("xaicompare")
 
@@ -51,6 +52,7 @@ class StudyResult:
     figures: dict[str, Path] = field(default_factory=dict)
     report: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    explained: object | None = None  # engine.runner.RunSummary of the explain stage
 
 
 class Study:
@@ -122,9 +124,9 @@ class Study:
                         layer=spec.layer, class_indices=spec.class_indices, name=spec.name,
                         **spec.kwargs)
                 loaded.append(model)
-            except TypeError as err:  # timm rejects a keyword from `kwargs`
-                raise UserError(f"model '{spec.source}': timm.create_model rejected "
-                                f"kwargs {spec.kwargs}: {err}") from err
+            except (TypeError, AssertionError, ValueError) as err:  # timm rejects kwargs
+                raise UserError(f"model '{spec.source}' could not be built with kwargs "
+                                f"{spec.kwargs}: {err}") from err
         names = [m.name for m in loaded]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -141,23 +143,28 @@ class Study:
 
     def write_metadata(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(self.config.to_yaml())
+        config = self.config.to_yaml()
+        atomic_write(self.run_dir / "config.yaml", lambda h: h.write(config.encode()))
         meta = {"versions": library_versions(), "seed": self.config.seed,
                 "timings": self.result.timings,
                 "models": [{"name": m.name, "family": m.family, "weights": m.weights_id}
                            for m in self.models]}
-        (self.run_dir / "run.json").write_text(json.dumps(meta, indent=2, default=str))
+        if self.result.explained is not None:  # counts, seconds and non-finite outputs
+            meta["explain"] = dataclasses.asdict(self.result.explained)
+        text = json.dumps(meta, indent=2, default=str)
+        atomic_write(self.run_dir / "run.json", lambda h: h.write(text.encode()))
 
     # -- stages -------------------------------------------------------------------------
     def explain(self):
         from .engine.runner import run_explanations
 
         cfg = self.config
-        return run_explanations(
+        self.result.explained = run_explanations(
             self.models, self.dataset, cfg.methods, self.store,
             dataset_identity=self.dataset_identity, target=cfg.target,
             batch_size=cfg.executor.batch_size, device=cfg.executor.device, seed=cfg.seed,
             progress=self.progress)
+        return self.result.explained
 
     def compare(self):
         from .stages.compare import run_compare

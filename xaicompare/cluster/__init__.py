@@ -1,5 +1,8 @@
 """Group models by how alike they explain: trees, communities, embeddings, family tests."""
 
+import sys
+import types
+
 from .communities import communities, model_graph, resolution_sweep
 from .embedding import mds, pca_embedding
 from .stats import adjusted_rand_index, family_permutation_test
@@ -19,3 +22,14 @@ __all__ = [
     "pca_embedding",
     "resolution_sweep",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """Importing this subpackage binds `xaicompare.cluster` to the module, shadowing the
+    public function `xc.cluster(D)` of the same name; calling the module calls it."""
+
+    def __call__(self, D, method: str = "average") -> Tree:
+        return cluster(D, method=method)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
+from ..store import atomic_write
 from .frames import check_square_frame
 
 _PROVENANCE_PREFIX = "# xaicompare "
@@ -56,5 +57,6 @@ def write_table_csv(df: pd.DataFrame, path, provenance: dict) -> Path:
         f"{_PROVENANCE_PREFIX}{key}={json.dumps(value, default=str)}\n"
         for key, value in provenance.items()
     )
-    path.write_text(header + df.to_csv())
+    text = header + df.to_csv()
+    atomic_write(path, lambda handle: handle.write(text.encode()))  # complete or absent
     return path

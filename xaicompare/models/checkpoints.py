@@ -35,10 +35,14 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if path.suffix == ".safetensors":
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-        meta = json.loads(header[METADATA_KEY]) if METADATA_KEY in header else None
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                header = handle.metadata() or {}
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+            meta = json.loads(header[METADATA_KEY]) if METADATA_KEY in header else None
+        except Exception as err:  # safetensors raises its own error types for bad files
+            raise UserError(f"checkpoint '{path}' is not a readable .safetensors file "
+                            f"({type(err).__name__}: {str(err)[:200]})") from None
         return tensors, meta
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from ..store import atomic_write
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 IMAGE_MIME = {
@@ -307,5 +308,5 @@ def build_report(
     )
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(html, encoding="utf-8")
+    atomic_write(out_path, lambda handle: handle.write(html.encode("utf-8")))
     return out_path

@@ -23,7 +23,7 @@ from ..cluster import (
 )
 from ..compare import read_matrix_csv, write_table_csv
 from ..errors import UserError
-from .paths import array_path, table_path
+from .paths import array_path, save_arrays, table_path
 
 log = logging.getLogger("xaicompare")
 
@@ -47,11 +47,7 @@ def defined_part(D: pd.DataFrame, what: str) -> pd.DataFrame:
         log.warning("%s: models %s left out of clustering: undefined dissimilarities "
                     "(degenerate maps, see tables/similarity/*/degenerate_maps.csv)", what,
                     dropped)
-    # A model against itself is 0 by definition; float rounding leaves ~1e-7 there.
-    values = D.to_numpy(dtype=float, copy=True)
-    if np.all(np.abs(np.diag(values)) < 1e-4):
-        np.fill_diagonal(values, 0.0)
-    return check_dissimilarity(pd.DataFrame(values, index=D.index, columns=D.columns))
+    return check_dissimilarity(D)
 
 
 def louvain_input(study, method: str, metric: str, D: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -104,7 +100,7 @@ def run_cluster(study) -> dict:
                                  study.config.seed)
             write_table_csv(tests, table_path(study, "cluster", method, f"{metric}_tests"),
                             provenance)
-            np.savez(array_path(study, "cluster", f"{method}__{metric}"), linkage=tree.linkage,
+            save_arrays(array_path(study, "cluster", f"{method}__{metric}"), linkage=tree.linkage,
                      labels=np.asarray(tree.labels), order=np.asarray(tree.order))
             outputs[(method, metric)] = {"tree": tree, "communities": parts, "tests": tests}
     return outputs

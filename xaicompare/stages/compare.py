@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..compare import CompareOptions, similarity_matrix, write_table_csv
 from ..compare.localisation import localisation_scores
-from .paths import array_path, table_path
+from .paths import array_path, save_arrays, table_path
 
 log = logging.getLogger("xaicompare")
 
@@ -48,13 +48,15 @@ def run_compare(study) -> dict:
                 write_table_csv(getattr(result, summary),
                                 table_path(study, "similarity", method, f"{metric}_{summary}"),
                                 provenance)
-            np.savez(array_path(study, "similarity", f"{method}__{metric}"),
+            save_arrays(array_path(study, "similarity", f"{method}__{metric}"),
                      per_image=result.per_image.astype(np.float32),
                      names=np.asarray(study.model_names), ids=np.asarray(study.dataset.ids))
             if len(result.degenerate):
                 log.warning("%s/%s: %d degenerate maps (excluded by rule '%s')", method, metric,
                             len(result.degenerate), options.degenerate)
-                write_table_csv(result.degenerate,
+                degenerate = result.degenerate.assign(
+                    image=[study.dataset.ids[i] for i in result.degenerate["image"]])
+                write_table_csv(degenerate,
                                 table_path(study, "similarity", method, "degenerate_maps"),
                                 provenance)
             results[(method, metric)] = result

@@ -22,3 +22,13 @@ def figure_path(study, *parts: str) -> Path:
     path = study.run_dir / "figures" / Path(*parts)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def save_arrays(path: Path, **arrays) -> Path:
+    """np.savez written atomically: a killed run never leaves a truncated file."""
+    import numpy as np
+
+    from ..store import atomic_write
+
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    return path

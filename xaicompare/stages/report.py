@@ -193,7 +193,10 @@ def write_atlas(study, ids: list[str]) -> list[Path]:
     index = {image_id: i for i, image_id in enumerate(study.dataset.ids)}
     rows = [index[i] for i in ids]
     images = study.dataset.load(rows)
-    class_names = study.dataset.class_names
+    known = list(study.dataset.class_names)
+    n_outputs = study.read_logits().shape[-1]
+    # A model may predict classes the dataset does not name (e.g. an unlabelled folder).
+    class_names = [known[k] if k < len(known) else f"class {k}" for k in range(n_outputs)]
     logits = study.read_logits()[:, rows]
     probs = torch.from_numpy(logits).softmax(-1).numpy()
     labels = study.dataset.labels

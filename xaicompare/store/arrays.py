@@ -56,7 +56,7 @@ def entry_key(prefix: str, identity: dict) -> str:
     return f"{safe}-{stable_hash(identity)}"
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Write via a temporary file + rename: `path` is either complete or absent."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
     try:
@@ -99,14 +99,14 @@ class Entry:
             raise
         meta = self.directory / "meta.json"
         if not meta.exists():
-            _atomic_write_bytes(meta, lambda h: h.write(json.dumps(self.identity, indent=2,
+            atomic_write(meta, lambda h: h.write(json.dumps(self.identity, indent=2,
                                                                     default=str).encode()))
         path = chunks / f"{stable_hash(ids, 20)}.npz"
         payload = {"ids": np.asarray(ids, dtype=str), **{k: np.asarray(v) for k, v in arrays.items()}}
         for name, array in payload.items():
             if array.dtype == object:  # would need a pickle to save or load
                 raise TypeError(f"array '{name}' has dtype object; the store holds plain arrays")
-        _atomic_write_bytes(path, lambda h: np.savez(h, **payload))
+        atomic_write(path, lambda h: np.savez(h, **payload))
         self._index = None
         return path
 
