@@ -103,10 +103,6 @@ def test_random_yaml_text_is_a_config_or_a_user_error(tmp_path_factory, text):
         pass
 
 
-@pytest.mark.xfail(strict=True, reason="config.py accepts an `output` template with unknown "
-                   "placeholders; StudyConfig.output_dir then raises IndexError/KeyError/"
-                   "ValueError. parse_config should try output.format(name=...) and raise a "
-                   "UserError naming `output` and the accepted placeholder {name}")
 @pytest.mark.parametrize("output", ["{0}", "{}", "{nme}", "{name"])
 def test_output_template_with_unknown_placeholder_is_a_user_error(output):
     with pytest.raises(UserError, match="output"):

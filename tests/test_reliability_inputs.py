@@ -1,6 +1,5 @@
 """Bad inputs: each one a clear message (exit code 2 and one line from the CLI, or a
-UserError from Python) and nothing lost. Checks that are still missing in other modules
-are strict xfails whose reason names the fix, so they turn red once it lands."""
+UserError from Python) and nothing lost."""
 
 from __future__ import annotations
 
@@ -66,25 +65,17 @@ def test_impossible_parameters_are_user_errors_in_python(method, params, message
         explain(model, torch.rand(1, 3, 32, 32), method=method, **params)
 
 
-@pytest.mark.xfail(strict=True, reason="config.py _check_names does not validate method "
-                   "parameter values, so `validate` accepts n_steps: 0 and the run fails only "
-                   "when it reaches that method (see issue 10 note)")
 def test_impossible_parameters_are_caught_by_validate(tmp_path, capsys):
     err = cli_error(tmp_path, capsys, methods={"integrated_gradients": {"n_steps": 0}})
     assert "methods.integrated_gradients.n_steps" in err
 
 
-@pytest.mark.xfail(strict=True, reason="models/loading.py _create_timm lets timm's "
-                   "AssertionError ('Input height (4) should be divisible by patch size (8)') "
-                   "through; it should be a UserError naming the model and kwargs")
 def test_canonical_size_smaller_than_patch_is_a_user_error():
     with pytest.raises(UserError, match="patch"):
         load_model("test_vit", pretrained=False, num_classes=10, class_indices=None,
                    img_size=4, patch_size=8)
 
 
-@pytest.mark.xfail(strict=True, reason="attribution/api.py explain does not check an int "
-                   "target against the model's outputs (RuntimeError from index_select)")
 def test_target_outside_class_space_is_a_user_error():
     model = load_model("test_vit", pretrained=False, num_classes=10, class_indices=None,
                        img_size=32, patch_size=8)

@@ -57,9 +57,6 @@ def test_pickle_disguised_as_safetensors_never_runs(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="models/checkpoints.py read_state_dict lets "
-                   "safetensors' SafetensorError through for a corrupt .safetensors file; "
-                   "the lead is asked to turn it into a UserError (see issue 10 note)")
 def test_corrupt_safetensors_is_a_user_error(tmp_path):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(b"not a safetensors file")

@@ -162,6 +162,11 @@ def _format_validation_error(err: ValidationError) -> str:
     return f"{_path(loc)}: {message}{extra}"
 
 
+# Smallest sensible values of budget parameters, checked when a config is validated so a
+# study does not fail hours in, when it reaches the method. The methods check them too.
+MINIMUM_PARAMS = {"n_steps": 1, "n_samples": 3, "n_segments": 2}
+
+
 def _check_names(config: StudyConfig) -> None:
     """Method, method parameter and metric names are checked against the registries."""
     from .attribution import METHODS
@@ -182,7 +187,11 @@ def _check_names(config: StudyConfig) -> None:
         takes_any = any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
         )
-        for key in params or {}:
+        for key, value in (params or {}).items():
+            low = MINIMUM_PARAMS.get(key)
+            if low is not None and not (isinstance(value, int) and value >= low):
+                raise UserError(f"methods.{method}.{key}: got {value!r}; accepted: an integer "
+                                f">= {low}")
             if key not in accepted and not takes_any:
                 raise UserError(
                     f"methods.{method}.{key}: unknown parameter{did_you_mean(key, accepted)}; "

@@ -33,6 +33,11 @@ def resolve_target(model, images: torch.Tensor, target) -> torch.Tensor:
                         "accepted: None (predicted class), an int, or one class per image")
     if (target < 0).any():
         raise UserError(f"target class indices must be >= 0, got {target.tolist()}")
+    with torch.no_grad():  # one image is enough to learn the number of outputs
+        n_outputs = model(images[:1]).shape[1]
+    if (target >= n_outputs).any():
+        raise UserError(f"target {target.max().item()} is outside the model's {n_outputs} "
+                        f"classes; accepted: 0 to {n_outputs - 1}")
     return target
 
 

@@ -118,7 +118,12 @@ def load_model(
         model.cam_layer, model.to_nchw = resolve_layer(model, layer)
     model = model.to(device)
     if probe:
-        probe_cam_layer(model)
+        try:
+            probe_cam_layer(model)
+        except (AssertionError, RuntimeError) as err:  # e.g. an input smaller than a patch
+            raise UserError(f"model '{model.name}' fails on a {model.input_size} input: "
+                            f"{str(err).splitlines()[0][:200]}; check input_size / img_size "
+                            "against the model's patch size") from None
     return model
 
 
@@ -168,7 +173,11 @@ def _create_timm(arch: str, pretrained: bool, num_classes: int | None,
         kwargs = {**kwargs, "num_classes": num_classes}
     if not pretrained:
         base = arch.split(".")[0]  # the tag names weights, which are not loaded here
-        return timm.create_model(base, pretrained=False, **kwargs)
+        try:
+            return timm.create_model(base, pretrained=False, **kwargs)
+        except (TypeError, AssertionError, ValueError) as err:  # e.g. img_size < patch_size
+            raise UserError(f"timm could not build '{base}' with {kwargs}: "
+                            f"{str(err).splitlines()[0][:200]}") from None
     try:
         return timm.create_model(arch, pretrained=True, **kwargs)
     except Exception as err:  # hub unreachable, unknown tag, missing cache, ...

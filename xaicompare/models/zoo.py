@@ -47,7 +47,7 @@ ZOO_SPECS: dict[str, dict[str, Any]] = {
                    "output_stride": 8},
     },
     "shapes-convnext": {
-        "arch": "convnext_atto", "family": "cnn", "input_size": 32, "epochs": 80, "lr": 3e-3,
+        "arch": "convnext_atto", "family": "cnn", "input_size": 32, "epochs": 160, "lr": 3e-3,
         # No layer scale: its 1e-6 start keeps a small ConvNeXt near chance on small data.
         "kwargs": {"depths": [1, 1, 2, 1], "dims": [16, 32, 64, 128], "patch_size": 2,
                    "ls_init_value": None},
@@ -55,13 +55,13 @@ ZOO_SPECS: dict[str, dict[str, Any]] = {
     },
     "shapes-vit": {
         "arch": "vit_tiny_patch16_224", "family": "transformer", "input_size": 32,
-        "epochs": 16, "lr": 2e-3, "teacher": "shapes-resnet",
+        "epochs": 80, "lr": 2e-3, "teacher": "shapes-resnet",
         "kwargs": {"img_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 4,
                    "num_heads": 2, "mlp_ratio": 2.0},
     },
     "shapes-deit-distilled": {
         "arch": "deit_tiny_distilled_patch16_224", "family": "transformer", "input_size": 32,
-        "epochs": 16, "lr": 2e-3, "teacher": "shapes-resnet",
+        "epochs": 80, "lr": 2e-3, "teacher": "shapes-resnet",
         "kwargs": {"img_size": 32, "patch_size": 4, "embed_dim": 64, "depth": 4,
                    "num_heads": 2, "mlp_ratio": 2.0},
     },
@@ -123,7 +123,7 @@ def train_zoo(
     *,
     seed: int = 0,
     epochs: int | dict[str, int] | None = None,
-    n_train: int = 3000,
+    n_train: int = 4000,
     n_test: int = 1000,
     names: Sequence[str] | None = None,
     progress: bool = True,
