@@ -197,27 +197,25 @@ def _check_names(config: StudyConfig) -> None:
                     f"methods.{method}.{key}: unknown parameter{did_you_mean(key, accepted)}; "
                     f"accepted: {', '.join(accepted)}"
                 )
-    for i, metric in enumerate(config.compare.metrics):
-        if metric not in METRICS:
-            choices = METRICS.names()
-            raise UserError(
-                f"compare.metrics[{i}]: unknown metric '{metric}'{did_you_mean(metric, choices)}; "
-                f"accepted: {', '.join(choices)}"
-            )
     from .diversity import CORRUPTIONS
 
-    for i, name in enumerate(config.diversity.corruptions):
-        if name not in CORRUPTIONS:
-            choices = CORRUPTIONS.names()
-            raise UserError(
-                f"diversity.corruptions[{i}]: unknown corruption '{name}'"
-                f"{did_you_mean(name, choices)}; accepted: {', '.join(choices)}"
-            )
+    _check_listed(config.compare.metrics, METRICS, "compare.metrics", "metric")
+    _check_listed(config.diversity.corruptions, CORRUPTIONS, "diversity.corruptions",
+                  "corruption")
     for i, severity in enumerate(config.diversity.severities):
         if severity not in range(1, 6):
             raise UserError(f"diversity.severities[{i}]: got {severity}; accepted: 1 to 5")
     for i, model in enumerate(config.models):
         _check_model_source(model, f"models[{i}]")
+
+
+def _check_listed(names: list[str], registry, path: str, kind: str) -> None:
+    """Every name in a config list must be registered; the error names its position."""
+    for i, name in enumerate(names):
+        if name not in registry:
+            choices = registry.names()
+            raise UserError(f"{path}[{i}]: unknown {kind} '{name}'{did_you_mean(name, choices)}; "
+                            f"accepted: {', '.join(choices)}")
 
 
 def _check_model_source(model: ModelConfig, where: str) -> None:
