@@ -84,7 +84,7 @@ def _child(config: dict, mode: str, k: int) -> None:
     from xaicompare.study import Study
 
     if mode == "write":  # die inside the k-th store write, half the chunk on disk
-        original, count = arrays._atomic_write_bytes, [0]
+        original, count = arrays.atomic_write, [0]
 
         def dying_write(path, write):
             count[0] += 1
@@ -99,7 +99,7 @@ def _child(config: dict, mode: str, k: int) -> None:
                 handle.flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
-        arrays._atomic_write_bytes = dying_write
+        arrays.atomic_write = dying_write
     elif mode == "log":  # die at the k-th log record: stage boundaries, warnings
 
         class Killer(logging.Handler):

@@ -49,11 +49,16 @@ def test_run_folder_holds_what_the_readme_promises(finished):
         assert (run / name).is_file(), name
     assert result.report == run / "report.html"
     meta = json.loads((run / "run.json").read_text())
-    assert set(meta["timings"]) == {"explain", "compare", "cluster", "diversity", "report"}
+    assert set(meta["timings"]) == {"explain", "compare", "cluster", "diversity", "trust",
+                                    "report"}
     assert meta["versions"]["torch"] and [m["name"] for m in meta["models"]] == study.model_names
     assert len(json.loads((run / "manifest.json").read_text())["ids"]) == 6
     html = (run / "report.html").read_text()
     assert "Explanation atlas" in html and "Prediction diversity" in html
+    assert "Trustworthy numbers" in html
+    boot = pd.read_csv(run / "tables/trust/gradcam/cosine_bootstrap.csv", comment="#")
+    assert (boot["low"] <= boot["estimate"] + 1e-12).all()
+    assert (boot["estimate"] <= boot["high"] + 1e-12).all()
     assert "http://" not in html.replace("http://www.w3.org", "")
 
 
