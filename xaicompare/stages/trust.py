@@ -60,7 +60,8 @@ def run_trust(study) -> None:
             if metric not in ("cosine", "spearman", "pearson"):
                 continue  # the centre-prior null of a pair is defined for correlations
             maps = study.read_maps(method) if maps is None else maps
-            mean = pd.DataFrame(np.nanmean(values, axis=-1), index=names, columns=names)
+            mean = pd.read_csv(table_path(study, "similarity", method, f"{metric}_mean"),
+                               comment="#", index_col=0)
             centre = centre_bias_similarity(maps, metric, names, options=options)
             shuffled = shuffled_null(maps, metric, n_shuffles=cfg.n_shuffles, seed=seed,
                                      names=names)
