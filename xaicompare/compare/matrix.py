@@ -71,7 +71,8 @@ class SimilarityResult:
         )
 
 
-def _names(names, m: int, what: str) -> list[str]:
+def model_names(names, m: int, what: str = "model") -> list[str]:
+    """Labels for an axis of m models: the given names (distinct) or model0, model1, ..."""
     if names is None:
         return [f"model{i}" for i in range(m)]
     names = [str(n) for n in names]
@@ -202,7 +203,7 @@ def similarity_matrix(
     device: where chunks are computed (e.g. "cuda"); default: where maps are.
     """
     x, names = _stack(maps, names, "maps")
-    names = _names(names, x.shape[0], "model")
+    names = model_names(names, x.shape[0], "model")
     return _compare(
         x,
         None,
@@ -242,8 +243,8 @@ def cross_method_similarity(
     """
     x, names_a = _stack(maps_a, names, "maps_a")
     y, names_b = _stack(maps_b, names, "maps_b")
-    names_a = _names(names_a, x.shape[0], "model")
-    names_b = _names(names_b, y.shape[0], "model")
+    names_a = model_names(names_a, x.shape[0], "model")
+    names_b = model_names(names_b, y.shape[0], "model")
     return _compare(
         x,
         y,

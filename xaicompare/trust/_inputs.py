@@ -5,16 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..compare.matrix import model_names  # noqa: F401  (re-exported for trust modules)
 from ..errors import UserError
-
-
-def model_names(names, m: int, what: str = "model") -> list[str]:
-    if names is None:
-        return [f"model{i}" for i in range(m)]
-    names = [str(n) for n in names]
-    if len(names) != m or len(set(names)) != m:
-        raise UserError(f"names must be {m} distinct labels for the {what} axis, got {names}")
-    return names
 
 
 def per_image_matrix(per_image, names=None) -> tuple[np.ndarray, list[str], list[str]]:
