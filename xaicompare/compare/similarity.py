@@ -59,13 +59,7 @@ def similarity(
     options = as_options(options)
     spec = METRICS.get(metric)
     params = spec.params(metric_options)
-    a = _pair_stack(maps_a, "maps_a", options)
-    b = _pair_stack(maps_b, "maps_b", options)
-    if a.shape != b.shape:
-        raise UserError(
-            f"maps_a {tuple(a.shape[1:])} and maps_b {tuple(b.shape[1:])} differ in shape"
-        )
-    segments = check_segments(segments, a, options)
+    a, b, segments = _pair_inputs(maps_a, maps_b, options, segments)
     raw = compute_raw(a, b, spec, params, options, segments, chunk_images=max(1, a.shape[1]))
     done = finish(raw, spec, params, options, None, self_pairs=False, names_x=["a"], names_y=["b"])
     values = done.values[0, 0]
@@ -84,6 +78,17 @@ def similarity(
     )
 
 
+def _pair_inputs(maps_a, maps_b, options, segments):
+    """Both maps as one-model stacks of equal shape, and the checked segments."""
+    a = _pair_stack(maps_a, "maps_a", options)
+    b = _pair_stack(maps_b, "maps_b", options)
+    if a.shape != b.shape:
+        raise UserError(
+            f"maps_a {tuple(a.shape[1:])} and maps_b {tuple(b.shape[1:])} differ in shape"
+        )
+    return a, b, check_segments(segments, a, options)
+
+
 def pooled_kappa(
     maps_a,
     maps_b,
@@ -100,13 +105,7 @@ def pooled_kappa(
     """
     options = as_options(options)
     params = METRICS.get("kappa").params({"thresholds": thresholds, "top_p": top_p})
-    a = _pair_stack(maps_a, "maps_a", options)
-    b = _pair_stack(maps_b, "maps_b", options)
-    if a.shape != b.shape:
-        raise UserError(
-            f"maps_a {tuple(a.shape[1:])} and maps_b {tuple(b.shape[1:])} differ in shape"
-        )
-    segments = check_segments(segments, a, options)
+    a, b, segments = _pair_inputs(maps_a, maps_b, options, segments)
     dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
     groups_a = to_features(a.to(dtype), options, segments)
     groups_b = to_features(b.to(dtype), options, segments)
