@@ -85,3 +85,25 @@ def test_second_run_recomputes_nothing(finished):
     summary = again.explain()
     assert sum(summary.computed.values()) == 0
     np.testing.assert_array_equal(again.read_maps("kernelshap"), before)
+
+
+def test_report_has_depth_and_disagreement_atlases(finished):
+    _, study, _ = finished
+    html = (study.run_dir / "report.html").read_text()
+    assert "Depth atlas" in html and "Disagreement atlas" in html
+    atlas = study.run_dir / "figures" / "atlas"
+    assert len(list(atlas.glob("depth_*.png"))) == 2  # report.depth_images default
+    assert 1 <= len(list(atlas.glob("disagreement_*.png"))) <= 4
+
+
+def test_depth_atlas_maps_are_gradcam_at_that_depth(finished):
+    """At 100% depth the depth atlas's Grad-CAM is the stored Grad-CAM of the CNN (whose
+    default layer is its last stage); at 50% it is a different, finer map."""
+    from xaicompare.stages.report import depth_maps
+
+    _, study, _ = finished
+    stored = study.read_maps("gradcam")[0, :2]
+    targets = study.read_logits()[:, :2].argmax(-1)
+    maps = depth_maps(study, [0, 1], targets, [0.5, 1.0])["resnet10t"]
+    np.testing.assert_allclose(maps[1.0], stored, rtol=1e-2, atol=1e-3 * np.abs(stored).max())
+    assert not np.allclose(maps[0.5], maps[1.0])

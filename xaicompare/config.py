@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -84,6 +84,11 @@ class TrustConfig(Section):
 class ReportConfig(Section):
     enabled: bool = True
     atlas_images: int = Field(default=4, ge=0)
+    # Grad-CAM depths (fractions of each model's depth) for the depth atlas; [] = none
+    depths: list[Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    depth_images: int = Field(default=2, ge=0)
+    disagreement_images: int = Field(default=4, ge=0)
     formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
 
 
@@ -91,8 +96,16 @@ class ExecutorConfig(Section):
     kind: Literal["local", "ray"] = "local"
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int | Literal["auto"] = "auto"
-    address: str | None = None  # ray only
-    gpus_per_worker: float = 0.0
+    # torch intra-op threads (local run and each Ray worker); None: torch's default locally,
+    # cpus_per_worker on Ray. Equal thread counts give bitwise-equal results on CPU.
+    threads: int | None = Field(default=None, ge=1)
+    # Ray only: None starts Ray on this machine; "auto" or "ray://host:port" joins a cluster
+    # (the output folder must then be on a filesystem every worker sees).
+    address: str | None = None
+    workers: int | None = Field(default=None, ge=1)  # None: as many as the cluster fits
+    cpus_per_worker: float = Field(default=1.0, gt=0)
+    gpus_per_worker: float = Field(default=0.0, ge=0)
+    retries: int = Field(default=2, ge=0)  # re-runs of a unit whose worker died
 
 
 class StudyConfig(Section):
