@@ -19,6 +19,7 @@ from xaicompare.errors import UserError
 from xaicompare.report import (
     FAMILY_COLORS,
     plot_community_graph,
+    plot_cue_conflict,
     plot_dendrogram,
     plot_dissimilarity_heatmap,
     plot_embedding,
@@ -261,6 +262,25 @@ def test_localisation_bars_per_model_and_method():
     assert heights == [0.4] * 6
     legacy = plot_localisation(table.rename(columns={"mass_in_mask": "mask_share"}))
     assert len(legacy.axes[1].patches) == 6
+
+
+def test_cue_conflict_bars_stack_shape_texture_other_per_model():
+    from xaicompare.diversity import texture_reliance
+
+    labels, texture = np.array([0, 1, 2, 3]), np.array([1, 2, 3, 0])
+    predictions = np.stack([labels, texture, np.array([0, 2, 1, 1])])
+    table = texture_reliance(predictions, labels, texture, 4, 4, ["shape", "texture", "mixed"])
+    fig = plot_cue_conflict(table)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 3 * 3  # shape / texture / other for each model
+    height = {t.get_text(): t.get_position()[1] for t in ax.get_yticklabels()}
+    assert height["shape"] > height["texture"] > height["mixed"]  # table order, top down
+    widths = [p.get_width() for p in ax.patches]
+    assert widths[:3] == [1.0, 0.0, 0.25]  # shape decisions
+    assert widths[3:6] == [0.0, 1.0, 0.25]  # texture decisions
+    for row in range(3):  # the three segments of every bar add up to all conflict images
+        assert sum(widths[row::3]) == pytest.approx(1.0)
+    assert ax.get_xlabel() == "share of cue-conflict images"
 
 
 def test_every_figure_saves_as_png_pdf_svg(tmp_path, distances):

@@ -33,7 +33,8 @@ class ImageSet:
     def __init__(self, *, name: str, ids: Sequence[str], labels: np.ndarray | None,
                  class_names: Sequence[str], class_wnids: Sequence[str] | None, size: int,
                  skipped: Sequence[tuple[str, str]] = (), provenance: dict | None = None,
-                 options: dict | None = None) -> None:
+                 options: dict | None = None,
+                 attributes: dict[str, np.ndarray] | None = None) -> None:
         self.name = name
         self.ids = list(ids)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
@@ -45,6 +46,11 @@ class ImageSet:
         self.skipped = list(skipped)
         self._provenance = dict(provenance or {})
         self._options = dict(options or {})  # open_dataset(name, **options) reopens the source
+        # Per-image values beside the label (e.g. the shapes' object texture), [N] each.
+        self.attributes = {k: np.asarray(v) for k, v in (attributes or {}).items()}
+        for key, value in self.attributes.items():
+            if value.shape[:1] != (len(self.ids),):
+                raise ValueError(f"attribute '{key}' has {value.shape[:1]} rows, not {len(ids)}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -76,6 +82,7 @@ class ImageSet:
         clone = copy.copy(self)
         clone.ids = [self.ids[i] for i in rows]
         clone.labels = None if self.labels is None else self.labels[rows]
+        clone.attributes = {k: v[rows] for k, v in self.attributes.items()}
         clone._take(rows)
         return clone
 

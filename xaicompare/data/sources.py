@@ -14,7 +14,7 @@ from ..registry import Registry
 from .folder import open_folder
 from .imagenette import open_imagenette
 from .imageset import ImageSet, TensorImageSet, read_manifest
-from .shapes import make_shapes
+from .shapes import TEXTURE_NAMES, make_shapes
 
 DATASETS: Registry = Registry("dataset")
 
@@ -47,8 +47,10 @@ def open_shapes(n: int = 1000, split: str = "val", size: int = 64, n_classes: in
         ids=[f"{split}/{i:06d}" for i in range(n)], labels=batch.labels.numpy(),
         class_names=batch.class_names, class_wnids=None, size=size,
         provenance={"source": "shapes", "split": split, "seed": seed,
-                    "cue_conflict": cue_conflict, "n_classes": n_classes},
-        options=options)
+                    "cue_conflict": cue_conflict, "n_classes": n_classes,
+                    "n_textures": len(TEXTURE_NAMES)},
+        options=options, attributes={"object_texture": batch.object_texture.numpy(),
+                                     "background_texture": batch.background_texture.numpy()})
 
 
 def open_dataset(name: str, **options: Any) -> ImageSet:

@@ -20,6 +20,7 @@ from .corruptions import (
     list_corruptions,
     register_corruption,
 )
+from .cue_conflict import cued_classes, texture_reliance
 from .disagreement import explanation_disagreement, prediction_disagreement, top_disagreements
 from .ensembles import ensemble_probs, ensemble_table
 from .joint import mantel_test, similarity_by_outcome
@@ -43,6 +44,8 @@ from .robustness import (
 
 __all__ = [
     "CORRUPTIONS",
+    "cued_classes",
+    "texture_reliance",
     "PAIRWISE_METRICS",
     "PARAMS",
     "SEVERITIES",

@@ -12,6 +12,7 @@ from .atlas import (
     write_disagreement_atlas,
 )
 from .figures_diversity import (
+    plot_cue_conflict,
     plot_gain_vs_diversity,
     plot_localisation,
     plot_reliability_diagram,
@@ -46,6 +47,7 @@ __all__ = [
     "paper_style",
     "plot_atlas",
     "plot_community_graph",
+    "plot_cue_conflict",
     "plot_dendrogram",
     "plot_depth_atlas",
     "plot_dissimilarity_heatmap",

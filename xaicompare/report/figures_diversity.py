@@ -277,3 +277,44 @@ def plot_localisation(
     elif len(labels) > 1:
         panels[1].legend(handles, labels, frameon=False, fontsize=6)
     return fig
+
+
+@paper_style
+def plot_cue_conflict(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
+    """Decisions on cue-conflict images per model: shape (the label), texture (a class the
+    texture was cued with) or another class, as stacked bars; the dashed tick marks the
+    texture-decision rate of a texture-blind model that errs uniformly.
+
+    Columns (as `diversity.texture_reliance` names them): model, accuracy_conflict,
+    texture_decisions, other_errors; optional texture_decisions_chance and shape_bias.
+    """
+    table = require_frame(table, "table",
+                          ["model", "accuracy_conflict", "texture_decisions", "other_errors"])
+    require_numeric_columns(table, ["accuracy_conflict", "texture_decisions", "other_errors"],
+                            "table")
+    fig, ax = figure_and_axes(ax, 3.6, 0.45 * len(table) + 1.0)
+    rows = np.arange(len(table))[::-1]
+    left = np.zeros(len(table))
+    for column, label, color in (("accuracy_conflict", "shape", OKABE_ITO["blue"]),
+                                 ("texture_decisions", "texture", OKABE_ITO["orange"]),
+                                 ("other_errors", "other", "0.8")):
+        values = table[column].to_numpy(float)
+        ax.barh(rows, values, left=left, color=color, label=label, height=0.7)
+        left += values
+    if "texture_decisions_chance" in table.columns:
+        chance = table["accuracy_conflict"].to_numpy(float) + \
+            table["texture_decisions_chance"].to_numpy(float)
+        ax.scatter(chance, rows, marker="|", s=220, color="black", zorder=3,
+                   label="texture: chance")
+    if "shape_bias" in table.columns:
+        for row, bias in zip(rows, table["shape_bias"].to_numpy(float), strict=True):
+            ax.text(1.02, row, f"{bias:.2f}", va="center", fontsize=7,
+                    transform=ax.get_yaxis_transform())
+        ax.text(1.02, len(table) - 0.35, "shape\nbias", fontsize=7, va="bottom",
+                transform=ax.get_yaxis_transform())
+    ax.set_yticks(rows, table["model"].astype(str))
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share of cue-conflict images")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, frameon=False,
+              fontsize=7)
+    return fig

@@ -140,6 +140,14 @@ def diversity_section(study, save: FigureWriter) -> dict | None:
         figures.append({"path": save(rp.plot_retention_curves(
             retention, ensembles=["ensemble(all)"]), "diversity", "retention"),
             "caption": "Accuracy retention (corrupted / clean accuracy) over severity."})
+    cue = _read(table_path(study, "diversity", "cue_conflict"))
+    if cue is not None:
+        figures.append({"path": save(rp.plot_cue_conflict(cue), "diversity", "cue_conflict"),
+                        "caption": "Cue-conflict images (object texture cued with another "
+                                   "class in the cue-conflict training split): does each "
+                                   "model decide by shape or by texture?"})
+        tables.append({"table": cue.round(3), "caption": "Texture reliance on cue-conflict "
+                       "images (shape bias = shape / (shape + texture) decisions)"})
     reliability = _read(table_path(study, "diversity", "reliability"))
     if reliability is not None:
         figures.append({"path": save(rp.plot_reliability_diagram(reliability), "diversity",
