@@ -49,6 +49,8 @@ StudyPath = Annotated[Path, typer.Argument(help="Study YAML file.", show_default
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
 BatchSize = Annotated[str, typer.Option("--batch-size", help="auto or an integer")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="Logs only, no progress bars.")]
+Executor = Annotated[str | None, typer.Option(
+    "--executor", help="local | ray (default: executor.kind of the study file)")]
 
 
 def _version(value: bool) -> None:
@@ -75,11 +77,15 @@ def main_options(
 
 
 def _study(path: Path, device: str | None = None, batch_size: str | None = None,
-           quiet: bool = False):
+           quiet: bool = False, executor: str | None = None):
     from .config import load_config
     from .study import Study
 
     config = load_config(path)
+    if executor is not None:
+        if executor not in ("local", "ray"):
+            raise UserError(f"--executor '{executor}' is not valid; accepted: local, ray")
+        config.executor.kind = executor
     if device is not None:
         config.executor.device = device
     if batch_size is not None:
@@ -111,9 +117,9 @@ def validate(study: StudyPath) -> None:
 
 @app.command()
 def explain(study: StudyPath, device: Device = "auto", batch_size: BatchSize = "auto",
-            quiet: Quiet = False) -> None:
+            quiet: Quiet = False, executor: Executor = None) -> None:
     """Compute (or resume) logits and explanation maps for every model and method."""
-    s = _study(study, device, batch_size, quiet)
+    s = _study(study, device, batch_size, quiet, executor)
     summary = s.run(("explain",))
     typer.echo(f"explanations stored in {s.run_dir / 'store'} "
                f"({summary.timings.get('explain', 0):.1f} s)")
@@ -141,9 +147,9 @@ app.command("report")(_stage_command("report", "Figures, atlases and the HTML re
 
 @app.command()
 def run(study: StudyPath, device: Device = "auto", batch_size: BatchSize = "auto",
-        quiet: Quiet = False) -> None:
+        quiet: Quiet = False, executor: Executor = None) -> None:
     """Every stage of a study, each resuming from the store."""
-    s = _study(study, device, batch_size, quiet)
+    s = _study(study, device, batch_size, quiet, executor)
     result = s.run()
     _print_result(result)
 

@@ -163,7 +163,7 @@ class Study:
             self.models, self.dataset, cfg.methods, self.store,
             dataset_identity=self.dataset_identity, target=cfg.target,
             batch_size=cfg.executor.batch_size, device=cfg.executor.device, seed=cfg.seed,
-            progress=self.progress)
+            progress=self.progress, executor=cfg.executor, autocast=cfg.executor.autocast)
         return self.result.explained
 
     def compare(self):
@@ -198,7 +198,8 @@ class Study:
 
         params = self.config.methods[method]
         out = [maps_entry(self.store, m, method, params, self.dataset_identity,
-                          self.config.target).read(self.dataset.ids, ["maps"])["maps"]
+                          self.config.target, autocast=self.config.executor.autocast)
+               .read(self.dataset.ids, ["maps"])["maps"]
                for m in self.models]
         return np.stack(out).astype(np.float32)
 
@@ -206,7 +207,9 @@ class Study:
         """Logits of every model as float32 [M, N, K]."""
         from .engine.runner import logits_entry
 
-        out = [logits_entry(self.store, m, self.dataset_identity, condition)
+        # autocast applies to the explain stage only (clean logits), not to corruptions
+        precision = self.config.executor.autocast if condition == "clean" else "none"
+        out = [logits_entry(self.store, m, self.dataset_identity, condition, autocast=precision)
                .read(self.dataset.ids, ["logits"])["logits"] for m in self.models]
         return np.stack(out).astype(np.float32)
 

@@ -1,8 +1,11 @@
-"""Runs the plan models x methods x image batches, writing through the store.
+"""Runs the plan models x methods x image shards, writing through the store.
 
-Idempotent: a (model, method, batch) whose maps are stored is skipped, so an interrupted
+Idempotent: a (model, method, shard) whose maps are stored is skipped, so an interrupted
 run resumes where it stopped, and adding a model to a finished study computes only it.
-One forward pass per batch serves both the stored logits and the explained targets.
+One forward pass per shard serves both the stored logits and the explained targets.
+A unit of work is one model on one shard (engine/units.py); the local executor runs the
+units in a loop, the Ray executor (engine/ray_executor.py) on worker actors. Both use the
+same shards and write the same chunks, so a study started with one finishes with the other.
 
 Numerical safety: logits or maps with NaN/inf are stored as they are (so the numbers are
 never silently changed), flagged per image in the chunk (`finite`), logged as a warning
@@ -13,29 +16,33 @@ compare stage treats a non-finite map as degenerate and excludes it by its decla
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..attribution import explain_full
 from ..errors import UserError
-from ..store import Entry, Store
+from ..store import Store
+from .batching import PROBE_IMAGES, place_model, probe_batch_size
+from .units import (  # noqa: F401  (re-exported: the store keys are part of the runner's API)
+    SEGMENT_PARAMS,
+    ExplainJob,
+    ModelEntries,
+    UnitReport,
+    explain_unit,
+    image_seeds,
+    logits_entry,
+    make_shards,
+    maps_entry,
+    model_identity,
+    segments_entry,
+)
 
 log = logging.getLogger("xaicompare")
-
-SEGMENT_PARAMS = ("n_segments", "compactness")
-
-
-def image_seeds(ids: Sequence[str], seed: int) -> torch.Tensor:
-    """A seed per image from its id, so random draws never depend on batch composition."""
-    values = [int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:12], 16) for i in ids]
-    return torch.tensor(values, dtype=torch.long)
+AUTOCAST_MODES = ("none", "bf16", "fp16")
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -45,29 +52,8 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def auto_batch_size(device: torch.device) -> int:
+    """Shard size without a probe (CPU; Ray workers), see batching.probe_batch_size."""
     return 32 if device.type == "cuda" else 8
-
-
-def model_identity(model) -> dict:
-    return {"model": model.name, "weights": getattr(model, "weights_id", "unknown")}
-
-
-def logits_entry(store: Store, model, dataset_identity: dict, condition: str = "clean") -> Entry:
-    identity = {**model_identity(model), "dataset": dataset_identity, "condition": condition}
-    return store.entry("logits", f"{model.name}__{condition}", identity)
-
-
-def maps_entry(store: Store, model, method: str, params: dict, dataset_identity: dict,
-               target: str) -> Entry:
-    identity = {**model_identity(model), "method": method, "params": params,
-                "dataset": dataset_identity, "target": target}
-    return store.entry("maps", f"{model.name}__{method}", identity)
-
-
-def segments_entry(store: Store, params: dict, dataset_identity: dict) -> Entry:
-    identity = {"params": {k: params[k] for k in SEGMENT_PARAMS if k in params},
-                "dataset": dataset_identity}
-    return store.entry("segments", "slic", identity)
 
 
 @dataclass
@@ -78,50 +64,54 @@ class RunSummary:
     # (model, "logits" or method, image id) of every stored result with NaN or inf, found
     # when computed or, for stored results, from the chunk's `finite` flags.
     nonfinite: list[tuple[str, str, str]] = field(default_factory=list)
+    # Ray executor: (model, shard, error) of units that failed for a reason in the data or
+    # the code (not retried), and how many units were retried after their worker died.
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+    retried: int = 0
 
     def add(self, key: str, computed: int, skipped: int, seconds: float) -> None:
         self.computed[key] = self.computed.get(key, 0) + computed
         self.skipped[key] = self.skipped.get(key, 0) + skipped
         self.seconds[key] = self.seconds.get(key, 0.0) + seconds
 
-
-def _finite_rows(array: np.ndarray) -> np.ndarray:
-    """Per-row flag: every value of that row is finite."""
-    return np.isfinite(array.reshape(len(array), -1)).all(axis=1)
-
-
-def _map_array(maps: np.ndarray, dtype: str) -> np.ndarray:
-    """Maps in the storage dtype, unless that dtype would overflow finite values to inf."""
-    with np.errstate(over="ignore"):  # overflow is detected right below
-        stored = maps.astype(dtype)
-    if not np.array_equal(np.isfinite(stored), np.isfinite(maps)):
-        return maps.astype(np.float32)  # too large for float16: keep the exact values
-    return stored
-
-
-def _record_nonfinite(summary: RunSummary, model: str, what: str, ids: Sequence[str],
-                      finite: np.ndarray) -> None:
-    bad = [i for i, ok in zip(ids, finite.tolist(), strict=True) if not ok]
-    if bad:
-        log.warning("model '%s': non-finite %s (NaN or inf) for %d image(s): %s; excluded "
-                    "from the statistics they would corrupt", model, what, len(bad),
-                    ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
-        summary.nonfinite.extend((model, what, i) for i in bad)
+    def merge(self, report: UnitReport) -> None:
+        """Counts and non-finite outputs of one unit; warns (once per unit and output)."""
+        for key, computed, skipped, seconds in report.counts:
+            self.add(key, computed, skipped, seconds)
+        by_what: dict[str, list[str]] = {}
+        for _, what, image in report.nonfinite:
+            by_what.setdefault(what, []).append(image)
+        for what, bad in by_what.items():
+            log.warning("model '%s': non-finite %s (NaN or inf) for %d image(s): %s; excluded "
+                        "from the statistics they would corrupt", report.model, what, len(bad),
+                        ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+        self.nonfinite.extend(report.nonfinite)
 
 
-def _stored_finite(entry: Entry, ids: Sequence[str], name: str) -> np.ndarray:
-    """`finite` flags of stored rows; computed from the array for chunks written without."""
+def executor_options(executor):
+    """An ExecutorConfig from "local", "ray" or an ExecutorConfig (returned as is)."""
+    from ..config import ExecutorConfig
+
+    if isinstance(executor, str):
+        return ExecutorConfig(kind=executor)  # validated: UserError-worthy names fail here
+    return executor
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count for a block (None: leave it as it is)."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
-        return entry.read(ids, ["finite"])["finite"].astype(bool)
-    except KeyError:
-        return _finite_rows(entry.read(ids, [name])[name])
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
-def _batches(n: int, size: int) -> list[range]:
-    return [range(start, min(start + size, n)) for start in range(0, n, size)]
-
-
-def _with_oom_backoff(fn: Callable[[int], None], batch_size: int) -> None:
+def with_oom_backoff(fn: Callable[[int], None], batch_size: int) -> None:
     """Call fn(batch_size); on CUDA out-of-memory halve the batch size and retry."""
     while True:
         try:
@@ -133,21 +123,6 @@ def _with_oom_backoff(fn: Callable[[int], None], batch_size: int) -> None:
             torch.cuda.empty_cache()
             batch_size //= 2
             log.warning("out of memory; retrying with batch size %d", batch_size)
-
-
-def _segments_for(store: Store, dataset, params: dict, dataset_identity: dict,
-                  rows: Sequence[int], images: torch.Tensor) -> torch.Tensor:
-    """SLIC superpixels computed once per image in the canonical frame, shared by all models."""
-    from ..attribution.superpixels import compute_segments
-
-    entry = segments_entry(store, params, dataset_identity)
-    ids = [dataset.ids[r] for r in rows]
-    if not entry.has_all(ids):
-        kwargs = {k: params[k] for k in SEGMENT_PARAMS if k in params}
-        segments = compute_segments(images.cpu(), **kwargs)
-        segments = segments[0] if isinstance(segments, tuple) else segments
-        entry.write(ids, {"segments": segments.numpy().astype(np.int32)})
-    return torch.from_numpy(entry.read(ids)["segments"].astype(np.int64))
 
 
 def run_explanations(
@@ -163,95 +138,63 @@ def run_explanations(
     seed: int = 0,
     map_dtype: str = "float16",
     progress: bool = True,
+    executor="local",
+    autocast: str = "none",
 ) -> RunSummary:
-    """Compute (or find in the store) logits and maps for every model x method x image."""
+    """Compute (or find in the store) logits and maps for every model x method x image.
+
+    executor: "local" (this process), "ray", or an ExecutorConfig (kind, address, workers,
+    threads, ...). Both executors run the same shards and store identical results when
+    they run on the same kind of device with the same number of threads (`threads`).
+    autocast: none | bf16 | fp16 runs the model under torch.autocast; such results get
+    their own store keys (read them with maps_entry(..., autocast=...)), never mixed with
+    float32 ones.
+    """
+    options = executor_options(executor)
+    if autocast not in AUTOCAST_MODES:
+        raise UserError(f"autocast: got {autocast!r}; accepted: {', '.join(AUTOCAST_MODES)}")
+    job = ExplainJob(dict(methods), dataset_identity, target, seed, map_dtype, autocast)
+    if options.kind == "ray":
+        from .ray_executor import run_explanations_on_ray
+
+        return run_explanations_on_ray(models, dataset, job, store, options,
+                                       batch_size=batch_size, device=device,
+                                       progress=progress)
     device_ = resolve_device(device)
-    size = auto_batch_size(device_) if batch_size == "auto" else int(batch_size)
     summary = RunSummary()
-    n = len(dataset)
-    for model in models:
-        model = model.to(device_)
-        logits = logits_entry(store, model, dataset_identity)
-        entries = {m: maps_entry(store, model, m, p, dataset_identity, target)
-                   for m, p in methods.items()}
-        bar = tqdm(total=n * (1 + len(methods)), desc=model.name, disable=not progress,
-                   unit="map", leave=False)
+    with intra_op_threads(options.threads):
+        for model in models:
+            model = place_model(model, device_)
+            size = _shard_size(batch_size, model, dataset, job, store, device_)
+            bar = tqdm(total=len(dataset) * (1 + len(methods)), desc=model.name,
+                       disable=not progress, unit="map", leave=False)
+            entries = ModelEntries.of(store, model, job)
 
-        def run_all(batch: int, model=model, logits=logits, entries=entries, bar=bar) -> None:
-            for rows in _batches(n, batch):
-                ids = [dataset.ids[r] for r in rows]
-                todo = {m: e for m, e in entries.items() if not e.has_all(ids)}
-                if logits.has_all(ids) and not todo:
-                    summary.add(f"{model.name}/logits", 0, len(ids), 0.0)
-                    _record_nonfinite(summary, model.name, "logits", ids,
-                                      _stored_finite(logits, ids, "logits"))
-                    for method, entry in entries.items():
-                        summary.add(f"{model.name}/{method}", 0, len(ids), 0.0)
-                        _record_nonfinite(summary, model.name, method, ids,
-                                          _stored_finite(entry, ids, "maps"))
-                    bar.update(len(ids) * (1 + len(methods)))
-                    continue
-                images = dataset.load(list(rows)).to(device_)
-                start = time.perf_counter()
-                if logits.has_all(ids):
-                    out = torch.from_numpy(logits.read(ids, ["logits"])["logits"]).to(device_)
-                    summary.add(f"{model.name}/logits", 0, len(ids), 0.0)
-                else:
-                    with torch.no_grad():
-                        out = model(images).float()
-                    values = out.cpu().numpy()
-                    logits.write(ids, {"logits": values, "finite": _finite_rows(values)})
-                    summary.add(f"{model.name}/logits", len(ids), 0,
-                                time.perf_counter() - start)
-                _record_nonfinite(summary, model.name, "logits", ids,
-                                  _finite_rows(out.cpu().numpy()))
-                bar.update(len(ids))
-                targets = _targets(out, dataset, rows, target, device_, model.name)
-                for method, params in methods.items():
-                    if method not in todo:
-                        summary.add(f"{model.name}/{method}", 0, len(ids), 0.0)
-                        _record_nonfinite(summary, model.name, method, ids,
-                                          _stored_finite(entries[method], ids, "maps"))
-                        bar.update(len(ids))
-                        continue
-                    start = time.perf_counter()
-                    call = dict(params)
-                    if method == "kernelshap":
-                        call["segments"] = _segments_for(store, dataset, params,
-                                                         dataset_identity, rows, images).to(device_)
-                        call["image_seeds"] = image_seeds(ids, seed + params.get("seed", 0))
-                    result = explain_full(model, images, method, targets, **call)
-                    maps = result.maps.detach().float().cpu().numpy()
-                    arrays = {"maps": _map_array(maps, map_dtype), "finite": _finite_rows(maps)}
-                    for key, value in result.extras.items():
-                        if (isinstance(value, torch.Tensor) and value.shape[:1] == (len(ids),)
-                                and key not in arrays):
-                            arrays[key] = value.detach().cpu().numpy()
-                    todo[method].write(ids, arrays)
-                    _record_nonfinite(summary, model.name, method, ids, arrays["finite"])
-                    summary.add(f"{model.name}/{method}", len(ids), 0,
-                                time.perf_counter() - start)
-                    bar.update(len(ids))
+            def run_all(size: int, model=model, bar=bar, entries=entries) -> None:
+                bar.reset()
+                for shard in make_shards(dataset, size):
+                    report = explain_unit(model, shard, job, store, device_,
+                                          lambda rows=shard.rows: dataset.load(list(rows)),
+                                          entries=entries)
+                    summary.merge(report)
+                    bar.update(report.progress)
 
-        _with_oom_backoff(run_all, size)
-        bar.close()
-    summary.nonfinite = list(dict.fromkeys(summary.nonfinite))  # an OOM retry repeats batches
+            with_oom_backoff(run_all, size)
+            bar.close()
+    summary.nonfinite = list(dict.fromkeys(summary.nonfinite))  # an OOM retry repeats shards
     return summary
 
 
-def _targets(logits: torch.Tensor, dataset, rows, target: str, device,
-             model: str = "model") -> torch.Tensor:
-    """Classes to explain: predicted, or the label (unlabelled images: predicted)."""
-    if target == "label":
-        if dataset.labels is None:
-            raise UserError("target 'label' needs a dataset with labels; this one has none "
-                            "(use target: predicted)")
-        labels = torch.as_tensor(np.asarray(dataset.labels)[list(rows)], device=device)
-        outside = (labels >= logits.shape[1]).nonzero().flatten().tolist()
-        if outside:
-            examples = [f"{dataset.ids[rows[i]]} (label {int(labels[i])})" for i in outside[:3]]
-            raise UserError(f"labels outside the class space of model '{model}': it has "
-                            f"{logits.shape[1]} outputs, but images {', '.join(examples)} have "
-                            "larger labels; match num_classes / class_indices to the dataset")
-        return torch.where(labels >= 0, labels, logits.argmax(1))
-    return logits.argmax(1)
+def _shard_size(batch_size: int | str, model, dataset, job: ExplainJob, store: Store,
+                device: torch.device) -> int:
+    """`batch_size`, or for "auto" on CUDA one sized to the free memory by a probe (skipped
+    when the model has nothing left to compute)."""
+    if batch_size != "auto":
+        return int(batch_size)
+    default = auto_batch_size(device)
+    if device.type != "cuda" or ModelEntries.of(store, model, job).done(dataset.ids):
+        return default
+    probe = dataset.load(list(range(min(PROBE_IMAGES, len(dataset)))))
+    size = probe_batch_size(model, probe, job, device, default)
+    log.info("model '%s': batch size %d from free GPU memory", model.name, size)
+    return size

@@ -11,12 +11,9 @@ import logging
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 
 from ..compare import write_table_csv
 from ..diversity import (
-    corrupt,
     diversity_components,
     ensemble_table,
     explanation_disagreement,
@@ -27,10 +24,10 @@ from ..diversity import (
     reliability_data,
     retention_table,
     similarity_by_outcome,
+    texture_reliance,
     to_probs,
     top_disagreements,
 )
-from ..engine.runner import image_seeds, logits_entry, resolve_device
 from .cluster import defined_part, read_dissimilarity
 from .paths import array_path, table_path
 
@@ -42,36 +39,18 @@ def corrupted_condition(name: str, severity: int, seed: int) -> str:
 
 
 def run_corrupted_logits(study) -> None:
-    """Logits of every model on every corruption x severity, stored per batch (resumable)."""
-    cfg = study.config.diversity
-    device = resolve_device(study.config.executor.device)
-    dataset, seed = study.dataset, study.config.seed
-    batch = 64 if study.config.executor.batch_size == "auto" else study.config.executor.batch_size
-    conditions = [(c, s) for c in cfg.corruptions for s in cfg.severities]
-    bar = tqdm(total=len(conditions) * len(study.models) * len(dataset), desc="corruptions",
-               disable=not study.progress, leave=False, unit="img")
-    for start in range(0, len(dataset), batch):
-        rows = list(range(start, min(start + batch, len(dataset))))
-        ids = [dataset.ids[r] for r in rows]
-        images = None
-        for name, severity in conditions:
-            condition = corrupted_condition(name, severity, seed)
-            entries = [logits_entry(study.store, m, study.dataset_identity, condition)
-                       for m in study.models]
-            if all(e.has_all(ids) for e in entries):
-                bar.update(len(ids) * len(entries))
-                continue
-            if images is None:
-                images = dataset.load(rows).to(device)
-            corrupted = corrupt(images, name, severity, seed=seed,
-                                image_seeds=image_seeds(ids, seed))
-            for model, entry in zip(study.models, entries, strict=True):
-                if not entry.has_all(ids):
-                    with torch.no_grad():
-                        logits = model.to(device)(corrupted).float().cpu().numpy()
-                    entry.write(ids, {"logits": logits})
-                bar.update(len(ids))
-    bar.close()
+    """Logits of every model on every corruption x severity, stored per shard (resumable),
+    locally or on Ray as `executor.kind` says (engine/corruptions.py)."""
+    from ..engine.corruptions import Condition
+    from ..engine.corruptions import run_corrupted_logits as run_units
+
+    cfg, seed, executor = study.config.diversity, study.config.seed, study.config.executor
+    conditions = [Condition(c, s, corrupted_condition(c, s, seed))
+                  for c in cfg.corruptions for s in cfg.severities]
+    run_units(study.models, study.dataset, conditions, study.store,
+              dataset_identity=study.dataset_identity, seed=seed,
+              batch_size=executor.batch_size, device=executor.device,
+              progress=study.progress, executor=executor)
 
 
 def run_diversity(study) -> dict:
@@ -116,6 +95,12 @@ def run_diversity(study) -> dict:
               corruptions=cfg.corruptions, severities=cfg.severities, seed=study.config.seed)
     joint_view(study, correct, names)
     disagreement(study, probs.argmax(-1))
+    texture = study.dataset.attributes.get("object_texture")
+    if texture is not None:  # the shapes benchmark: texture reliance on cue-conflict images
+        n_textures = int(study.dataset.describe()["n_textures"])
+        write(texture_reliance(probs.argmax(-1), labels, texture, probs.shape[-1], n_textures,
+                               names), "cue_conflict", n_textures=n_textures,
+              rule="class k is cued by texture t when k mod n_textures == t")
     return {"metrics": metrics}
 
 
