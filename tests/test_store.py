@@ -55,3 +55,19 @@ def test_entries_listing_reads_identity(tmp_path):
     store.entry("logits", "m", {"model": "m"}).write(["a"], {"logits": np.zeros((1, 10))})
     [entry] = store.entries("logits")
     assert entry.identity == {"model": "m"}
+
+
+def test_writes_extend_a_built_index_without_rereading_chunks(tmp_path, monkeypatch):
+    entry = Store(tmp_path).entry("maps", "m__gradcam", {"model": "m"})
+    entry.write(["a", "b"], {"maps": np.zeros((2, 2), np.float32)})
+    assert entry.has_all(["a", "b"])  # index built once here
+
+    def no_rebuild():
+        raise AssertionError("index rebuilt")
+
+    monkeypatch.setattr(entry, "_build_index", no_rebuild)
+    entry.write(["b", "c"], {"maps": np.ones((2, 2), np.float32)})  # "b" recomputed
+    assert entry.has_all(["a", "b", "c"])
+    np.testing.assert_array_equal(entry.read(["a", "b", "c"])["maps"][:, 0], [0, 1, 1])
+    fresh = Store(tmp_path).entry("maps", "m__gradcam", {"model": "m"})
+    assert sorted(fresh.index) == ["a", "b", "c"]

@@ -107,7 +107,8 @@ class Entry:
             if array.dtype == object:  # would need a pickle to save or load
                 raise TypeError(f"array '{name}' has dtype object; the store holds plain arrays")
         atomic_write(path, lambda h: np.savez(h, **payload))
-        self._index = None
+        if self._index is not None:  # extend it: a rebuild re-reads every chunk (quadratic)
+            self._index.update((image_id, (path, row)) for row, image_id in enumerate(ids))
         return path
 
     # -- reading ------------------------------------------------------------------------
