@@ -63,6 +63,15 @@ ZOO_SPECS: dict[str, dict[str, Any]] = {
                    "sr_ratios": [2, 1, 1], "mlp_ratios": [4, 4, 4]},
         "layer": 0.5,  # the last stage is 2x2 at 32 px
     },
+    "shapes-xcit": {
+        # XCiT: a ViT whose patch embedding is a small conv stack and whose blocks mix tokens
+        # locally (LPI) besides cross-covariance attention; a class token joins in the last
+        # block (class attention), as in CaiT. Learns shapes about as fast as PVT-v2.
+        "arch": "xcit_nano_12_p8_224", "family": "transformer", "input_size": 32, "epochs": 50,
+        "lr": 1e-3, "teacher": "shapes-resnet",
+        "kwargs": {"img_size": 32, "patch_size": 8, "embed_dim": 96, "depth": 4,
+                   "num_heads": 4, "cls_attn_layers": 1, "eta": 1.0},
+    },
     "shapes-mixer": {
         "arch": "xc_mlp_mixer", "family": "mlp", "input_size": 32, "epochs": 80, "lr": 2e-3,
         "teacher": "shapes-resnet",
