@@ -107,3 +107,15 @@ def test_depth_atlas_maps_are_gradcam_at_that_depth(finished):
     maps = depth_maps(study, [0, 1], targets, [0.5, 1.0])["resnet10t"]
     np.testing.assert_allclose(maps[1.0], stored, rtol=1e-2, atol=1e-3 * np.abs(stored).max())
     assert not np.allclose(maps[0.5], maps[1.0])
+
+
+def test_report_is_redrawn_only_when_its_inputs_change(finished):
+    tmp_path, study, _ = finished
+    report = study.run_dir / "report.html"
+    before = report.stat().st_mtime_ns
+    again = Study.from_dict(study_config(tmp_path), progress=False)
+    assert again.report() == report and report.stat().st_mtime_ns == before
+    table = study.run_dir / "tables/diversity/model_metrics.csv"
+    table.write_text(table.read_text() + "\n")  # any change to what the report shows
+    again.report()
+    assert report.stat().st_mtime_ns > before

@@ -5,6 +5,7 @@ Reads only what earlier stages wrote (tables/, arrays/, the store), so it runs o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -14,6 +15,7 @@ import pandas as pd
 import torch
 
 from .. import report as rp
+from ..store import atomic_write
 from .cluster import read_dissimilarity
 from .paths import array_path, figure_path, table_path
 
@@ -378,9 +380,34 @@ def run_summary(study) -> dict:
     }
 
 
+def report_fingerprint(study) -> str:
+    """Hash of everything the report draws from: config, weights, tables and arrays (the
+    store's maps are keyed by config and weights). Equal hash = the same report."""
+    from .. import __version__
+
+    digest = hashlib.sha256()
+    digest.update(f"{__version__}\n{study.config.to_yaml()}\n".encode())
+    digest.update(json.dumps([m.weights_id for m in study.models]).encode())
+    code = Path(rp.__file__).parent
+    for source in [*sorted(code.glob("*.py")), Path(__file__)]:  # a new report draws anew
+        digest.update(source.read_bytes())
+    for folder in ("tables", "arrays"):
+        for path in sorted((study.run_dir / folder).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(study.run_dir)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_report(study) -> Path | None:
     if not study.config.report.enabled:
         return None
+    path = study.run_dir / "report.html"
+    stamp = study.run_dir / "figures" / "report.fingerprint"
+    fingerprint = report_fingerprint(study)
+    if path.is_file() and stamp.is_file() and stamp.read_text() == fingerprint:
+        log.info("report unchanged (same config, weights and results): %s", path)
+        return path
     save = FigureWriter(study)
     sections = [s for s in (atlas_section(study, save), depth_section(study, save),
                             disagreement_section(study, save), localisation_section(study, save))
@@ -392,5 +419,6 @@ def run_report(study) -> Path | None:
                            summary=run_summary(study), sections=sections,
                            subtitle=f"{len(study.models)} models, {len(study.dataset)} images, "
                                     f"methods: {', '.join(study.config.methods)}")
+    atomic_write(stamp, lambda handle: handle.write(fingerprint.encode()))
     log.info("report written to %s", path)
     return path
