@@ -2,7 +2,12 @@
 
 from .filters import FILTERS, image_filter
 from .frames import check_square_frame
-from .matrix import SimilarityResult, cross_method_similarity, similarity_matrix
+from .matrix import (
+    SimilarityResult,
+    cross_method_similarity,
+    similarity_matrices,
+    similarity_matrix,
+)
 from .metrics import METRICS, Metric, binarize, register_metric
 from .options import CompareOptions
 from .preprocess import average_ranks, normalize
@@ -34,6 +39,7 @@ __all__ = [
     "read_matrix_csv",
     "register_metric",
     "similarity",
+    "similarity_matrices",
     "similarity_matrix",
     "write_table_csv",
 ]

@@ -5,6 +5,7 @@ Chunked over images (bounded memory), vectorised over models x models inside a c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,20 +62,65 @@ class RawPairs:
     codes_y: np.ndarray  # int8 [K, N]
 
 
-def compute_raw(
+class ChunkBuffer:
+    """One reused buffer that chunks of a map stack [M, N, ...] are converted into.
+
+    Reusing it avoids a fresh allocation (and its page faults) per chunk, and owning it lets
+    the normalisation work in place. Laid out [M, chunk, ...] like the stack, so each copy
+    reads and writes long contiguous runs.
+    """
+
+    def __init__(self, maps: torch.Tensor, chunk: int, dtype: torch.dtype, device) -> None:
+        self.maps = maps
+        shape = (maps.shape[0], chunk, *maps.shape[2:])
+        self.buffer = torch.empty(shape, dtype=dtype, device=device)
+
+    def load(self, take) -> torch.Tensor:
+        """The images `take` (slice or index tensor) as [M, n, ...], converted."""
+        part = self.maps[:, take]
+        view = self.buffer[:, : part.shape[1]]
+        view.copy_(part)  # dtype conversion and device transfer in one copy
+        return view
+
+
+# Per chunk: cache-sized, and float64 temporaries (2x) stay below glibc's 32 MiB mmap limit
+# (above it every temporary is fresh memory, page-faulted in: ~4x slower).
+CHUNK_BYTES = 12 * 2**20
+
+
+def chunk_size(x: torch.Tensor, y, dtype: torch.dtype, chunk_images: int | None) -> int:
+    """Images per chunk: as given, or as many as fit CHUNK_BYTES for both stacks."""
+    if chunk_images is not None:
+        if not isinstance(chunk_images, int) or chunk_images < 1:
+            raise UserError(f"chunk_images={chunk_images!r} must be an int >= 1 (or None: auto)")
+        return chunk_images
+    per_image = x.shape[0] + (0 if y is None else y.shape[0])
+    per_image *= math.prod(x.shape[2:]) * torch.empty((), dtype=dtype).element_size()
+    return max(1, CHUNK_BYTES // max(1, per_image))
+
+
+def chunk_selection(idx: torch.Tensor):
+    """A slice for consecutive image indices (a view of the source), else the indices."""
+    if len(idx) == 1 or bool((idx[1:] - idx[:-1] == 1).all()):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def compute_raw_many(
     x: torch.Tensor,
     y: torch.Tensor | None,
-    metric: Metric,
-    params: dict,
+    metrics: list[tuple[Metric, dict]],
     options: CompareOptions,
     segments: torch.Tensor | None = None,
     image_index: torch.Tensor | None = None,
-    chunk_images: int = 64,
+    chunk_images: int | None = None,
     device=None,
-) -> RawPairs:
-    """Raw metric values for every pair (x model, y model) and image. y=None: x vs x."""
-    if chunk_images < 1:
-        raise UserError(f"chunk_images={chunk_images} must be >= 1")
+) -> list[RawPairs]:
+    """Raw values of several metrics for every pair (x model, y model) and image, in one pass.
+
+    y=None: x vs x. Each chunk of images is converted, featurised, checked for degenerate
+    maps and normalised once, then every metric sees the same features.
+    """
     self_pairs = y is None
     n_images = x.shape[1]
     images = torch.arange(n_images) if image_index is None else image_index
@@ -83,28 +129,49 @@ def compute_raw(
     device = device if device is not None else x.device
     m = x.shape[0]
     k = m if self_pairs else y.shape[0]
-    raw = torch.full((m, k, n_images), float("nan"), dtype=torch.float64)
+    raws = [torch.full((m, k, n_images), float("nan"), dtype=torch.float64) for _ in metrics]
     codes_x = np.zeros((m, n_images), dtype=np.int8)
     codes_y = codes_x if self_pairs else np.zeros((k, n_images), dtype=np.int8)
-    for start in range(0, n_used, chunk_images):
-        idx = images[start : start + chunk_images]
-        contiguous = bool((idx[1:] - idx[:-1] == 1).all()) if len(idx) > 1 else True
-        take = slice(int(idx[0]), int(idx[-1]) + 1) if contiguous else idx
-        xs = x[:, take].to(device=device, dtype=dtype)
-        ys = None if self_pairs else y[:, take].to(device=device, dtype=dtype)
+    chunk = max(1, min(chunk_size(x, y, dtype, chunk_images), n_used))
+    buffer_x = ChunkBuffer(x, chunk, dtype, device)
+    buffer_y = None if self_pairs else ChunkBuffer(y, chunk, dtype, device)
+    for start in range(0, n_used, chunk):
+        idx = images[start : start + chunk]
+        take = chunk_selection(idx)
+        xs = buffer_x.load(take)
+        ys = None if self_pairs else buffer_y.load(take)
         seg = segments[take].to(device) if segments is not None else None
         groups_x = to_features(xs, options, seg)
         groups_y = groups_x if self_pairs else to_features(ys, options, seg)
         for (pos, fx), (_, fy) in zip(groups_x, groups_y, strict=True):
-            fx, cx = prepare(fx, options.normalization)
-            fy, cy = (fx, cx) if self_pairs else prepare(fy, options.normalization)
-            values = metric.pairwise(fx, fy, **params)
+            fx, cx = prepare(fx, options.normalization, inplace=True)
+            fy, cy = (fx, cx) if self_pairs else prepare(fy, options.normalization, inplace=True)
             where = idx[pos]
-            raw[:, :, where] = values.to("cpu", torch.float64)
-            codes_x[:, where.numpy()] = cx.cpu().numpy()
+            where = chunk_selection(where) if len(where) else where
+            for raw, (metric, params) in zip(raws, metrics, strict=True):
+                raw[:, :, where] = metric.pairwise(fx, fy, **params).to("cpu", torch.float64)
+            at = where if isinstance(where, slice) else where.numpy()
+            codes_x[:, at] = cx.cpu().numpy()
             if not self_pairs:
-                codes_y[:, where.numpy()] = cy.cpu().numpy()
-    return RawPairs(raw, codes_x, codes_y)
+                codes_y[:, at] = cy.cpu().numpy()
+    return [RawPairs(raw, codes_x, codes_y) for raw in raws]
+
+
+def compute_raw(
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    metric: Metric,
+    params: dict,
+    options: CompareOptions,
+    segments: torch.Tensor | None = None,
+    image_index: torch.Tensor | None = None,
+    chunk_images: int | None = None,
+    device=None,
+) -> RawPairs:
+    """Raw metric values for every pair (x model, y model) and image. y=None: x vs x."""
+    return compute_raw_many(
+        x, y, [(metric, params)], options, segments, image_index, chunk_images, device
+    )[0]
 
 
 @dataclass

@@ -9,7 +9,14 @@ import pandas as pd
 import torch
 
 from ..errors import UserError
-from .engine import as_tensor, check_segments, check_stack, compute_raw, degenerate_records, finish
+from .engine import (
+    as_tensor,
+    check_segments,
+    check_stack,
+    compute_raw_many,
+    degenerate_records,
+    finish,
+)
 from .filters import PER_IMAGE_FILTERS, image_filter
 from .metrics import METRICS
 from .options import CompareOptions, as_options
@@ -114,7 +121,7 @@ def _image_selection(options, preds, labels, image_mask, n_images):
 def _compare(
     x,
     y,
-    metric,
+    metrics: dict[str, dict],
     options,
     names_x,
     names_y,
@@ -124,11 +131,10 @@ def _compare(
     image_mask,
     chunk_images,
     device,
-    metric_options,
-) -> SimilarityResult:
+) -> dict[str, SimilarityResult]:
     options = as_options(options)
-    spec = METRICS.get(metric)
-    params = spec.params(metric_options)
+    specs = {name: METRICS.get(name) for name in metrics}
+    params = {name: spec.params(metrics[name]) for name, spec in specs.items()}
     check_stack(x, "maps" if y is None else "maps_a", options)
     if y is not None:
         check_stack(y, "maps_b", options)
@@ -138,10 +144,19 @@ def _compare(
             )
     segments = check_segments(segments, x, options)
     options, index, mask = _image_selection(options, preds, labels, image_mask, x.shape[1])
-    raw = compute_raw(x, y, spec, params, options, segments, index, chunk_images, device)
+    raws = compute_raw_many(
+        x, y, [(specs[n], params[n]) for n in specs], options, segments, index, chunk_images, device
+    )
     if index is not None:  # images never computed are filtered, not degenerate
         mask = np.zeros(x.shape[1], dtype=bool)
         mask[index.numpy()] = True
+    return {
+        name: _result(name, raw, specs[name], params[name], options, mask, names_x, names_y, y)
+        for name, raw in zip(specs, raws, strict=True)
+    }
+
+
+def _result(metric, raw, spec, params, options, mask, names_x, names_y, y) -> SimilarityResult:
     done = finish(raw, spec, params, options, mask, y is None, names_x, names_y)
     if y is None:
         # Every metric here is symmetric and 1 for a map against itself; float rounding in
@@ -178,6 +193,55 @@ def _compare(
     )
 
 
+def _metric_specs(metrics) -> dict[str, dict]:
+    """Accept ["cosine", "rbf"] or {"cosine": {}, "kappa": {"top_p": [20]}}."""
+    if isinstance(metrics, str):
+        raise UserError(f"metrics must be a list or dict of metric names, got {metrics!r}")
+    if isinstance(metrics, dict):
+        return {str(name): dict(opts or {}) for name, opts in metrics.items()}
+    names = [str(name) for name in metrics]
+    if not names or len(set(names)) != len(names):
+        raise UserError(f"metrics must be distinct metric names, got {names}")
+    return {name: {} for name in names}
+
+
+def similarity_matrices(
+    maps,
+    metrics,
+    options: CompareOptions | dict | None = None,
+    *,
+    names=None,
+    segments=None,
+    preds=None,
+    labels=None,
+    image_mask=None,
+    chunk_images: int | None = None,
+    device=None,
+) -> dict[str, SimilarityResult]:
+    """`similarity_matrix` for several metrics in one pass over the maps.
+
+    metrics: metric names, or {name: metric options}, e.g. {"cosine": {}, "rbf": {"sigma": 0.5}}.
+    Each chunk of maps is read, converted, checked and normalised once for all metrics.
+    Returns {metric name: SimilarityResult}, equal to one similarity_matrix call per metric.
+    """
+    x, names = _stack(maps, names, "maps")
+    names = model_names(names, x.shape[0], "model")
+    return _compare(
+        x,
+        None,
+        _metric_specs(metrics),
+        options,
+        names,
+        names,
+        segments,
+        preds,
+        labels,
+        image_mask,
+        chunk_images,
+        device,
+    )
+
+
 def similarity_matrix(
     maps,
     metric: str = "cosine",
@@ -188,7 +252,7 @@ def similarity_matrix(
     preds=None,
     labels=None,
     image_mask=None,
-    chunk_images: int = 32,
+    chunk_images: int | None = None,
     device=None,
     **metric_options,
 ) -> SimilarityResult:
@@ -199,7 +263,8 @@ def similarity_matrix(
         {model name: maps [N, ...]}.
     options.filter with preds [M, N] (and labels [N]) picks images (see compare.filters);
     or pass image_mask ([N] or [M, M, N] bool) directly.
-    chunk_images bounds memory: about M * chunk_images * H * W * 4 bytes per chunk (x a few).
+    chunk_images bounds memory: about M * chunk_images * H * W * 4 bytes per chunk (x a few);
+        None: about 12 MiB per chunk (fast: cache-sized, no fresh memory per chunk).
     device: where chunks are computed (e.g. "cuda"); default: where maps are.
     """
     x, names = _stack(maps, names, "maps")
@@ -207,7 +272,7 @@ def similarity_matrix(
     return _compare(
         x,
         None,
-        metric,
+        {metric: metric_options},
         options,
         names,
         names,
@@ -217,8 +282,7 @@ def similarity_matrix(
         image_mask,
         chunk_images,
         device,
-        metric_options,
-    )
+    )[metric]
 
 
 def cross_method_similarity(
@@ -232,7 +296,7 @@ def cross_method_similarity(
     preds=None,
     labels=None,
     image_mask=None,
-    chunk_images: int = 32,
+    chunk_images: int | None = None,
     device=None,
     **metric_options,
 ) -> SimilarityResult:
@@ -248,7 +312,7 @@ def cross_method_similarity(
     return _compare(
         x,
         y,
-        metric,
+        {metric: metric_options},
         options,
         names_a,
         names_b,
@@ -258,5 +322,4 @@ def cross_method_similarity(
         image_mask,
         chunk_images,
         device,
-        metric_options,
-    )
+    )[metric]

@@ -40,23 +40,28 @@ def average_ranks(x: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(averaged).scatter_(1, order, averaged).reshape(shape)
 
 
-def normalize(x: torch.Tensor, how: str) -> torch.Tensor:
-    """Per-map normalisation along the last dim (see CompareOptions.normalization)."""
+def normalize(x: torch.Tensor, how: str, inplace: bool = False) -> torch.Tensor:
+    """Per-map normalisation along the last dim (see CompareOptions.normalization).
+
+    inplace=True overwrites x (the compare engine's own chunk buffer: no new allocation).
+    """
     if how == "none":
         return x
+    out = x if inplace else x.clone()
     if how == "abs":
-        return x.abs()
+        return out.abs_()
     if how == "minmax":
-        lo, hi = min_max(x, keepdim=True)
-        return (x - lo) / (hi - lo)
+        lo, hi = min_max(out, keepdim=True)
+        return out.sub_(lo).div_(hi - lo)
     if how == "maxabs":
-        return x / x.abs().amax(dim=-1, keepdim=True)
+        lo, hi = min_max(out, keepdim=True)  # max|x| = max(hi, -lo), without an |x| copy
+        return out.div_(torch.maximum(hi, -lo))
     if how == "l1":
-        return x / x.abs().sum(dim=-1, keepdim=True)
+        return out.div_(torch.linalg.vector_norm(out, ord=1, dim=-1, keepdim=True))
     if how == "l2":
-        return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        return out.div_(torch.linalg.vector_norm(out, dim=-1, keepdim=True))
     if how == "rank":
-        return (average_ranks(x) / x.shape[-1]).to(x.dtype)
+        return out.copy_(average_ranks(out) / out.shape[-1])
     raise ValueError(f"unknown normalization {how!r}")  # validated in CompareOptions
 
 
@@ -65,7 +70,7 @@ def min_max(x: torch.Tensor, keepdim: bool = False) -> tuple[torch.Tensor, torch
     return x.amin(dim=-1, keepdim=keepdim), x.amax(dim=-1, keepdim=keepdim)
 
 
-def degenerate_codes(x: torch.Tensor) -> torch.Tensor:
+def exact_degenerate_codes(x: torch.Tensor) -> torch.Tensor:
     """Reason code per map [M, n] for features [M, n, D]: 0 fine, else DEGENERATE_REASONS."""
     lo, hi = min_max(x)
     # amin/amax propagate NaN, and +-inf shows in one of them: finite iff both are finite.
@@ -75,6 +80,26 @@ def degenerate_codes(x: torch.Tensor) -> torch.Tensor:
     codes[constant] = 3
     codes[constant & (hi == 0)] = 2
     codes[~finite] = 1
+    return codes
+
+
+N_PROBES = 64
+
+
+def degenerate_codes(x: torch.Tensor) -> torch.Tensor:
+    """Same codes as `exact_degenerate_codes`, in one pass over x instead of two.
+
+    A map is certainly fine when two probed values differ (so it is not constant) and its
+    sum is finite (so it holds no inf/NaN). Only maps without that certificate (degenerate
+    ones, mostly-flat ones, or finite ones whose sum overflows) get the exact min/max check.
+    """
+    probed = x[..., :: max(1, x.shape[-1] // N_PROBES)]  # a strided view, no gather
+    varies = (probed != probed[..., :1]).any(-1)
+    certain = varies & torch.isfinite(x.sum(-1))
+    codes = torch.zeros(x.shape[:-1], dtype=torch.int8, device=x.device)
+    unsure = ~certain
+    if unsure.any():
+        codes[unsure] = exact_degenerate_codes(x[unsure])
     return codes
 
 
@@ -123,10 +148,15 @@ def to_features(
     return [(torch.arange(n), maps.reshape(m, n, -1))]
 
 
-def prepare(features: torch.Tensor, how: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalise features [M, n, D]; return them and their degenerate codes [M, n]."""
+def prepare(
+    features: torch.Tensor, how: str, inplace: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise features [M, n, D]; return them and their degenerate codes [M, n].
+
+    inplace=True normalises the given tensor itself (only for buffers the caller owns).
+    """
     codes = degenerate_codes(features)
-    normalized = normalize(features, how)
+    normalized = normalize(features, how, inplace=inplace)
     if how != "none":
         after = degenerate_codes(normalized)
         codes = torch.where((codes == 0) & (after != 0), torch.full_like(codes, 4), codes)

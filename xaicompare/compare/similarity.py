@@ -60,7 +60,7 @@ def similarity(
     spec = METRICS.get(metric)
     params = spec.params(metric_options)
     a, b, segments = _pair_inputs(maps_a, maps_b, options, segments)
-    raw = compute_raw(a, b, spec, params, options, segments, chunk_images=max(1, a.shape[1]))
+    raw = compute_raw(a, b, spec, params, options, segments)  # chunked: bounded memory
     done = finish(raw, spec, params, options, None, self_pairs=False, names_x=["a"], names_y=["b"])
     values = done.values[0, 0]
     if isinstance(maps_a, torch.Tensor):
