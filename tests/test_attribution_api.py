@@ -92,3 +92,25 @@ def test_unknown_parameter_suggests_the_closest_name():
     # `method` is explain's own argument; IG's quadrature rule has its own name
     with pytest.raises(UserError, match="no parameter 'upsampling'.*did you mean 'upsample'"):
         explain(tiny_cnn(), images(), "gradcam", upsampling="nearest")
+
+
+def test_target_range_comes_from_class_subset_or_timm_head_without_a_forward():
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=7)
+    calls = []
+    net.register_forward_hook(lambda *args: calls.append(1))
+    x = torch.rand(2, 3, 32, 32)
+    subset = LoadedModel(net, name="r", family="cnn", cam_layer=net.layer4,
+                         class_indices=[1, 4, 6])
+    with pytest.raises(UserError, match="outside the model's 3 classes"):
+        resolve_target(subset, x, 3)
+    assert resolve_target(subset, x, 2).tolist() == [2, 2]
+    full = LoadedModel(net, name="r", family="cnn", cam_layer=net.layer4)
+    with pytest.raises(UserError, match="outside the model's 7 classes"):
+        resolve_target(full, x, 7)
+    assert not calls  # no forward pass just to count the classes
+    net.reset_classifier(5)  # the head's own count follows a new head
+    with pytest.raises(UserError, match="outside the model's 5 classes"):
+        resolve_target(full, x, 5)

@@ -22,6 +22,7 @@ _PUBLIC = {
     "similarity": "xaicompare.compare",
     "dissimilarity": "xaicompare.compare",
     "similarity_matrix": "xaicompare.compare",
+    "similarity_matrices": "xaicompare.compare",
     "cluster": "xaicompare.cluster",
     "communities": "xaicompare.cluster",
     "error_consistency": "xaicompare.diversity",

@@ -33,12 +33,24 @@ def resolve_target(model, images: torch.Tensor, target) -> torch.Tensor:
                         "accepted: None (predicted class), an int, or one class per image")
     if (target < 0).any():
         raise UserError(f"target class indices must be >= 0, got {target.tolist()}")
-    with torch.no_grad():  # one image is enough to learn the number of outputs
-        n_outputs = model(images[:1]).shape[1]
+    n_outputs = _n_outputs(model, images)
     if (target >= n_outputs).any():
         raise UserError(f"target {target.max().item()} is outside the model's {n_outputs} "
                         f"classes; accepted: 0 to {n_outputs - 1}")
     return target
+
+
+def _n_outputs(model, images: torch.Tensor) -> int:
+    """The model's number of classes: from a LoadedModel's class subset or timm head when
+    it says, else from a one-image forward pass (a whole extra pass costs a busy CPU)."""
+    indices = getattr(model, "class_indices", None)
+    if isinstance(indices, torch.Tensor):
+        return indices.numel()
+    head = getattr(getattr(model, "net", None), "num_classes", None)
+    if isinstance(head, int) and head > 0:
+        return head
+    with torch.no_grad():
+        return model(images[:1]).shape[1]
 
 
 def check_images(images) -> torch.Tensor:

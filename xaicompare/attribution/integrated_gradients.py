@@ -88,7 +88,7 @@ def path_gradients(
         with torch.enable_grad():
             out = _target_scores(model, inputs, target[image_idx])
             (grad,) = torch.autograd.grad(out.sum(), inputs)
-        scores[points] = out.detach()
+        scores[points] = out.detach().to(scores.dtype)  # a user autocast may give bf16
         total.index_add_(0, image_idx, grad * weights[step_idx].view(-1, 1, 1, 1))
     return total, scores.view(batch, n)
 

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..compare import CompareOptions, similarity_matrix, write_table_csv
+from ..compare import CompareOptions, similarity_matrices, write_table_csv
 from ..compare.localisation import localisation_scores
 from .paths import array_path, save_arrays, table_path
 
@@ -39,10 +39,11 @@ def run_compare(study) -> dict:
         maps = study.read_maps(method)
         if masks is not None:
             localisation += localisation_rows(study, method, maps, masks.numpy())
-        for metric in cfg.metrics:
-            result = similarity_matrix(
-                maps, metric, options, names=study.model_names, preds=preds, labels=labels,
-                **cfg.metric_options.get(metric, {}))
+        # every metric in one pass: each chunk of maps is converted and normalised once
+        per_metric = similarity_matrices(
+            maps, {metric: cfg.metric_options.get(metric, {}) for metric in cfg.metrics},
+            options, names=study.model_names, preds=preds, labels=labels)
+        for metric, result in per_metric.items():
             provenance = {"method": method, **result.provenance()}
             for summary in SUMMARIES:
                 write_table_csv(getattr(result, summary),
