@@ -102,7 +102,7 @@ def test_heatmap_draws_into_given_axes_and_rejects_bad_order(distances):
 
 
 def test_dendrogram_leaf_order_matches_scipy_and_labels_are_family_coloured(distances):
-    _, Z = distances
+    D, Z = distances
     fig = plot_dendrogram(Z, MODELS, FAMILIES)
     ax = fig.axes[0]
     expected = hierarchy.dendrogram(Z, labels=MODELS, no_plot=True, orientation="right")["ivl"]
@@ -113,6 +113,12 @@ def test_dendrogram_leaf_order_matches_scipy_and_labels_are_family_coloured(dist
     assert ax.get_xlabel() == "dissimilarity"
     with pytest.raises(UserError, match="labels"):
         plot_dendrogram(Z, MODELS[:3])
+    from xaicompare.cluster import cluster
+
+    tree = cluster(D, method="average")  # a Tree carries its linkage and labels
+    from_tree = plot_dendrogram(tree, families=FAMILIES).axes[0]
+    assert [t.get_text() for t in from_tree.get_yticklabels()] == hierarchy.dendrogram(
+        tree.linkage, labels=tree.labels, no_plot=True, orientation="right")["ivl"]
 
 
 def test_community_graph_nodes_edges_and_colours():
@@ -295,3 +301,17 @@ def test_every_figure_saves_as_png_pdf_svg(tmp_path, distances):
     for name, fig in figures.items():
         for path in save_figure(fig, tmp_path / name):
             assert path.stat().st_size > 1000, path
+
+
+def test_gain_vs_diversity_takes_ensemble_table_as_it_is():
+    from xaicompare.diversity import ensemble_table
+
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=(4, 30))
+    labels = rng.integers(0, 3, 30)
+    table = ensemble_table(probs, labels, ["a", "b", "c", "d"], k=[2])
+    fig = plot_gain_vs_diversity(table)
+    points = fig.axes[0].collections[0].get_offsets()
+    np.testing.assert_allclose(points[:, 0], table["zero_one_diversity"])
+    np.testing.assert_allclose(points[:, 1], table["accuracy_gain"])
+    assert "a + b" in [t.get_text() for t in fig.axes[0].texts]

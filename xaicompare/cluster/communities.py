@@ -121,7 +121,10 @@ def resolution_sweep(
             {
                 "resolution": float(resolution),
                 "n_communities": len(groups),
-                "modularity": modularity(graph, groups, weight="weight", resolution=1.0),
+                # rounded (and -0.0 made 0.0): networkx sums in set order, which varies
+                # with PYTHONHASHSEED, so the last bits differ from run to run
+                "modularity": round(modularity(graph, groups, weight="weight", resolution=1.0),
+                                    12) + 0.0,
                 "ari_vs_previous": (
                     float("nan") if previous is None else adjusted_rand_score(previous, ids)
                 ),

@@ -37,7 +37,15 @@ def plot_gain_vs_diversity(
     ylabel: str = "ensemble gain (accuracy)",
     annotate: bool = True,
 ) -> Figure:
-    """One point per ensemble (or pair); title carries Spearman's rho, its p-value and n."""
+    """One point per ensemble (or pair); title carries Spearman's rho, its p-value and n.
+
+    Columns diversity, gain, label; `diversity.ensemble_table`'s own columns
+    (zero_one_diversity, accuracy_gain, members) are accepted as they are.
+    """
+    if isinstance(table, pd.DataFrame) and "members" in table.columns and "label" not in table:
+        table = table.rename(columns={"zero_one_diversity": "diversity",
+                                      "accuracy_gain": "gain"}).assign(
+            label=[m if isinstance(m, str) else " + ".join(m) for m in table["members"]])
     table = require_frame(table, "table", ["diversity", "gain", "label"])
     require_numeric_columns(table, ["diversity", "gain"], "table")
     fig, ax = figure_and_axes(ax, 3.3, 2.8)

@@ -53,8 +53,8 @@ def _family_legend(ax: Axes, fam: Mapping[str, str], *, markers: bool, **kwargs)
 
 @paper_style
 def plot_dendrogram(
-    linkage_matrix: np.ndarray,
-    labels: Sequence[str],
+    linkage_matrix,
+    labels: Sequence[str] | None = None,
     families: Mapping[str, str] | None = None,
     ax: Axes | None = None,
     *,
@@ -62,7 +62,16 @@ def plot_dendrogram(
     distance_label: str = "dissimilarity",
     title: str | None = None,
 ) -> Figure:
-    """scipy dendrogram with leaf labels coloured by family (links stay neutral grey)."""
+    """scipy dendrogram with leaf labels coloured by family (links stay neutral grey).
+
+    linkage_matrix: a scipy linkage [n-1, 4] with its `labels`, or an `xc.cluster` Tree
+    (which carries both).
+    """
+    if hasattr(linkage_matrix, "linkage") and hasattr(linkage_matrix, "labels"):
+        labels = linkage_matrix.labels if labels is None else labels
+        linkage_matrix = linkage_matrix.linkage
+    if labels is None:
+        raise UserError("labels are needed with a bare linkage matrix (or pass a Tree)")
     Z = np.asarray(linkage_matrix, dtype=float)
     labels = [str(label) for label in labels]
     if Z.ndim != 2 or Z.shape[1] != 4 or not hierarchy.is_valid_linkage(Z):

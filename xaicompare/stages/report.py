@@ -129,10 +129,7 @@ def diversity_section(study, save: FigureWriter) -> dict | None:
                                          "diversity", name), "caption": title})
     ensembles = _read(table_path(study, "diversity", "ensembles"))
     if ensembles is not None and len(ensembles):
-        table = ensembles.rename(columns={"zero_one_diversity": "diversity",
-                                          "accuracy_gain": "gain"})
-        table["label"] = table["members"]
-        figures.append({"path": save(rp.plot_gain_vs_diversity(table), "diversity",
+        figures.append({"path": save(rp.plot_gain_vs_diversity(ensembles), "diversity",
                                      "gain_vs_diversity"),
                         "caption": "Ensemble accuracy gain over its best member vs the "
                                    "members' 0/1 diversity."})
