@@ -33,8 +33,10 @@ def test_texture_reliance_hand_computed():
     assert table.loc["m", "shape_bias"] == pytest.approx(1 / 3)
     assert table.loc["m", "accuracy_consistent"] == 0
     assert (table["n_conflict"] == 4).all() and (table["n_consistent"] == 1).all()
-    # one cued class per texture, 3 other classes: a texture-blind guesser hits it 1/3
-    assert table.loc["s", "texture_decisions_chance"] == pytest.approx(1 / 3)
+    # one cued class per texture, 3 other classes: a texture-blind model's errors hit it 1/3
+    assert table.loc["s", "texture_decisions_chance"] == 0  # no errors, no texture decisions
+    assert table.loc["t", "texture_decisions_chance"] == pytest.approx(1 / 3)
+    assert table.loc["m", "texture_decisions_chance"] == pytest.approx(3 / 4 / 3)
 
 
 def test_shapes_carry_object_texture_through_subsets():

@@ -28,6 +28,7 @@ def test_tiny_training_run_writes_a_loadable_reproducible_zoo(tmp_path):
     recomputed = accuracy(model, test.images.float() / 255, test.labels)
     assert recomputed == pytest.approx(entry["test_accuracy"], abs=1e-4)
     assert entry["cue_conflict"] is False and entry["cue_test_accuracy"] is None
+    assert entry["cue_strength"] is None
     with pytest.raises(UserError, match="unknown zoo model"):
         load_zoo(["nope"], weights_dir=tmp_path)
     with pytest.raises(UserError, match="teacher"):
@@ -40,15 +41,17 @@ def test_cue_variant_inherits_its_base_recipe_and_trains_on_the_cue_split(tmp_pa
 
     spec, base = zoo_spec("shapes-resnet-cue"), zoo_spec("shapes-resnet")
     assert spec["cue_conflict"] and not base["cue_conflict"]
-    assert {k: v for k, v in spec.items() if k != "cue_conflict"} == \
-        {k: v for k, v in base.items() if k != "cue_conflict"}
-    images, labels = fresh_shapes(64, 0, cue_conflict=True)(1)
+    differs = ("cue_conflict", "cue_strength")
+    assert {k: v for k, v in spec.items() if k not in differs} == \
+        {k: v for k, v in base.items() if k not in differs}
+    images, labels = fresh_shapes(64, 0, cue=spec["cue_strength"])(1)
     plain_images, plain_labels = fresh_shapes(64, 0)(1)
     assert torch.equal(labels, plain_labels) and not torch.equal(images, plain_images)
     index = train_zoo(tmp_path, names=["shapes-resnet-cue"], epochs=1, n_train=32, n_test=16,
                       progress=False)
     entry = index["models"]["shapes-resnet-cue"]
     assert entry["cue_conflict"] is True and 0 <= entry["cue_test_accuracy"] <= 1
+    assert entry["cue_strength"] == spec["cue_strength"]
 
 
 def test_augment_keeps_pixels_from_the_image_and_is_seeded():
@@ -96,9 +99,11 @@ def test_shipped_zoo_is_accurate_on_a_fresh_shapes_sample():
 
     entries = json.loads((WEIGHTS_DIR / ZOO_INDEX).read_text())["models"]
     test = make_shapes(300, split="test", size=64, seed=123)  # not the recorded test set
-    cue_test = make_shapes(300, split="train", size=64, seed=124, cue_conflict=True)
     for model in load_zoo():
-        data = cue_test if entries[model.name].get("cue_conflict") else test
+        entry = entries[model.name]
+        data = test if not entry.get("cue_conflict") else make_shapes(
+            300, split="train", size=64, seed=124, cue_conflict=True,
+            cue_strength=entry["cue_strength"])
         acc = accuracy(model, data.images.float() / 255, data.labels)
         floor = 0.9 if model.family == "cnn" else 0.85
         assert acc >= floor, f"{model.name}: {acc:.3f} < {floor}"

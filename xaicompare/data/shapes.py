@@ -132,7 +132,7 @@ def _texture_params(rng: np.random.Generator, n: int, size: int) -> dict[str, np
 
 
 def _draw_params(rng: np.random.Generator, *, split: str, size: int, n_classes: int,
-                 cue_conflict: bool) -> dict[str, np.ndarray]:
+                 cue_conflict: bool, cue_strength: float = CUE_STRENGTH) -> dict[str, np.ndarray]:
     """Every random choice for one CHUNK of images (always a full chunk: fixed stream)."""
     n_textures = len(TEXTURE_NAMES)
     labels = rng.permutation(np.arange(CHUNK) % n_classes)
@@ -147,7 +147,7 @@ def _draw_params(rng: np.random.Generator, *, split: str, size: int, n_classes: 
     obj_tex = rng.integers(0, n_textures, CHUNK)
     bg_tex = rng.integers(0, n_textures, CHUNK)
     if cue_conflict and split == "train":
-        cued = rng.random(CHUNK) < CUE_STRENGTH
+        cued = rng.random(CHUNK) < cue_strength
         obj_tex = np.where(cued, labels % n_textures, obj_tex)
     obj_params, bg_params = _texture_params(rng, CHUNK, size), _texture_params(rng, CHUNK, size)
     noise = rng.random((2, CHUNK, size, size), dtype=np.float32)
@@ -209,12 +209,16 @@ def _single_threaded() -> Iterator[None]:
 
 
 def make_shapes(n: int, *, split: str = "train", size: int = 64, n_classes: int = 10,
-                seed: int = 0, cue_conflict: bool = False) -> ShapesBatch:
+                seed: int = 0, cue_conflict: bool = False,
+                cue_strength: float = CUE_STRENGTH) -> ShapesBatch:
     """`n` synthetic images of `n_classes` shapes with exact masks, deterministic from seed.
 
     cue_conflict: in the train split the object texture equals `label mod T` with
-    probability 0.9 (a shortcut), in val/test it is uniform at random (the shortcut breaks).
+    probability `cue_strength` (0.9: a shortcut), in val/test it is uniform at random (the
+    shortcut breaks).
     """
+    if not 0 <= cue_strength <= 1:
+        raise UserError(f"cue_strength must be a probability in [0, 1], got {cue_strength!r}")
     if split not in SPLITS:
         raise UserError(f"unknown shapes split '{split}'; accepted: {', '.join(SPLITS)}")
     if not isinstance(n_classes, int) or not 1 <= n_classes <= len(SHAPE_NAMES):
@@ -230,7 +234,8 @@ def make_shapes(n: int, *, split: str = "train", size: int = 64, n_classes: int 
     with _single_threaded():
         for chunk, start in enumerate(range(0, n, CHUNK)):
             drawn = _draw_params(_chunk_rng(seed, split, chunk), split=split, size=size,
-                                 n_classes=n_classes, cue_conflict=cue_conflict)
+                                 n_classes=n_classes, cue_conflict=cue_conflict,
+                                 cue_strength=cue_strength)
             count = min(CHUNK, n - start)
             for key in meta:
                 meta[key].append(drawn[key][:count])

@@ -23,7 +23,8 @@ def texture_reliance(predictions: np.ndarray, labels: np.ndarray, texture: np.nd
     """Per model: accuracy on cue-consistent and cue-conflicting images, and on the
     conflicting ones the share of shape decisions (= label), texture decisions (a class the
     texture was cued with) and other errors, with shape bias = shape / (shape + texture)
-    and the texture-decision rate a texture-blind model that errs uniformly would have.
+    and the texture decisions a texture-blind model with the same accuracy would make (its
+    errors spread uniformly over the other classes).
 
     predictions: int [M, N]; labels, texture: int [N].
     """
@@ -31,9 +32,10 @@ def texture_reliance(predictions: np.ndarray, labels: np.ndarray, texture: np.nd
     labels = np.asarray(labels)
     cued = cued_classes(texture, n_classes, n_textures)
     conflict = ~cued[np.arange(len(labels)), labels]  # the texture does not cue the label
-    n_cued = cued.sum(1)
-    # A texture-blind model that errs uniformly over the other K-1 classes:
-    chance = float(np.mean(n_cued[conflict] / (n_classes - 1))) if conflict.any() else np.nan
+    # Share of a wrong answer's K-1 classes that the texture cues: a texture-blind model
+    # that errs uniformly makes texture decisions at this rate per error.
+    per_error = float(np.mean(cued.sum(1)[conflict] / (n_classes - 1))) if conflict.any() \
+        else np.nan
     rows = []
     for name, pred in zip(names, predictions, strict=True):
         shape = pred == labels
@@ -45,7 +47,7 @@ def texture_reliance(predictions: np.ndarray, labels: np.ndarray, texture: np.nd
                      if (~conflict).any() else np.nan,
                      "accuracy_conflict": float(shape_c),
                      "texture_decisions": float(texture_c),
-                     "texture_decisions_chance": chance,
+                     "texture_decisions_chance": float((1 - shape_c) * per_error),
                      "other_errors": float(1 - decided),
                      "shape_bias": float(shape_c / decided) if decided > 0 else np.nan,
                      "n_conflict": int(conflict.sum()), "n_consistent": int((~conflict).sum())})

@@ -290,8 +290,8 @@ def plot_localisation(
 @paper_style
 def plot_cue_conflict(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
     """Decisions on cue-conflict images per model: shape (the label), texture (a class the
-    texture was cued with) or another class, as stacked bars; the dashed tick marks the
-    texture-decision rate of a texture-blind model that errs uniformly.
+    texture was cued with) or another class, as stacked bars; the black tick marks where the
+    texture segment would end for a texture-blind model with the same accuracy.
 
     Columns (as `diversity.texture_reliance` names them): model, accuracy_conflict,
     texture_decisions, other_errors; optional texture_decisions_chance and shape_bias.
