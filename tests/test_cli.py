@@ -84,3 +84,9 @@ def test_finetune_writes_a_checkpoint_that_loads(capsys, tmp_path):
 def test_models_lists_the_zoo(capsys):
     code, out, _ = run_cli(capsys, "models")
     assert code == 0 and "shapes-resnet" in out and "resnet50d.ra2_in1k" in out
+    from xaicompare.models.zoo import zoo_entries
+
+    for name, entry in zoo_entries().items():  # each with its family and recorded accuracy
+        line = next(row for row in out.splitlines() if row.split()[:1] == [name])
+        assert entry["family"] in line and f"{entry['test_accuracy']:.1%}" in line
+        assert ("texture cue" in line) == bool(entry.get("cue_conflict"))

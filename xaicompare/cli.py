@@ -182,7 +182,7 @@ def models(
 ) -> None:
     """List the offline zoo and the study catalogs; probe timm names for a Grad-CAM layer."""
     from .models.catalog import IMAGENETTE_14
-    from .models.zoo import zoo_names
+    from .models.zoo import zoo_entries
 
     if probe:
         from .models import load_model
@@ -192,7 +192,12 @@ def models(
             typer.echo(f"{name}: family={model.family} cam_layer="
                        f"{type(model.cam_layer).__name__} input={model.input_size}")
         return
-    typer.echo("offline zoo (use as source: zoo:<name>): " + ", ".join(zoo_names()))
+    typer.echo("offline zoo (use as source: zoo:<name> or zoo:all), shapes test accuracy:")
+    for name, entry in zoo_entries().items():
+        cue = (f", trained with the texture cue at {entry['cue_strength']:.0%}"
+               if entry.get("cue_conflict") else "")
+        typer.echo(f"  {name:<20} {entry['family']:<12} {entry['arch']:<24} "
+                   f"{entry['test_accuracy']:.1%}{cue}")
     typer.echo("published Imagenette study (configs/imagenette-14.yaml):")
     for name in IMAGENETTE_14:
         typer.echo(f"  {name}")

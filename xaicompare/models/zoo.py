@@ -88,8 +88,12 @@ ZOO_SPECS: dict[str, dict[str, Any]] = {
 
 
 def zoo_names(weights_dir: str | Path | None = None) -> list[str]:
-    index = _read_index(weights_dir)
-    return list(index["models"])
+    return list(zoo_entries(weights_dir))
+
+
+def zoo_entries(weights_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """name -> the zoo index's record (arch, family, accuracy, seed, command, ...)."""
+    return _read_index(weights_dir)["models"]
 
 
 def load_zoo(names: Sequence[str] | None = None, *, weights_dir: str | Path | None = None,
