@@ -131,3 +131,18 @@ def test_bad_parameters_are_user_errors():
         explain(model, x, "rollout", discard_ratio=1.0)
     with pytest.raises(UserError, match="start_layer"):
         explain(model, x, "rollout", start_layer=3)
+
+
+def test_supports_rollout_says_which_models_rollout_can_explain():
+    from xaicompare.attribution import supports_rollout
+
+    assert supports_rollout(tiny_vit())
+    pvt = timm.create_model("pvt_v2_b0", pretrained=False, num_classes=3, depths=(1, 1),
+                            embed_dims=(8, 16), num_heads=(1, 1), sr_ratios=(2, 1),
+                            mlp_ratios=(2, 2))
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    for net in (pvt, cnn):
+        assert not supports_rollout(net)
+        with pytest.raises(UserError, match="rollout needs a ViT-family model"):
+            explain(LoadedModel(net, name="x", family="transformer"), torch.rand(1, 3, 32, 32),
+                    method="rollout")

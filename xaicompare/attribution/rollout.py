@@ -47,6 +47,15 @@ def vit_attention_modules(model: nn.Module) -> list[nn.Module]:
     return attns
 
 
+def supports_rollout(model: nn.Module) -> bool:
+    """Whether attention rollout can explain `model` (ViT-style blocks, standard attention)."""
+    try:
+        vit_attention_modules(model)
+    except UserError:
+        return False
+    return True
+
+
 def attention_probs(attn: nn.Module, qkv: torch.Tensor) -> torch.Tensor:
     """Softmax attention [B, heads, N, N] from the output of `attn.qkv` [B, N, 3 * dim]."""
     batch, tokens, _ = qkv.shape
