@@ -147,8 +147,11 @@ class Sabotaged(nn.Module):
         if os.getpid() != self.driver_pid:
             with open(self.calls, "a") as handle:
                 handle.write(f"{x[0, 0, 0, 0].item():.6f}\n")
-            if not os.path.exists(self.marker):
-                open(self.marker, "w").close()
+            try:  # O_EXCL: exactly one worker wins, even when two start at once
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
                 os._exit(1)
         return self.head(self.body(x))
 
