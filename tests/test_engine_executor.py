@@ -5,44 +5,28 @@ import sys
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from fakes import FakeImages, tiny_cnn
 
 from xaicompare.attribution import explain
 from xaicompare.config import ExecutorConfig, parse_config
 from xaicompare.engine.runner import maps_entry, run_explanations
 from xaicompare.engine.units import ExplainJob, explain_unit, make_shards
 from xaicompare.errors import UserError
-from xaicompare.models.base import LoadedModel
 from xaicompare.store import Store
 
 DATASET = {"name": "fake"}
 METHODS = {"gradcam": {}, "integrated_gradients": {"n_steps": 3}}
 
 
-class Images:
-    def __init__(self, n=6):
-        self.images = torch.rand(n, 3, 12, 12, generator=torch.Generator().manual_seed(0))
-        self.ids = [f"img{i}" for i in range(n)]
-        self.labels = np.arange(n) % 3
+def fake_images(n=6):
+    return FakeImages(n, 12, np.arange(n) % 3)
 
-    def __len__(self):
-        return len(self.ids)
-
-    def load(self, rows):
-        return self.images[list(rows)]
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(4, 3))
-    return LoadedModel(net, name="tiny", family="cnn", cam_layer=net[1], weights_id="w0")
 
 
 def test_ray_executor_without_ray_is_one_user_error_saying_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(UserError, match=r"pip install 'xaicompare\[ray\]'"):
-        run_explanations([tiny_model()], Images(), METHODS, Store(tmp_path),
+        run_explanations([tiny_cnn()], fake_images(), METHODS, Store(tmp_path),
                          dataset_identity=DATASET, progress=False, executor="ray")
     assert not (tmp_path / "maps").exists()  # nothing was computed locally instead
 
@@ -59,10 +43,10 @@ def test_bad_executor_options_are_user_errors_naming_the_key(key, value, message
 
 def test_threads_option_applies_during_the_run_and_is_restored(tmp_path):
     seen = []
-    model = tiny_model()
+    model = tiny_cnn()
     model.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
     before = torch.get_num_threads()
-    run_explanations([model], Images(), {"gradcam": {}}, Store(tmp_path),
+    run_explanations([model], fake_images(), {"gradcam": {}}, Store(tmp_path),
                      dataset_identity=DATASET, progress=False, batch_size=3,
                      executor=ExecutorConfig(threads=1))
     assert seen and set(seen) == {1} and torch.get_num_threads() == before
@@ -71,7 +55,7 @@ def test_threads_option_applies_during_the_run_and_is_restored(tmp_path):
 def test_units_run_one_by_one_store_what_the_runner_stores(tmp_path):
     """The local executor is a loop over explain_unit: running the units by hand, in another
     order, stores the same bits."""
-    data, model = Images(), tiny_model()
+    data, model = fake_images(), tiny_cnn()
     run_explanations([model], data, METHODS, Store(tmp_path / "runner"),
                      dataset_identity=DATASET, batch_size=2, progress=False)
     store = Store(tmp_path / "units")
@@ -90,7 +74,7 @@ def test_units_run_one_by_one_store_what_the_runner_stores(tmp_path):
 
 
 def test_autocast_results_get_their_own_store_keys_and_stay_close_to_float32(tmp_path):
-    data, model, store = Images(), tiny_model(), Store(tmp_path)
+    data, model, store = fake_images(), tiny_cnn(), Store(tmp_path)
     for mode in ("none", "bf16"):
         run_explanations([model], data, {"gradcam": {}}, store, dataset_identity=DATASET,
                          progress=False, autocast=mode)

@@ -13,6 +13,8 @@ from torch import nn
 
 ray = pytest.importorskip("ray")
 
+from fakes import FakeImages  # noqa: E402
+
 from xaicompare.engine.runner import logits_entry, maps_entry, run_explanations  # noqa: E402
 from xaicompare.errors import UserError  # noqa: E402
 from xaicompare.models.base import LoadedModel  # noqa: E402
@@ -35,6 +37,7 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     # Classes defined here travel to the workers by value (tests/ is not importable there).
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.cloudpickle.register_pickle_by_value(sys.modules["fakes"])
     yield
     ray.shutdown()
 
@@ -118,17 +121,8 @@ def test_study_started_locally_finishes_on_ray_with_the_same_results(local_refer
 DATASET = {"name": "fake"}
 
 
-class Images:
-    def __init__(self, n=8, labels=None):
-        self.images = torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-        self.ids = [f"img{i}" for i in range(n)]
-        self.labels = np.arange(n) % 3 if labels is None else np.asarray(labels)
-
-    def __len__(self):
-        return len(self.ids)
-
-    def load(self, rows):
-        return self.images[list(rows)]
+def fake_images(n=8, labels=None):
+    return FakeImages(n, 16, np.arange(n) % 3 if labels is None else labels)
 
 
 class Sabotaged(nn.Module):
@@ -166,12 +160,12 @@ def sabotaged_model(tmp_path, die=True):
 
 def run(model, store, executor, data=None, target="predicted"):
     methods = {"gradcam": {}, "integrated_gradients": {"n_steps": 4}}
-    return run_explanations([model], data or Images(), methods, store, dataset_identity=DATASET,
+    return run_explanations([model], data or fake_images(), methods, store, dataset_identity=DATASET,
                             batch_size=2, progress=False, executor=executor, target=target)
 
 
 def read_all(store, model):
-    ids = Images().ids
+    ids = fake_images().ids
     out = {"logits": logits_entry(store, model, DATASET).read(ids)["logits"]}
     for method, params in {"gradcam": {}, "integrated_gradients": {"n_steps": 4}}.items():
         out[method] = maps_entry(store, model, method, params, DATASET, "predicted").read(
@@ -198,7 +192,7 @@ def test_a_unit_failing_on_its_data_is_reported_once_and_not_retried(tmp_path):
 
     model = sabotaged_model(tmp_path, die=False)
     labels = [0, 1, 2, 0, 7, 1, 2, 0]  # img4: label 7, but the model has 3 outputs
-    data = Images(labels=labels)
+    data = fake_images(labels=labels)
     store = Store(tmp_path / "ray")
     with pytest.raises(UserError, match=r"1 explain unit\(s\) failed.*img4\.\.img5.*label 7"):
         run(model, store, ExecutorConfig(kind="ray", threads=1, workers=2), data, "label")
@@ -218,4 +212,4 @@ def test_a_unit_whose_worker_dies_more_often_than_retries_allow_is_reported(tmp_
     with pytest.raises(UserError, match=r"1 explain unit\(s\) failed.*worker died 1 times"):
         run(model, store, ExecutorConfig(kind="ray", threads=1, workers=2, retries=0))
     entry = maps_entry(store, model, "gradcam", {}, DATASET, "predicted")
-    assert len(entry.missing(Images().ids)) == 2  # only the lost shard; the others are stored
+    assert len(entry.missing(fake_images().ids)) == 2  # only the lost shard; the others are stored

@@ -8,39 +8,22 @@ import os
 
 import numpy as np
 import pytest
-import torch
 import yaml
-from torch import nn
+from fakes import FakeImages, tiny_cnn
 
 import xaicompare.store.arrays as arrays
 from xaicompare.cli import main
 from xaicompare.engine.runner import maps_entry, run_explanations
 from xaicompare.errors import UserError
-from xaicompare.models.base import LoadedModel
 from xaicompare.store import Store
 
 DATASET = {"name": "fake"}
 METHODS = {"gradcam": {}, "integrated_gradients": {"n_steps": 2}}
 
 
-class Images:
-    def __init__(self, n=8):
-        self.images = torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-        self.ids = [f"img{i}" for i in range(n)]
-        self.labels = np.zeros(n, dtype=int)
+def fake_images(n=8):
+    return FakeImages(n, 8, np.zeros(n, dtype=int))
 
-    def __len__(self):
-        return len(self.ids)
-
-    def load(self, rows):
-        return self.images[list(rows)]
-
-
-def tiny_model():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(4, 3))
-    return LoadedModel(net, name="tiny", family="cnn", cam_layer=net[1], weights_id="w0")
 
 
 def fail_nth_savez(monkeypatch, n, code=errno.ENOSPC):
@@ -59,7 +42,7 @@ def fail_nth_savez(monkeypatch, n, code=errno.ENOSPC):
 
 
 def run(store, data=None):
-    return run_explanations([tiny_model()], data or Images(), METHODS, store,
+    return run_explanations([tiny_cnn()], data or fake_images(), METHODS, store,
                             dataset_identity=DATASET, batch_size=2, progress=False)
 
 
@@ -77,9 +60,9 @@ def test_full_disk_names_the_folder_and_keeps_finished_work(tmp_path, monkeypatc
     clean = Store(tmp_path / "clean")
     run(clean)
     for method, params in METHODS.items():
-        ids = Images().ids
-        got = maps_entry(store, tiny_model(), method, params, DATASET, "predicted").read(ids)
-        want = maps_entry(clean, tiny_model(), method, params, DATASET, "predicted").read(ids)
+        ids = fake_images().ids
+        got = maps_entry(store, tiny_cnn(), method, params, DATASET, "predicted").read(ids)
+        want = maps_entry(clean, tiny_cnn(), method, params, DATASET, "predicted").read(ids)
         np.testing.assert_array_equal(got["maps"], want["maps"])
 
 
