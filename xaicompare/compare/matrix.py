@@ -267,21 +267,9 @@ def similarity_matrix(
         None: about 12 MiB per chunk (fast: cache-sized, no fresh memory per chunk).
     device: where chunks are computed (e.g. "cuda"); default: where maps are.
     """
-    x, names = _stack(maps, names, "maps")
-    names = model_names(names, x.shape[0], "model")
-    return _compare(
-        x,
-        None,
-        {metric: metric_options},
-        options,
-        names,
-        names,
-        segments,
-        preds,
-        labels,
-        image_mask,
-        chunk_images,
-        device,
+    return similarity_matrices(
+        maps, {metric: metric_options}, options, names=names, segments=segments, preds=preds,
+        labels=labels, image_mask=image_mask, chunk_images=chunk_images, device=device,
     )[metric]
 
 
