@@ -15,6 +15,7 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -192,25 +193,29 @@ class Study:
         self.result.report = run_report(self)
         return self.result.report
 
-    def read_maps(self, method: str) -> np.ndarray:
-        """Maps of every model for `method`, as float32 [M, N, H, W] (models x images)."""
+    def read_maps(self, method: str, ids: Sequence[str] | None = None) -> np.ndarray:
+        """Maps of every model for `method`, as float32 [M, N, H, W] (models x images);
+        `ids` reads only those images (default: all of the study's)."""
         from .engine.runner import maps_entry
 
         params = self.config.methods[method]
+        ids = self.dataset.ids if ids is None else list(ids)
         out = [maps_entry(self.store, m, method, params, self.dataset_identity,
                           self.config.target, autocast=self.config.executor.autocast)
-               .read(self.dataset.ids, ["maps"])["maps"]
+               .read(ids, ["maps"])["maps"]
                for m in self.models]
         return np.stack(out).astype(np.float32)
 
-    def read_logits(self, condition: str = "clean") -> np.ndarray:
-        """Logits of every model as float32 [M, N, K]."""
+    def read_logits(self, condition: str = "clean",
+                    ids: Sequence[str] | None = None) -> np.ndarray:
+        """Logits of every model as float32 [M, N, K]; `ids` as for read_maps."""
         from .engine.runner import logits_entry
 
         # autocast applies to the explain stage only (clean logits), not to corruptions
         precision = self.config.executor.autocast if condition == "clean" else "none"
+        ids = self.dataset.ids if ids is None else list(ids)
         out = [logits_entry(self.store, m, self.dataset_identity, condition, autocast=precision)
-               .read(self.dataset.ids, ["logits"])["logits"] for m in self.models]
+               .read(ids, ["logits"])["logits"] for m in self.models]
         return np.stack(out).astype(np.float32)
 
     def run(self, stages: tuple[str, ...] = STAGES) -> StudyResult:

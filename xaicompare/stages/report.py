@@ -183,10 +183,7 @@ def atlas_section(study, save: FigureWriter) -> dict | None:
     if n == 0:
         return None
     ids = list(study.dataset.ids[:n])
-    pages = write_atlas(study, ids)
-    return {"title": "Explanation atlas",
-            "figures": [{"path": p, "caption": f"Image {i}"} for i, p in zip(ids, pages,
-                                                                             strict=True)],
+    return {"title": "Explanation atlas", "figures": write_atlas(study, ids),
             "text": "One row per model (grouped by family), one column per method. Signed "
                     "maps (IG, KernelSHAP) use a diverging colormap centred at 0; Grad-CAM a "
                     "sequential one. Each map is scaled to its own 99th percentile of |value|."}
@@ -211,12 +208,12 @@ def disagreement_section(study, save: FigureWriter) -> dict | None:
     ids = disagreement_ids(study, study.config.report.disagreement_images)
     if not ids:
         return None
-    pages = write_atlas(study, ids, prefix="disagreement")
-    return {"title": "Disagreement atlas", "figures": [
-        {"path": p, "caption": f"Image {i}"} for i, p in zip(ids, pages, strict=True)],
-        "text": "The images the models disagree on most: first those where their predicted "
-                "classes differ most, then those where their explanations differ most "
-                f"(method {next(iter(study.config.methods))}; tables/joint/disagreement_*)."}
+    return {"title": "Disagreement atlas",
+            "figures": write_atlas(study, ids, prefix="disagreement"),
+            "text": "The images the models disagree on most: first those where their "
+                    "predicted classes differ most, then those where their explanations differ "
+                    f"most (method {next(iter(study.config.methods))}; "
+                    "tables/joint/disagreement_*)."}
 
 
 def depth_section(study, save: FigureWriter) -> dict | None:
@@ -225,22 +222,21 @@ def depth_section(study, save: FigureWriter) -> dict | None:
     if not depths or n == 0:
         return None
     ids = list(study.dataset.ids[:n])
-    pages = write_atlas(study, ids, prefix="depth", depths=depths)
-    return {"title": "Depth atlas", "figures": [
-        {"path": p, "caption": f"Image {i}"} for i, p in zip(ids, pages, strict=True)],
-        "text": "Grad-CAM at " + ", ".join(f"{d:.0%}" for d in depths) + " of each model's "
-                "depth (the published study's depth experiment), with the other methods beside "
-                "it. Deep layers are coarse (a 1x1 grid gives a constant map); shallow layers "
-                "are sharper but less class-specific."}
+    return {"title": "Depth atlas",
+            "figures": write_atlas(study, ids, prefix="depth", depths=depths),
+            "text": "Grad-CAM at " + ", ".join(f"{d:.0%}" for d in depths) + " of each "
+                    "model's depth (the published study's depth experiment), with the other "
+                    "methods beside it. Deep layers are coarse (a 1x1 grid gives a constant "
+                    "map); shallow layers are sharper but less class-specific."}
 
 
-def depth_maps(study, rows: list[int], targets: np.ndarray,
+def depth_maps(study, images: torch.Tensor, targets: np.ndarray,
                depths: list[float]) -> dict[str, dict[float, np.ndarray]]:
-    """Grad-CAM maps [len(rows), H, W] per model and depth, computed here (a few images)."""
+    """Grad-CAM maps [B, H, W] per model and depth for canonical `images` [B, 3, H, W] and
+    per-model `targets` [M, B], computed here (a few images)."""
     from ..attribution import explain
     from ..errors import UserError
 
-    images = study.dataset.load(rows)
     out: dict[str, dict[float, np.ndarray]] = {}
     for m, model in enumerate(study.models):
         device = next(model.parameters()).device
@@ -257,25 +253,26 @@ def depth_maps(study, rows: list[int], targets: np.ndarray,
 
 
 def write_atlas(study, ids: list[str], prefix: str = "atlas",
-                depths: list[float] | None = None) -> list[Path]:
-    """Atlas pages (PNG + PDF) for `ids`; with `depths`, Grad-CAM columns per depth first."""
+                depths: list[float] | None = None) -> list[dict]:
+    """Atlas pages (PNG + PDF) for `ids`; with `depths`, Grad-CAM columns per depth first.
+    Returns the report's figure entries: one PNG page per image, captioned with its id."""
     index = {image_id: i for i, image_id in enumerate(study.dataset.ids)}
     rows = [index[i] for i in ids]
     images = study.dataset.load(rows)
     known = list(study.dataset.class_names)
-    logits = study.read_logits()[:, rows]
+    logits = study.read_logits(ids=ids)  # only the pages' images, not the whole study
     # A model may predict classes the dataset does not name (e.g. an unlabelled folder).
     class_names = [known[k] if k < len(known) else f"class {k}" for k in range(logits.shape[-1])]
     probs = torch.from_numpy(logits).softmax(-1).numpy()
     labels = study.dataset.labels
-    maps = {method: study.read_maps(method)[:, rows] for method in study.config.methods}
+    maps = {method: study.read_maps(method, ids) for method in study.config.methods}
     by_depth = None
     if depths:
         targets = probs.argmax(-1)
         if study.config.target == "label" and labels is not None:
             label_rows = np.asarray(labels)[rows]
             targets = np.where(label_rows >= 0, label_rows[None], targets)
-        by_depth = depth_maps(study, rows, targets, depths)
+        by_depth = depth_maps(study, images, targets, depths)
     page_images, page_maps, predictions, true_labels = {}, {}, {}, {}
     for k, image_id in enumerate(ids):
         page_images[image_id] = images[k].numpy()
@@ -298,7 +295,8 @@ def write_atlas(study, ids: list[str], prefix: str = "atlas",
                                  study.run_dir / "figures" / "atlas", ids=ids,
                                  formats=("png", "pdf"), true_labels=true_labels, signed=signed,
                                  prefix=prefix)
-    return [p for p in paths if p.suffix == ".png"]
+    pngs = [p for p in paths if p.suffix == ".png"]
+    return [{"path": p, "caption": f"Image {i}"} for i, p in zip(ids, pngs, strict=True)]
 
 
 def trust_section(study, save: FigureWriter) -> dict | None:

@@ -143,10 +143,11 @@ def faithfulness(study) -> None:
     if cfg.faithfulness_images == 0:
         return
     images, rows = _subset(study, cfg.faithfulness_images)
-    logits = study.read_logits()[:, rows]
+    ids = [study.dataset.ids[r] for r in rows]  # read only these images from the store
+    logits = study.read_logits(ids=ids)
     result = []
     for method in study.config.methods:
-        maps = study.read_maps(method)[:, rows]
+        maps = study.read_maps(method, ids)
         for m, model in enumerate(study.models):
             target = torch.from_numpy(logits[m].argmax(-1))
             for order in ("descending", "random"):
