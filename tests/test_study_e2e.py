@@ -119,3 +119,11 @@ def test_report_is_redrawn_only_when_its_inputs_change(finished):
     table.write_text(table.read_text() + "\n")  # any change to what the report shows
     again.report()
     assert report.stat().st_mtime_ns > before
+
+
+def test_reading_some_ids_equals_slicing_all(finished):
+    _, study, _ = finished
+    ids = [study.dataset.ids[4], study.dataset.ids[1]]
+    np.testing.assert_array_equal(study.read_maps("gradcam", ids),
+                                  study.read_maps("gradcam")[:, [4, 1]])
+    np.testing.assert_array_equal(study.read_logits(ids=ids), study.read_logits()[:, [4, 1]])
