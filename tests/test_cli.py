@@ -90,3 +90,26 @@ def test_models_lists_the_zoo(capsys):
         line = next(row for row in out.splitlines() if row.split()[:1] == [name])
         assert entry["family"] in line and f"{entry['test_accuracy']:.1%}" in line
         assert ("texture cue" in line) == bool(entry.get("cue_conflict"))
+
+
+def test_zoo_train_replays_its_recorded_command(capsys, tmp_path, monkeypatch):
+    """The command zoo.json records is one the CLI accepts, with the same arguments."""
+    import shlex
+
+    from xaicompare.models import zoo_train
+
+    recorded = zoo_train._command(tmp_path, 3, None, 4000, 1000,
+                                  ["shapes-resnet", "shapes-mixer"], 1)
+    calls = []
+    monkeypatch.setattr(zoo_train, "train_zoo",
+                        lambda out, **kw: calls.append((out, kw)) or {"total_seconds": 6.0})
+    code, out, _ = run_cli(capsys, *shlex.split(recorded)[1:])
+    assert code == 0 and "zoo written to" in out
+    (out_dir, options), = calls
+    assert out_dir == tmp_path and options["seed"] == 3 and options["threads"] == 1
+    assert options["names"] == ["shapes-resnet", "shapes-mixer"]
+    code, _, err = run_cli(capsys, "zoo", "train", "--out", str(tmp_path), "--workers", "0")
+    assert code == 2 and "Traceback" not in err
+    monkeypatch.undo()
+    code, _, err = run_cli(capsys, "zoo", "train", "--out", str(tmp_path), "--name", "nope")
+    assert code == 2 and "unknown zoo model 'nope'" in err and len(err.strip().splitlines()) == 1

@@ -10,7 +10,8 @@ import torch
 from xaicompare.errors import UserError
 from xaicompare.models import load_model
 from xaicompare.models.train import accuracy, augment
-from xaicompare.models.zoo import WEIGHTS_DIR, ZOO_INDEX, finetune, load_zoo, train_zoo
+from xaicompare.models.zoo import WEIGHTS_DIR, ZOO_INDEX, finetune, load_zoo
+from xaicompare.models.zoo_train import train_zoo
 
 
 def test_tiny_training_run_writes_a_loadable_reproducible_zoo(tmp_path):
@@ -36,8 +37,46 @@ def test_tiny_training_run_writes_a_loadable_reproducible_zoo(tmp_path):
                   progress=False)
 
 
+def test_parallel_workers_write_the_same_weights_as_one_worker(tmp_path):
+    """The mixer learns from the resnet, so the run also checks a student waits for its teacher."""
+    names = ["shapes-mixer", "shapes-resnet", "shapes-resnet-cue"]
+    options = {"names": names, "epochs": 1, "n_train": 32, "n_test": 16, "progress": False}
+    serial = train_zoo(tmp_path / "serial", workers=1, **options)["models"]
+    parallel = train_zoo(tmp_path / "parallel", workers=2, **options)["models"]
+    assert list(serial) == list(parallel) == names
+    for name in names:
+        assert parallel[name]["weights_id"] == serial[name]["weights_id"], name
+        assert parallel[name]["test_accuracy"] == serial[name]["test_accuracy"]
+        assert parallel[name]["threads"] == 1
+    assert serial["shapes-mixer"]["teacher"] == "shapes-resnet"
+
+
+def test_a_failed_teacher_skips_its_students_and_keeps_the_rest(tmp_path, monkeypatch):
+    from xaicompare.models import zoo_train
+
+    real = zoo_train._train_one
+
+    def train_one(job):
+        if job["name"] == "shapes-resnet":
+            raise RuntimeError("out of memory")
+        return real(job)
+
+    monkeypatch.setattr(zoo_train, "_train_one", train_one)
+    names = ["shapes-resnet", "shapes-mixer", "shapes-resnet-cue"]
+    with pytest.raises(UserError) as failed:
+        train_zoo(tmp_path, names=names, epochs=1, n_train=16, n_test=8, workers=1,
+                  progress=False)
+    message = str(failed.value)
+    assert "shapes-resnet: RuntimeError: out of memory" in message
+    assert "shapes-mixer: its teacher 'shapes-resnet' failed" in message
+    written = json.loads((tmp_path / ZOO_INDEX).read_text())["models"]
+    assert list(written) == ["shapes-resnet-cue"]
+    assert (tmp_path / "shapes-resnet-cue.safetensors").is_file()
+
+
 def test_cue_variant_inherits_its_base_recipe_and_trains_on_the_cue_split(tmp_path):
-    from xaicompare.models.zoo import fresh_shapes, zoo_spec
+    from xaicompare.models.zoo import zoo_spec
+    from xaicompare.models.zoo_train import fresh_shapes
 
     spec, base = zoo_spec("shapes-resnet-cue"), zoo_spec("shapes-resnet")
     assert spec["cue_conflict"] and not base["cue_conflict"]

@@ -5,7 +5,8 @@ from .catalog import CLASS_SUBSETS, IMAGENETTE_14
 from .families import detect_family
 from .layers import candidate_layers, find_cam_layer, probe_cam_layer, resolve_layer
 from .loading import load_model, save_model
-from .zoo import ZOO_SPECS, finetune, load_zoo, train_zoo
+from .zoo import ZOO_SPECS, finetune, load_zoo
+from .zoo_train import train_zoo
 
 __all__ = [
     "CLASS_SUBSETS", "FAMILIES", "IMAGENETTE_14", "LoadedModel", "candidate_layers",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ from timm.models.mlp_mixer import MlpMixer
 from ..errors import UserError, unknown_name_error
 from .base import LoadedModel
 from .checkpoints import weights_hash
-from .loading import load_model, save_model
-from .train import accuracy, fit
+from .loading import load_model
+from .train import fit
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -36,8 +35,9 @@ def xc_mlp_mixer(pretrained: bool = False, **kwargs: Any) -> MlpMixer:
     for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
         kwargs.pop(key, None)
     return MlpMixer(**kwargs)
+
+
 ZOO_INDEX = "zoo.json"
-CANONICAL_SIZE = 64
 
 # name -> how to build and train it. Teachers come before their students.
 ZOO_SPECS: dict[str, dict[str, Any]] = {
@@ -120,7 +120,8 @@ def load_zoo(names: Sequence[str] | None = None, *, weights_dir: str | Path | No
 def _read_index(folder: str | Path | None) -> dict[str, Any]:
     path = Path(folder if folder is not None else WEIGHTS_DIR) / ZOO_INDEX
     if not path.is_file():
-        raise UserError(f"no zoo index at '{path}'; train one with train_zoo(out_dir)")
+        raise UserError(f"no zoo index at '{path}'; train one with "
+                        "`xaicompare zoo train --out DIR`")
     return json.loads(path.read_text())
 
 
@@ -141,123 +142,6 @@ def build_zoo_model(name: str, seed: int = 0) -> LoadedModel:
     return load_model(spec["arch"], pretrained=False, num_classes=10, class_indices=None,
                       family=spec["family"], input_size=spec["input_size"], name=name,
                       probe=False, **spec["kwargs"])
-
-
-def train_zoo(
-    out_dir: str | Path,
-    *,
-    seed: int = 0,
-    epochs: int | dict[str, int] | None = None,
-    n_train: int = 4000,
-    n_test: int = 1000,
-    names: Sequence[str] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Train the zoo on shapes and write safetensors + zoo.json to `out_dir`; returns the index.
-
-    epochs: None (each spec's default), one int for all, or {name: epochs}.
-    """
-    from ..data.shapes import make_shapes
-
-    chosen = list(ZOO_SPECS) if names is None else list(names)
-    for name in chosen:
-        zoo_spec(name)  # unknown names fail before any training
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-
-    def shapes(n: int, split: str, cue: float | None = None, data_seed: int = seed):
-        batch = make_shapes(n, split=split, size=CANONICAL_SIZE, seed=data_seed,
-                            **_cue_options(cue))
-        return batch.images.float() / 255, batch.labels, batch.class_names
-
-    x_test, y_test, class_names = shapes(n_test, "test")
-    if log:
-        log(f"shapes test data: {n_test} images ({time.perf_counter() - start:.0f}s)")
-    trained: dict[str, LoadedModel] = {}
-    index: dict[str, Any] = {"canonical_size": CANONICAL_SIZE, "class_names": class_names,
-                             "dataset": "shapes", "n_train": n_train, "n_test": n_test,
-                             "seed": seed, "models": {}}
-    if (out / ZOO_INDEX).is_file():  # keep models trained earlier into the same folder
-        earlier = json.loads((out / ZOO_INDEX).read_text())
-        index["models"] = {k: v for k, v in earlier.get("models", {}).items() if k not in chosen}
-    for name in chosen:
-        spec = zoo_spec(name)
-        n_epochs = _epochs_for(name, spec, epochs)
-        cue = spec["cue_strength"] if spec["cue_conflict"] else None
-        x_train, y_train, _ = shapes(n_train, "train", cue)
-        teacher_name = spec.get("teacher")
-        teacher = trained.get(teacher_name) if teacher_name else None
-        if teacher_name and teacher is None:
-            teacher = _load_teacher(out, teacher_name)
-        t0 = time.perf_counter()
-        model = build_zoo_model(name, seed)
-        fit(model, x_train, y_train, epochs=n_epochs, lr=spec["lr"], seed=seed, batch_size=64,
-            teacher=teacher, log=log, epoch_data=fresh_shapes(n_train, seed, cue))
-        seconds = time.perf_counter() - t0
-        acc = accuracy(model, x_test, y_test)
-        model.class_names = tuple(class_names)
-        model.weights_id = weights_hash(model.net)  # the id taken at build time is stale now
-        file = f"{name}.safetensors"
-        save_model(model, out / file, class_names=class_names)
-        trained[name] = model
-        command = (f"python -c \"from xaicompare.models.zoo import train_zoo; "
-                   f"train_zoo('{out}', seed={seed}, epochs={epochs!r}, n_train={n_train}, "
-                   f"n_test={n_test}, names={list(chosen)!r})\"")
-        index["models"][name] = {
-            "file": file, "arch": spec["arch"], "kwargs": spec["kwargs"],
-            "family": spec["family"], "input_size": spec["input_size"],
-            "layer": spec.get("layer"),
-            "mean": model.mean.flatten().tolist(), "std": model.std.flatten().tolist(),
-            "test_accuracy": round(acc, 4), "epochs": n_epochs, "teacher": teacher_name,
-            "cue_conflict": cue is not None, "cue_strength": cue,
-            # in-distribution accuracy of a cue-conflict model: held-out images drawn like its
-            # training images (textures still cue the class)
-            "cue_test_accuracy": None if cue is None else round(
-                accuracy(model, *shapes(n_test, "train", cue, seed + 999_999)[:2]), 4),
-            "seed": seed, "train_seconds": round(seconds, 1), "weights_id": model.weights_id,
-            "command": command,
-        }
-        if log:
-            log(f"{name}: test accuracy {acc:.3f} after {n_epochs} epochs ({seconds:.0f}s)")
-        (out / ZOO_INDEX).write_text(json.dumps(index, indent=2))  # after each model: resumable
-    index["total_seconds"] = round(time.perf_counter() - start, 1)
-    (out / ZOO_INDEX).write_text(json.dumps(index, indent=2))
-    return index
-
-
-def _cue_options(cue: float | None) -> dict[str, Any]:
-    """make_shapes options: cue None = plain shapes, else cue-conflict at that strength."""
-    return {} if cue is None else {"cue_conflict": True, "cue_strength": cue}
-
-
-def fresh_shapes(n: int, seed: int, cue: float | None = None):
-    """epoch -> a new training set of n shapes images (a different seed every epoch); cue:
-    the cue-conflict strength (None: plain shapes)."""
-    from ..data.shapes import make_shapes
-
-    def data(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = make_shapes(n, split="train", size=CANONICAL_SIZE, seed=seed + 1000 * epoch,
-                            **_cue_options(cue))
-        return batch.images.float() / 255, batch.labels
-
-    return data
-
-
-def _epochs_for(name: str, spec: dict[str, Any], epochs: int | dict[str, int] | None) -> int:
-    if epochs is None:
-        return int(spec["epochs"])
-    if isinstance(epochs, dict):
-        return int(epochs.get(name, spec["epochs"]))
-    return int(epochs)
-
-
-def _load_teacher(folder: Path, name: str) -> LoadedModel:
-    path = folder / f"{name}.safetensors"
-    if not path.is_file():
-        raise UserError(f"zoo model needs teacher '{name}'; train it first (names=[..., '{name}'])")
-    return load_model(path, class_indices=None, probe=False)
 
 
 def finetune(
