@@ -74,6 +74,27 @@ def test_a_failed_teacher_skips_its_students_and_keeps_the_rest(tmp_path, monkey
     assert (tmp_path / "shapes-resnet-cue.safetensors").is_file()
 
 
+def test_the_longest_chain_of_teacher_and_students_trains_first(tmp_path, monkeypatch):
+    from xaicompare.models import zoo_train
+
+    started = []
+
+    def train_one(job):
+        started.append(job["name"])
+        return {"test_accuracy": 0.5, "epochs": job["epochs"], "train_seconds": 0.0}
+
+    monkeypatch.setattr(zoo_train, "_train_one", train_one)
+    names = ["shapes-convnext", "shapes-resnet", "shapes-mixer"]
+    # a long mixer makes its teacher, the resnet, the head of the longest chain
+    train_zoo(tmp_path / "a", names=names, epochs={"shapes-mixer": 10_000}, workers=1,
+              progress=False)
+    assert started == ["shapes-resnet", "shapes-mixer", "shapes-convnext"]
+    started.clear()
+    train_zoo(tmp_path / "b", names=names, epochs={"shapes-convnext": 10_000}, workers=1,
+              progress=False)
+    assert started == ["shapes-convnext", "shapes-resnet", "shapes-mixer"]
+
+
 def test_cue_variant_inherits_its_base_recipe_and_trains_on_the_cue_split(tmp_path):
     from xaicompare.models.zoo import zoo_spec
     from xaicompare.models.zoo_train import fresh_shapes

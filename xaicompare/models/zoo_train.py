@@ -3,9 +3,11 @@
 Each model trains with a fixed number of torch threads (1 by default) in its own worker
 process, so its weights depend only on its recipe, the seed, the thread count and its
 teacher's weights, never on how many models train at once: `workers=2` writes the same files
-as `workers=1`, nearly twice as fast on 2 cores (these tiny models gain only 1.2-1.6x from a
-second thread, two single-threaded models gain close to 2x). Students start when their
-teacher's weights are written; the model with the longest remaining chain starts first.
+as `workers=1`. These tiny models gain only 1.2-1.6x from a second thread, while two of them
+side by side, one thread each, run at nearly their single-thread speed: on 2 cores the whole
+zoo takes 22 min instead of an estimated 31 one at a time (benchmarks/zoo_train.py).
+Students start when their teacher's weights are written; the model with the longest
+remaining chain of students starts first.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool as BrokenExecutor
@@ -54,8 +57,6 @@ def train_zoo(
     threads: torch threads per model. The weights do depend on it (float summation order);
     the shipped zoo was trained with 1.
     """
-    from ..data.shapes import make_shapes  # noqa: F401  (fail here, not in a worker)
-
     chosen = list(dict.fromkeys(ZOO_SPECS if names is None else names))
     specs = {name: zoo_spec(name) for name in chosen}  # unknown names fail before training
     if not isinstance(threads, int) or threads < 1:
@@ -70,7 +71,7 @@ def train_zoo(
         if teacher and teacher not in specs and not (out / f"{teacher}.safetensors").is_file():
             raise UserError(f"zoo model '{name}' needs teacher '{teacher}', which is neither "
                             f"in this run nor in '{out}'; train it first "
-                            f"(names=[..., '{teacher}'])")
+                            f"(--name {teacher}, Python: names=[..., '{teacher}'])")
     out.mkdir(parents=True, exist_ok=True)
     log = _logger(progress)
     start = time.perf_counter()
@@ -112,12 +113,13 @@ def _run_jobs(jobs: dict[str, dict[str, Any]], specs: dict[str, dict[str, Any]],
     teacher = {name: specs[name].get("teacher") for name in jobs}
     priority = _critical_path_seconds(jobs, teacher)
     pending, running, failures = set(jobs), {}, {}
+    order = {name: i for i, name in enumerate(jobs)}  # ties: the order asked for
     pool = _InlineExecutor() if workers == 1 else ProcessPoolExecutor(
         workers, mp_context=get_context("spawn"))
     try:
         while pending or running:
             ready = sorted((n for n in pending if teacher[n] not in pending
-                            and teacher[n] not in running), key=lambda n: -priority[n])
+                            and teacher[n] not in running), key=lambda n: (-priority[n], order[n]))
             for name in ready[:workers - len(running)]:
                 pending.discard(name)
                 try:
@@ -135,6 +137,8 @@ def _run_jobs(jobs: dict[str, dict[str, Any]], specs: dict[str, dict[str, Any]],
                     index["models"][name] = future.result()
                 except Exception as error:  # noqa: BLE001  (report it, keep the others going)
                     failures[name] = f"{type(error).__name__}: {error}"
+                    if log:  # the worker's traceback, for a bug report
+                        log("".join(traceback.format_exception(error)).rstrip())
                     for student in _students_of(name, teacher, pending):
                         pending.discard(student)
                         failures[student] = f"its teacher '{name}' failed"
