@@ -62,7 +62,7 @@ def train_zoo(
     if not isinstance(threads, int) or threads < 1:
         raise UserError(f"threads must be a positive int, got {threads!r}")
     if workers is None:
-        workers = max(1, min(len(chosen), (os.cpu_count() or 1) // threads))
+        workers = max(1, min(len(chosen), _usable_cores() // threads))
     if not isinstance(workers, int) or workers < 1:
         raise UserError(f"workers must be a positive int, got {workers!r}")
     out = Path(out_dir)
@@ -290,6 +290,13 @@ def _load_teacher(folder: Path, name: str) -> LoadedModel:
     if not path.is_file():
         raise UserError(f"zoo model needs teacher '{name}'; train it first (names=[..., '{name}'])")
     return load_model(path, class_indices=None, probe=False)
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (a container's limit, not the host's core count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _logger(progress: bool) -> Callable[[str], None] | None:
