@@ -98,15 +98,15 @@ def test_zoo_train_replays_its_recorded_command(capsys, tmp_path, monkeypatch):
 
     from xaicompare.models import zoo_train
 
-    recorded = zoo_train._command(tmp_path, 3, None, 4000, 1000,
-                                  ["shapes-resnet", "shapes-mixer"], 1)
+    folder = tmp_path / "my zoo"  # a space: the command must quote it
+    recorded = zoo_train._command(folder, 3, None, 4000, 1000, ["shapes-resnet", "shapes-mixer"], 1)
     calls = []
     monkeypatch.setattr(zoo_train, "train_zoo",
                         lambda out, **kw: calls.append((out, kw)) or {"total_seconds": 6.0})
     code, out, _ = run_cli(capsys, *shlex.split(recorded)[1:])
     assert code == 0 and "zoo written to" in out
     (out_dir, options), = calls
-    assert out_dir == tmp_path and options["seed"] == 3 and options["threads"] == 1
+    assert out_dir == folder and options["seed"] == 3 and options["threads"] == 1
     assert options["names"] == ["shapes-resnet", "shapes-mixer"]
     code, _, err = run_cli(capsys, "zoo", "train", "--out", str(tmp_path), "--workers", "0")
     assert code == 2 and "Traceback" not in err

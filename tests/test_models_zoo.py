@@ -47,8 +47,22 @@ def test_parallel_workers_write_the_same_weights_as_one_worker(tmp_path):
     for name in names:
         assert parallel[name]["weights_id"] == serial[name]["weights_id"], name
         assert parallel[name]["test_accuracy"] == serial[name]["test_accuracy"]
-        assert parallel[name]["threads"] == 1
     assert serial["shapes-mixer"]["teacher"] == "shapes-resnet"
+    assert parallel["shapes-mixer"]["teacher_weights_id"] == parallel["shapes-resnet"]["weights_id"]
+
+
+def test_an_error_in_a_worker_process_is_reported_and_the_others_finish(tmp_path):
+    options = {"epochs": 1, "n_train": 16, "n_test": 8, "progress": False}
+    train_zoo(tmp_path, names=["shapes-resnet", "shapes-resnet-cue"], workers=1, **options)
+    # the teacher's file no longer holds the weights its zoo.json entry records
+    (tmp_path / "shapes-resnet.safetensors").write_bytes(
+        (tmp_path / "shapes-resnet-cue.safetensors").read_bytes())
+    with pytest.raises(UserError) as failed:
+        train_zoo(tmp_path, names=["shapes-mixer", "shapes-convnext"], workers=2, **options)
+    assert "shapes-mixer: UserError: teacher" in str(failed.value)
+    assert "has weights id" in str(failed.value)
+    written = json.loads((tmp_path / ZOO_INDEX).read_text())["models"]
+    assert "shapes-convnext" in written and "shapes-mixer" not in written
 
 
 def test_a_failed_teacher_skips_its_students_and_keeps_the_rest(tmp_path, monkeypatch):

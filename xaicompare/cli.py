@@ -232,8 +232,8 @@ def zoo_train(
         "--name", help="Train only this zoo model (repeatable; its teacher must be in the "
         "run or already in --out).")] = None,
     workers: Annotated[int | None, typer.Option(
-        min=1, help="Models trained at once, one process each (default: one per core). "
-        "Does not change the weights.")] = None,
+        min=1, help="Models trained at once, one process each (default: usable cores / "
+        "--threads). Does not change the weights.")] = None,
     threads: Annotated[int, typer.Option(
         min=1, help="Torch threads per model. The shipped zoo used 1; other values give "
         "slightly different weights.")] = 1,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -113,5 +114,7 @@ def save_checkpoint(net: nn.Module, path: str | Path, metadata: Mapping[str, Any
         raise UserError(f"toolkit checkpoints are .safetensors files, got '{path}'")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-    save_file(state, str(path), metadata={METADATA_KEY: json.dumps(dict(metadata))})
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    save_file(state, str(partial), metadata={METADATA_KEY: json.dumps(dict(metadata))})
+    os.replace(partial, path)  # a reader never sees half a file, even if this is killed
     return path

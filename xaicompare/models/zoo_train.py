@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool as BrokenExecutor
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -45,15 +49,17 @@ def train_zoo(
     n_train: int = 4000,
     n_test: int = 1000,
     names: Sequence[str] | None = None,
-    workers: int | None = None,
+    workers: int | None = 1,
     threads: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train the zoo on shapes and write safetensors + zoo.json to `out_dir`; returns the index.
 
     epochs: None (each spec's default), one int for all, or {name: epochs}.
-    workers: models trained at once, each in its own process (None: one per `threads` cores,
-    at most one per model; 1 trains in this process). The weights do not depend on it.
+    workers: models trained at once (1: in this process; more: one spawned process each,
+    so call train_zoo under `if __name__ == "__main__":` in a script; None: as many as the
+    usable cores allow at `threads` each, at most one per model, as `xaicompare zoo train`
+    does). The weights do not depend on it.
     threads: torch threads per model. The weights do depend on it (float summation order);
     the shipped zoo was trained with 1.
     """
@@ -66,20 +72,22 @@ def train_zoo(
     if not isinstance(workers, int) or workers < 1:
         raise UserError(f"workers must be a positive int, got {workers!r}")
     out = Path(out_dir)
-    for name, spec in specs.items():  # a teacher outside this run must already be trained
+    index = _new_index(out, chosen)
+    for name, spec in specs.items():  # a teacher outside this run must be trained and listed
         teacher = spec.get("teacher")
-        if teacher and teacher not in specs and not (out / f"{teacher}.safetensors").is_file():
+        if teacher and teacher not in specs and teacher not in index["models"]:
             raise UserError(f"zoo model '{name}' needs teacher '{teacher}', which is neither "
-                            f"in this run nor in '{out}'; train it first "
+                            f"in this run nor listed in '{out / ZOO_INDEX}'; train it first "
                             f"(--name {teacher}, Python: names=[..., '{teacher}'])")
     out.mkdir(parents=True, exist_ok=True)
     log = _logger(progress)
     start = time.perf_counter()
-    index = _new_index(out, seed, n_train, n_test, chosen)
     command = _command(out, seed, epochs, n_train, n_test, names, threads)
+    versions = _versions()
     jobs = {name: {"name": name, "out": str(out), "seed": seed, "n_train": n_train,
                    "n_test": n_test, "epochs": _epochs_for(name, specs[name], epochs),
-                   "threads": threads, "progress": progress, "command": command}
+                   "threads": threads, "progress": progress, "command": command,
+                   "versions": versions}
             for name in chosen}
     if log:
         log(f"training {len(chosen)} zoo model(s) with {workers} worker(s) x {threads} "
@@ -99,58 +107,122 @@ def _command(out: Path, seed: int, epochs: int | dict[str, int] | None, n_train:
              n_test: int, names: Sequence[str] | None, threads: int) -> str:
     """The command that retrains these models: the CLI where it can say it, else Python."""
     if epochs is None and (n_train, n_test) == (4000, 1000):
-        chosen = "".join(f" --name {name}" for name in names or ())
-        return f"xaicompare zoo train --out {out} --seed {seed} --threads {threads}{chosen}"
-    return (f"python -c \"from xaicompare.models.zoo_train import train_zoo; "
-            f"train_zoo('{out}', seed={seed}, epochs={epochs!r}, n_train={n_train}, "
-            f"n_test={n_test}, names={names!r}, threads={threads})\"")
+        chosen = "".join(f" --name {shlex.quote(name)}" for name in names or ())
+        return (f"xaicompare zoo train --out {shlex.quote(str(out))} --seed {seed} "
+                f"--threads {threads}{chosen}")
+    code = (f"from xaicompare.models.zoo_train import train_zoo; "
+            f"train_zoo({str(out)!r}, seed={seed}, epochs={epochs!r}, n_train={n_train}, "
+            f"n_test={n_test}, names={names if names is None else list(names)!r}, "
+            f"threads={threads})")
+    return f"python -c {shlex.quote(code)}"
 
 
 def _run_jobs(jobs: dict[str, dict[str, Any]], specs: dict[str, dict[str, Any]], workers: int,
               index: dict[str, Any], out: Path, log: Callable[[str], None] | None
               ) -> dict[str, str]:
-    """Run every job, a student after its teacher; returns {name: why} for those that failed."""
+    """Run every job, a student after its teacher; returns {name: why} for those that failed.
+
+    Stopping the run (Ctrl-C, SIGTERM) stops the worker processes too; what finished before
+    is already in zoo.json.
+    """
     teacher = {name: specs[name].get("teacher") for name in jobs}
     priority = _critical_path_seconds(jobs, teacher)
     pending, running, failures = set(jobs), {}, {}
     order = {name: i for i, name in enumerate(jobs)}  # ties: the order asked for
     pool = _InlineExecutor() if workers == 1 else ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"))
+        workers, mp_context=get_context("spawn"), initializer=_exit_with_parent,
+        initargs=(os.getpid(),))
     try:
-        while pending or running:
-            ready = sorted((n for n in pending if teacher[n] not in pending
-                            and teacher[n] not in running), key=lambda n: (-priority[n], order[n]))
-            for name in ready[:workers - len(running)]:
-                pending.discard(name)
-                try:
-                    running[name] = pool.submit(_train_one, jobs[name])
-                except BrokenExecutor:  # a worker process died: nothing more can start
-                    failures.update({n: "a worker process died" for n in [name, *pending]})
-                    pending.clear()
+        with _sigterm_as_exit(workers > 1):
+            while pending or running:
+                ready = sorted((n for n in pending if teacher[n] not in pending
+                                and teacher[n] not in running),
+                               key=lambda n: (-priority[n], order[n]))
+                for name in ready[:workers - len(running)]:
+                    pending.discard(name)
+                    try:
+                        running[name] = pool.submit(_train_one, jobs[name])
+                    except BrokenExecutor:
+                        failures.update({n: _DIED for n in [name, *pending]})
+                        pending.clear()
+                        break
+                if not running:
+                    if pending:  # cannot happen: every pending job's teacher is known
+                        raise RuntimeError(f"zoo jobs stuck waiting: {sorted(pending)}")
                     break
-            if not running:
-                break
-            finished, _ = wait(list(running.values()), return_when=FIRST_COMPLETED)
-            for name in [n for n, future in running.items() if future in finished]:
-                future = running.pop(name)
-                try:
-                    index["models"][name] = future.result()
-                except Exception as error:  # noqa: BLE001  (report it, keep the others going)
-                    failures[name] = f"{type(error).__name__}: {error}"
-                    if log:  # the worker's traceback, for a bug report
-                        log("".join(traceback.format_exception(error)).rstrip())
-                    for student in _students_of(name, teacher, pending):
-                        pending.discard(student)
-                        failures[student] = f"its teacher '{name}' failed"
-                    continue
-                _write_index(out, index, list(jobs))  # after each model: resumable
-                if log:
-                    entry = index["models"][name]
-                    log(f"{name}: test accuracy {entry['test_accuracy']:.3f} after "
-                        f"{entry['epochs']} epochs ({entry['train_seconds']:.0f}s)")
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+                finished, _ = wait(list(running.values()), return_when=FIRST_COMPLETED)
+                for name in [n for n, future in running.items() if future in finished]:
+                    _collect(name, running.pop(name), index, failures, teacher, pending, log)
+                    if name in index["models"]:
+                        _write_index(out, index, list(jobs))  # after each model: resumable
+    except BaseException:
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
     return failures
+
+
+_DIED = ("a worker process died (killed, or out of memory?); from a script, call train_zoo "
+         "under `if __name__ == \"__main__\":` or pass workers=1")
+
+
+def _collect(name: str, future: Future, index: dict[str, Any], failures: dict[str, str],
+             teacher: dict[str, str | None], pending: set[str],
+             log: Callable[[str], None] | None) -> None:
+    """File a finished job: its entry into the index, or its failure and its students'."""
+    try:
+        index["models"][name] = entry = future.result()
+    except Exception as error:  # noqa: BLE001  (report it, keep the others going)
+        failures[name] = _DIED if isinstance(error, BrokenExecutor) else \
+            f"{type(error).__name__}: {error}"
+        if log and not isinstance(error, BrokenExecutor):  # the traceback, for a bug report
+            log("".join(traceback.format_exception(error)).rstrip())
+        for student in _students_of(name, teacher, pending):
+            pending.discard(student)
+            failures[student] = f"its teacher '{name}' failed"
+        return
+    if log:
+        log(f"{name}: test accuracy {entry['test_accuracy']:.3f} after {entry['epochs']} "
+            f"epochs ({entry['train_seconds']:.0f}s)")
+
+
+def _stop_workers(pool: Executor) -> None:
+    """Cancel what has not started and end the worker processes now, not after their model."""
+    if isinstance(pool, ProcessPoolExecutor):
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=10)
+
+
+@contextmanager
+def _sigterm_as_exit(active: bool) -> Iterator[None]:
+    """SIGTERM (a job scheduler's stop) raises SystemExit here, so the workers are stopped."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: exit when the process that started the run is gone (killed -9)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _students_of(name: str, teacher: dict[str, str | None], pending: set[str]) -> list[str]:
@@ -224,8 +296,10 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
             "teacher": spec.get("teacher"), "cue_conflict": cue is not None,
             "cue_strength": cue, "cue_test_accuracy": cue_acc, "seed": seed,
             "threads": job["threads"], "batch_size": ZOO_BATCH_SIZE, "lr": spec["lr"],
+            "teacher_weights_id": teacher.weights_id if teacher is not None else None,
+            "n_train": job["n_train"], "n_test": job["n_test"],
             "train_seconds": round(seconds, 1), "weights_id": model.weights_id,
-            "command": job["command"],
+            "command": job["command"], "versions": job["versions"],
         }
     finally:
         torch.set_num_threads(threads)
@@ -253,28 +327,42 @@ def fresh_shapes(n: int, seed: int, cue: float | None = None):
     return data
 
 
-def _new_index(out: Path, seed: int, n_train: int, n_test: int,
-               chosen: list[str]) -> dict[str, Any]:
-    """zoo.json's header, keeping models trained earlier into the same folder."""
+def _new_index(out: Path, chosen: list[str]) -> dict[str, Any]:
+    """zoo.json's header, keeping models trained earlier into the same folder (each entry
+    carries its own seed, data sizes, teacher weights and library versions)."""
     from ..data.shapes import SHAPE_NAMES
-    from ..study import library_versions
 
     index: dict[str, Any] = {"canonical_size": CANONICAL_SIZE,
                              "class_names": list(SHAPE_NAMES[:10]), "dataset": "shapes",
-                             "n_train": n_train, "n_test": n_test, "seed": seed,
-                             "versions": library_versions(), "models": {}}
-    if (out / ZOO_INDEX).is_file():
-        earlier = json.loads((out / ZOO_INDEX).read_text())
+                             "models": {}}
+    path = out / ZOO_INDEX
+    if path.is_file():
+        try:
+            earlier = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise UserError(f"'{path}' is not valid JSON ({error}); move it away to start "
+                            "this folder's zoo afresh") from error
         index["models"] = {k: v for k, v in earlier.get("models", {}).items() if k not in chosen}
     return index
 
 
 def _write_index(out: Path, index: dict[str, Any], chosen: list[str]) -> None:
-    """zoo.json with the models in a stable order (earlier ones, then this run's, spec order)."""
+    """zoo.json with the models in a stable order (earlier ones, then this run's, spec order),
+    written whole or not at all."""
     models = index["models"]
     ordered = [n for n in models if n not in chosen] + [n for n in chosen if n in models]
     index["models"] = {n: models[n] for n in ordered}
-    (out / ZOO_INDEX).write_text(json.dumps(index, indent=2))
+    partial = out / f".{ZOO_INDEX}.{os.getpid()}.partial"
+    partial.write_text(json.dumps(index, indent=2))
+    os.replace(partial, out / ZOO_INDEX)
+
+
+def _versions() -> dict[str, str]:
+    """The library versions that decide a model's weights."""
+    from ..study import library_versions
+
+    every = library_versions()
+    return {k: every[k] for k in ("python", "xaicompare", "torch", "timm", "numpy")}
 
 
 def _epochs_for(name: str, spec: dict[str, Any], epochs: int | dict[str, int] | None) -> int:
@@ -286,14 +374,22 @@ def _epochs_for(name: str, spec: dict[str, Any], epochs: int | dict[str, int] | 
 
 
 def _load_teacher(folder: Path, name: str) -> LoadedModel:
-    path = folder / f"{name}.safetensors"
-    if not path.is_file():
-        raise UserError(f"zoo model needs teacher '{name}'; train it first (names=[..., '{name}'])")
-    return load_model(path, class_indices=None, probe=False)
+    """The teacher's weights, checked against the folder's zoo.json entry for it."""
+    path, index = folder / f"{name}.safetensors", folder / ZOO_INDEX
+    entry = json.loads(index.read_text())["models"].get(name) if index.is_file() else None
+    if entry is None or not path.is_file():
+        raise UserError(f"zoo model needs teacher '{name}', which '{folder}' does not hold "
+                        f"(file and {ZOO_INDEX} entry); train it first (--name {name})")
+    teacher = load_model(path, class_indices=None, probe=False)
+    if teacher.weights_id != entry["weights_id"]:
+        raise UserError(f"teacher '{path}' has weights id {teacher.weights_id}, but "
+                        f"{ZOO_INDEX} records {entry['weights_id']}; retrain it (--name {name})")
+    return teacher
 
 
 def _usable_cores() -> int:
-    """Cores this process may run on (a container's limit, not the host's core count)."""
+    """Cores this process may run on (its CPU affinity, e.g. a cpuset, not the host's count;
+    a CPU quota such as `docker --cpus` is not visible here: pass --workers then)."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
