@@ -36,22 +36,28 @@ def timed(out: Path, **options) -> tuple[float, dict]:
 
 
 def schedule(per_model: dict[str, float], workers: int) -> float:
-    """Makespan of the zoo's full recipes on `workers` workers: longest chain first."""
+    """Makespan of the zoo's full recipes on `workers` workers, simulated as train_zoo runs
+    them: a model starts when a worker is free and its teacher has finished, the longest
+    chain of students first (ties in spec order)."""
     teacher = {n: zoo_spec(n).get("teacher") for n in per_model}
 
     def chain(name: str) -> float:
         return per_model[name] + max((chain(s) for s in per_model if teacher[s] == name),
                                      default=0.0)
 
-    pending, done_at, free = set(per_model), {}, [0.0] * workers
-    while pending:
-        worker = min(range(workers), key=free.__getitem__)
-        ready = [n for n in pending if teacher[n] is None or teacher[n] in done_at]
-        name = max(ready, key=chain)
-        start = max(free[worker], done_at.get(teacher[name], 0.0))
-        done_at[name] = free[worker] = start + per_model[name]
-        pending.discard(name)
-    return max(done_at.values())
+    order = list(per_model)
+    pending, running, done, now = set(per_model), {}, set(), 0.0
+    while pending or running:
+        ready = sorted((n for n in pending if teacher[n] is None or teacher[n] in done),
+                       key=lambda n: (-chain(n), order.index(n)))
+        for name in ready[:workers - len(running)]:
+            pending.discard(name)
+            running[name] = now + per_model[name]
+        now = min(running.values())  # the next model to finish frees its worker
+        for name in [n for n, end in running.items() if end == now]:
+            running.pop(name)
+            done.add(name)
+    return now
 
 
 def main() -> None:
