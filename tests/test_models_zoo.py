@@ -65,6 +65,18 @@ def test_an_error_in_a_worker_process_is_reported_and_the_others_finish(tmp_path
     assert "shapes-convnext" in written and "shapes-mixer" not in written
 
 
+def test_retraining_a_teacher_warns_about_students_kept_from_before(tmp_path, caplog):
+    options = {"epochs": 1, "n_train": 16, "n_test": 8, "progress": False}
+    train_zoo(tmp_path, names=["shapes-resnet", "shapes-mixer"], **options)
+    with caplog.at_level("WARNING", logger="xaicompare"):
+        train_zoo(tmp_path, names=["shapes-resnet"], seed=1, **options)
+    assert "'shapes-mixer' was distilled from earlier weights of 'shapes-resnet'" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="xaicompare"):
+        train_zoo(tmp_path, names=["shapes-mixer"], seed=1, **options)
+    assert "distilled from earlier weights" not in caplog.text
+
+
 def test_a_failed_teacher_skips_its_students_and_keeps_the_rest(tmp_path, monkeypatch):
     from xaicompare.models import zoo_train
 

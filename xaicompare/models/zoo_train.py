@@ -13,6 +13,7 @@ remaining chain of students starts first.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import signal
@@ -95,12 +96,25 @@ def train_zoo(
     failures = _run_jobs(jobs, specs, workers, index, out, log)
     index["total_seconds"] = round(time.perf_counter() - start, 1)
     _write_index(out, index, chosen)
+    _warn_stale_students(index["models"])
     if failures:
         raise UserError("zoo training failed for " + "; ".join(
             f"{name}: {why}" for name, why in failures.items())
             + f". The models that finished are in '{out}'; train the rest with --name NAME "
             "(Python: names=[...])")
     return index
+
+
+def _warn_stale_students(models: dict[str, dict[str, Any]]) -> None:
+    """A student kept from an earlier run may have learnt from a teacher retrained since."""
+    for name, entry in models.items():
+        teacher = models.get(entry.get("teacher") or "")
+        learnt_from = entry.get("teacher_weights_id")
+        if teacher and learnt_from and teacher["weights_id"] != learnt_from:
+            logging.getLogger("xaicompare").warning(
+                "zoo model '%s' was distilled from earlier weights of '%s' (%s, now %s); "
+                "retrain it with --name %s", name, entry["teacher"], learnt_from,
+                teacher["weights_id"], name)
 
 
 def _command(out: Path, seed: int, epochs: int | dict[str, int] | None, n_train: int,
