@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from xaicompare.errors import UserError
-from xaicompare.models import load_model
 from xaicompare.models.train import accuracy, augment
-from xaicompare.models.zoo import WEIGHTS_DIR, ZOO_INDEX, finetune, load_zoo
+from xaicompare.models.zoo import WEIGHTS_DIR, ZOO_INDEX, load_zoo
 from xaicompare.models.zoo_train import train_zoo
 
 
@@ -149,30 +148,6 @@ def test_augment_keeps_pixels_from_the_image_and_is_seeded():
     for row in range(4):  # without shifts every image is itself or its mirror
         assert torch.equal(unshifted[row], images[row]) or torch.equal(
             unshifted[row], images[row].flip(-1))
-
-
-def test_finetune_replaces_the_head_and_learns_on_an_imageset(tmp_path):
-    from xaicompare.data.imageset import TensorImageSet
-
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.arange(24) % 3
-    images = torch.randint(0, 60, (24, 3, 32, 32), dtype=torch.uint8, generator=generator)
-    for k in range(3):  # class k is bright in channel k: learnable in a few steps
-        images[labels == k, k] += 180
-    dataset = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(24)],
-                             labels=labels.numpy(), class_names=["r", "g", "b"],
-                             class_wnids=None, size=32)
-    torch.manual_seed(0)
-    model = finetune("resnet18", dataset, epochs=6, pretrained=False, lr=3e-3, batch_size=8,
-                     input_size=32, layers=[1, 1, 1, 1], channels=[8, 16, 32, 64], stem_width=8)
-    assert model.net.get_classifier().out_features == 3 and model.class_names == ("r", "g", "b")
-    assert accuracy(model, images.float() / 255, labels) >= 0.9
-    from xaicompare.models import save_model
-
-    path = save_model(model, tmp_path / "ft.safetensors")
-    back = load_model(path, probe=False)
-    x = images[:4].float() / 255
-    assert torch.allclose(back(x), model(x), atol=1e-5) and back.class_names == ("r", "g", "b")
 
 
 @pytest.mark.skipif(not (WEIGHTS_DIR / ZOO_INDEX).is_file(), reason="no shipped zoo weights")

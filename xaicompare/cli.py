@@ -257,13 +257,19 @@ def finetune(
     epochs: Annotated[int, typer.Option(min=1)] = 1,
     lr: Annotated[float, typer.Option()] = 1e-3,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
-    max_images: Annotated[int | None, typer.Option(help="Use at most this many images.")] = None,
+    max_images: Annotated[int | None, typer.Option(
+        help="Train on a seeded random sample of this many images.")] = None,
     pretrained: Annotated[bool, typer.Option(help="Start from hub weights.")] = True,
+    device: Device = "auto",
+    workers: Annotated[int | None, typer.Option(
+        min=0, help="Image-decoding processes (default: up to 8 for image files).")] = None,
+    amp: Annotated[str, typer.Option(help="none | bf16 (autocast; for recent GPUs).")] = "none",
+    seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Fine-tune any timm model with a new head for the dataset's classes (train split)."""
     from .data import open_dataset
     from .models import save_model
-    from .models.zoo import finetune as run_finetune
+    from .models.finetune import finetune as run_finetune
 
     options = {"shapes": {"split": "train", "size": size, "n": max_images or 2000},
                "imagenette": {"root": str(root), "split": "train", "size": size},
@@ -272,7 +278,8 @@ def finetune(
         raise UserError(f"--dataset '{dataset}' is not valid; accepted: {', '.join(options)}")
     images = open_dataset(dataset, **options[dataset])
     trained = run_finetune(model, images, epochs=epochs, lr=lr, batch_size=batch_size,
-                           max_images=max_images, pretrained=pretrained, progress=True)
+                           max_images=max_images, pretrained=pretrained, device=device,
+                           workers=workers, amp=amp, seed=seed, progress=True)
     path = save_model(trained, out, class_names=images.class_names)
     typer.echo(f"checkpoint written to {path}; use it with "
                f"`{{source: {model.split('.')[0]}, checkpoint: {out}}}`")

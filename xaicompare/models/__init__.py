@@ -3,9 +3,10 @@
 from .base import FAMILIES, LoadedModel
 from .catalog import CLASS_SUBSETS, IMAGENETTE_14
 from .families import detect_family
+from .finetune import finetune
 from .layers import candidate_layers, find_cam_layer, probe_cam_layer, resolve_layer
 from .loading import load_model, save_model
-from .zoo import ZOO_SPECS, finetune, load_zoo
+from .zoo import ZOO_SPECS, load_zoo
 from .zoo_train import train_zoo
 
 __all__ = [

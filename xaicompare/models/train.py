@@ -8,6 +8,7 @@ differentiable resize the wrapper applies, so an epoch does not pay for resizing
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 
@@ -79,15 +80,8 @@ def fit(
     x = resize_for(model, images.float())
     x_teacher = resize_for(teacher, images.float()) if teacher is not None else None
     steps_per_epoch = math.ceil(len(x) / batch_size)
-    total = max(1, epochs * steps_per_epoch)
-    warmup = min(total // 10 + 1, 3 * steps_per_epoch)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() > 1]
-    no_decay = [p for p in params if p.dim() <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total)))
+    params, optimizer, schedule = adamw_warmup_cosine(model, lr, weight_decay, epochs,
+                                                      steps_per_epoch)
     model.train()
     start = time.perf_counter()
     for epoch in range(epochs):
@@ -123,6 +117,30 @@ def fit(
                 f"({time.perf_counter() - start:.0f}s)")
     model.eval()
     return model
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a cpuset, not the host's count;
+    a CPU quota such as `docker --cpus` is not visible here)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def adamw_warmup_cosine(model: torch.nn.Module, lr: float, weight_decay: float, epochs: int,
+                        steps_per_epoch: int):
+    """(trainable params, AdamW without decay on biases/norms, per-step schedule: linear
+    warmup over the first tenth of steps, at most 3 epochs, then cosine to zero)."""
+    total = max(1, epochs * steps_per_epoch)
+    warmup = min(total // 10 + 1, 3 * steps_per_epoch)
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() > 1]
+    no_decay = [p for p in params if p.dim() <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total)))
+    return params, optimizer, schedule
 
 
 @torch.no_grad()

@@ -9,7 +9,6 @@ normalisation, test accuracy, seed, weights id and the command that made it
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,7 @@ from timm.models.mlp_mixer import MlpMixer
 
 from ..errors import UserError, unknown_name_error
 from .base import LoadedModel
-from .checkpoints import weights_hash
 from .loading import load_model
-from .train import fit
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -143,43 +140,3 @@ def build_zoo_model(name: str, seed: int = 0) -> LoadedModel:
     return load_model(spec["arch"], pretrained=False, num_classes=10, class_indices=None,
                       family=spec["family"], input_size=spec["input_size"], name=name,
                       probe=False, **spec["kwargs"])
-
-
-def finetune(
-    model_name: str,
-    dataset: Any,
-    epochs: int = 1,
-    *,
-    pretrained: bool = True,
-    weights: str | None = None,
-    checkpoint: str | Path | None = None,
-    lr: float = 1e-3,
-    batch_size: int = 32,
-    input_size: int | None = None,
-    seed: int = 0,
-    max_images: int | None = None,
-    progress: bool = False,
-    **model_kwargs: Any,
-) -> LoadedModel:
-    """Fine-tune a timm model with a new head for `dataset`'s classes (all weights train).
-
-    dataset: ImageSet-like (`load(indices)` -> float [N,3,H,W] in [0,1], `labels`,
-    `class_names`). Returns the trained LoadedModel; save it with `save_model`.
-    """
-    labels = getattr(dataset, "labels", None)
-    if labels is None or len(dataset) == 0:
-        raise UserError(f"fine-tuning needs a labelled, non-empty dataset; got {dataset!r}")
-    n = len(dataset) if max_images is None else min(len(dataset), int(max_images))
-    class_names = list(dataset.class_names)
-    model = load_model(model_name, pretrained=pretrained, weights=weights, checkpoint=checkpoint,
-                       class_indices=None, input_size=input_size, probe=False, **model_kwargs)
-    model.net.reset_classifier(len(class_names))
-    model.metadata["num_classes"] = len(class_names)
-    images = dataset.load(range(n)).float()
-    targets = torch.as_tensor(labels[:n], dtype=torch.long)
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
-    fit(model, images, targets, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-        log=log)
-    model.weights_id = weights_hash(model.net)
-    model.class_names = tuple(class_names)
-    return model

@@ -35,7 +35,7 @@ from ..errors import UserError
 from .base import LoadedModel
 from .checkpoints import weights_hash
 from .loading import load_model, save_model
-from .train import accuracy, fit
+from .train import accuracy, fit, usable_cores
 from .zoo import WEIGHTS_DIR, ZOO_INDEX, ZOO_SPECS, build_zoo_model, zoo_spec
 
 CANONICAL_SIZE = 64
@@ -69,7 +69,7 @@ def train_zoo(
     if not isinstance(threads, int) or threads < 1:
         raise UserError(f"threads must be a positive int, got {threads!r}")
     if workers is None:
-        workers = max(1, min(len(chosen), _usable_cores() // threads))
+        workers = max(1, min(len(chosen), usable_cores() // threads))
     if not isinstance(workers, int) or workers < 1:
         raise UserError(f"workers must be a positive int, got {workers!r}")
     out = Path(out_dir)
@@ -399,14 +399,6 @@ def _load_teacher(folder: Path, name: str) -> LoadedModel:
         raise UserError(f"teacher '{path}' has weights id {teacher.weights_id}, but "
                         f"{ZOO_INDEX} records {entry['weights_id']}; retrain it (--name {name})")
     return teacher
-
-
-def _usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, e.g. a cpuset, not the host's count;
-    a CPU quota such as `docker --cpus` is not visible here: pass --workers then)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _logger(progress: bool) -> Callable[[str], None] | None:

@@ -1,0 +1,128 @@
+"""Fine-tuning: a new head learns, batches stream from the dataset, runs are reproducible."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xaicompare.data.imageset import TensorImageSet
+from xaicompare.errors import UserError
+from xaicompare.models import load_model
+from xaicompare.models.finetune import _training_rows, finetune
+from xaicompare.models.train import accuracy
+
+TINY_RESNET = {"input_size": 32, "layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64],
+               "stem_width": 8}
+
+
+def colour_images(n: int = 24, size: int = 32, seed: int = 0):
+    """uint8 images of 3 classes: class k is bright in channel k (learnable in a few steps)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3
+    images = torch.randint(0, 60, (n, 3, size, size), dtype=torch.uint8, generator=generator)
+    for k in range(3):
+        images[labels == k, k] += 180
+    return images, labels
+
+
+def test_finetune_replaces_the_head_and_learns_on_an_imageset(tmp_path):
+    images, labels = colour_images()
+    dataset = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(24)],
+                             labels=labels.numpy(), class_names=["r", "g", "b"],
+                             class_wnids=None, size=32)
+    torch.manual_seed(0)
+    model = finetune("resnet18", dataset, epochs=6, pretrained=False, lr=3e-3, batch_size=8,
+                     device="cpu", **TINY_RESNET)
+    assert model.net.get_classifier().out_features == 3 and model.class_names == ("r", "g", "b")
+    assert accuracy(model, images.float() / 255, labels) >= 0.9
+    from xaicompare.models import save_model
+
+    path = save_model(model, tmp_path / "ft.safetensors")
+    back = load_model(path, probe=False)
+    x = images[:4].float() / 255
+    assert torch.allclose(back(x), model(x), atol=1e-5) and back.class_names == ("r", "g", "b")
+
+
+class CountingImages(TensorImageSet):
+    """Records how many images each load() asked for."""
+
+    def _load_rows(self, rows):
+        self.loads.append(len(rows))
+        return super()._load_rows(rows)
+
+
+def test_batches_stream_from_the_dataset_never_the_whole_set():
+    images, labels = colour_images(40)
+    dataset = CountingImages(images=images, name="toy", ids=[str(i) for i in range(40)],
+                             labels=labels.numpy(), class_names=["r", "g", "b"],
+                             class_wnids=None, size=32)
+    dataset.loads = []
+    finetune("resnet18", dataset, epochs=2, pretrained=False, batch_size=8, device="cpu",
+             **TINY_RESNET)
+    assert dataset.loads == [8] * 10  # 5 batches per epoch, 2 epochs
+
+
+def write_class_folders(root: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        folder = root / ["red", "green", "blue"][int(label)]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")
+
+
+def test_image_files_give_the_same_weights_with_or_without_worker_processes(tmp_path):
+    from xaicompare.data.sources import open_dataset
+
+    images, labels = colour_images(24)
+    write_class_folders(tmp_path / "photos", images, labels)
+    dataset = open_dataset("folder", root=str(tmp_path / "photos"), size=32)
+    options = {"epochs": 2, "pretrained": False, "batch_size": 8, "device": "cpu",
+               "max_images": 18, **TINY_RESNET}
+    inline = finetune("resnet18", dataset, workers=0, **options)
+    spawned = finetune("resnet18", dataset, workers=2, **options)
+    assert inline.weights_id == spawned.weights_id
+    assert inline.class_names == ("blue", "green", "red")
+
+
+def test_max_images_is_a_seeded_sample_across_classes():
+    labels = np.repeat(np.arange(10), 50)  # stored class by class, like Imagenette
+    rows = _training_rows(len(labels), 40, seed=0)
+    assert len(set(rows)) == 40 and np.all(np.diff(rows) > 0)
+    assert len(set(labels[rows])) >= 8  # the first 40 rows would be one class
+    assert np.array_equal(rows, _training_rows(len(labels), 40, seed=0))
+    assert not np.array_equal(rows, _training_rows(len(labels), 40, seed=1))
+    assert np.array_equal(_training_rows(5, 40, seed=0), np.arange(5))
+
+
+def test_bad_options_are_user_errors():
+    images, labels = colour_images(6)
+    dataset = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(6)],
+                             labels=labels.numpy(), class_names=["r", "g", "b"],
+                             class_wnids=None, size=32)
+    with pytest.raises(UserError, match="amp 'fp8' is not valid"):
+        finetune("resnet18", dataset, pretrained=False, amp="fp8", **TINY_RESNET)
+    with pytest.raises(UserError, match="epochs must be a positive int"):
+        finetune("resnet18", dataset, pretrained=False, epochs=0, **TINY_RESNET)
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="sees no CUDA GPU"):
+            finetune("resnet18", dataset, pretrained=False, device="cuda", **TINY_RESNET)
+    unlabelled = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(6)],
+                                labels=np.full(6, -1), class_names=["r", "g", "b"],
+                                class_wnids=None, size=32)
+    with pytest.raises(UserError, match="has a label in its class space"):
+        finetune("resnet18", unlabelled, pretrained=False, **TINY_RESNET)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_finetune_on_the_gpu_learns_and_returns_a_cpu_model():
+    images, labels = colour_images(48)
+    dataset = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(48)],
+                             labels=labels.numpy(), class_names=["r", "g", "b"],
+                             class_wnids=None, size=32)
+    model = finetune("resnet18", dataset, epochs=6, pretrained=False, lr=3e-3, batch_size=8,
+                     device="cuda", amp="bf16", **TINY_RESNET)
+    assert next(model.parameters()).device.type == "cpu"
+    assert accuracy(model, images.float() / 255, labels) >= 0.9

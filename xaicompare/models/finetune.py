@@ -1,0 +1,195 @@
+"""Fine-tuning any timm model on an ImageSet: a new head for the dataset's classes.
+
+Batches are streamed from the dataset (decoded by DataLoader worker processes for image
+files), so Imagenette's 9,469 training images never sit in memory as one float tensor, and
+the model trains on the GPU when there is one. Augmentation (flips, shifts of 1/16 of the
+image) is drawn per batch from (seed, epoch, batch), so a run gives the same batches with any
+number of workers.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import UserError
+from .base import LoadedModel
+from .checkpoints import weights_hash
+from .loading import load_model
+from .train import adamw_warmup_cosine, augment, usable_cores
+
+AMP_MODES = ("none", "bf16")
+
+
+def finetune(
+    model_name: str,
+    dataset: Any,
+    epochs: int = 1,
+    *,
+    pretrained: bool = True,
+    weights: str | None = None,
+    checkpoint: str | Path | None = None,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    input_size: int | None = None,
+    seed: int = 0,
+    max_images: int | None = None,
+    device: str = "auto",
+    workers: int | None = None,
+    amp: str = "none",
+    progress: bool = False,
+    **model_kwargs: Any,
+) -> LoadedModel:
+    """Fine-tune a timm model with a new head for `dataset`'s classes (all weights train).
+
+    dataset: ImageSet-like (`load(indices)` -> float [N,3,H,W] in [0,1], `labels`,
+    `class_names`). max_images: train on a seeded random sample of this many images.
+    device: auto (CUDA when available) | cpu | cuda | cuda:N. workers: DataLoader processes
+    decoding images (None: up to 8 for image files, none for in-memory sets).
+    amp: none | bf16 (autocast; weights stay float32; worth it on recent GPUs).
+    Returns the trained LoadedModel (on the CPU); save it with `save_model`.
+    """
+    labels = getattr(dataset, "labels", None)
+    if labels is None or len(dataset) == 0:
+        raise UserError(f"fine-tuning needs a labelled, non-empty dataset; got {dataset!r}")
+    if amp not in AMP_MODES:
+        raise UserError(f"amp '{amp}' is not valid; accepted: {', '.join(AMP_MODES)}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise UserError(f"{name} must be a positive int, got {value!r}")
+    target = _device(device)
+    labels = np.asarray(labels)
+    labelled = np.flatnonzero(labels >= 0)  # -1: a folder outside the fixed class space
+    if len(labelled) == 0:
+        raise UserError(f"no image of {dataset!r} has a label in its class space "
+                        f"({', '.join(dataset.class_names)})")
+    rows = labelled[_training_rows(len(labelled), max_images, seed)]
+    class_names = list(dataset.class_names)
+    torch.manual_seed(seed)  # the new head's (and a random-init model's) weights
+    model = load_model(model_name, pretrained=pretrained, weights=weights, checkpoint=checkpoint,
+                       class_indices=None, input_size=input_size, probe=False, **model_kwargs)
+    model.net.reset_classifier(len(class_names))
+    model.metadata["num_classes"] = len(class_names)
+    model.to(target)
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
+    n_workers = _default_workers(dataset) if workers is None else int(workers)
+    fit_streamed(model, dataset, rows, labels, epochs=epochs, lr=lr,
+                 batch_size=batch_size, seed=seed, device=target, workers=n_workers, amp=amp,
+                 log=log)
+    model.to("cpu")
+    model.weights_id = weights_hash(model.net)
+    model.class_names = tuple(class_names)
+    return model
+
+
+def fit_streamed(
+    model: LoadedModel,
+    dataset: Any,
+    rows: Sequence[int],
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    workers: int = 0,
+    amp: str = "none",
+    weight_decay: float = 0.05,
+    label_smoothing: float = 0.1,
+    log: Callable[[str], None] | None = None,
+) -> LoadedModel:
+    """Train `model` on `dataset[rows]` with AdamW, warmup + cosine, flips and shifts."""
+    rows = np.asarray(rows, dtype=np.int64)
+    steps_per_epoch = -(-len(rows) // batch_size)
+    params, optimizer, schedule = adamw_warmup_cosine(model, lr, weight_decay, epochs,
+                                                      steps_per_epoch)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
+    model.train()
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        loader = DataLoader(_Batches(dataset, labels, batches, seed, epoch), batch_size=None,
+                            shuffle=False, num_workers=workers,
+                            pin_memory=device.type == "cuda")
+        running, count = 0.0, 0
+        for step, (images, targets) in enumerate(loader, 1):
+            images = images.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            with autocast:
+                logits = model(images)
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            optimizer.step()
+            schedule.step()
+            running += loss.item() * len(targets)
+            count += len(targets)
+            if log is not None and (step % 50 == 0 or step == len(batches)):
+                log(f"{model.name}: epoch {epoch + 1}/{epochs} batch {step}/{len(batches)} "
+                    f"loss {running / count:.3f} ({time.perf_counter() - start:.0f}s)")
+    model.eval()
+    return model
+
+
+class _Batches(Dataset):
+    """Whole augmented batches: item i is (images [b,3,S,S] float in [0,1], labels [b])."""
+
+    def __init__(self, dataset: Any, labels: np.ndarray, batches: list[np.ndarray], seed: int,
+                 epoch: int) -> None:
+        self.dataset, self.labels, self.batches = dataset, labels, batches
+        self.seed, self.epoch = seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = self.batches[i]
+        images = self.dataset.load(rows).float()
+        state = np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        images = augment(images, generator, max_shift=max(1, images.shape[-1] // 16))
+        return images, torch.as_tensor(self.labels[rows], dtype=torch.long)
+
+
+def _training_rows(n: int, max_images: int | None, seed: int) -> np.ndarray:
+    """All rows, or a seeded random sample (datasets are stored class by class, so the first
+    n images would be one or two classes)."""
+    if max_images is None or max_images >= n:
+        return np.arange(n)
+    if not isinstance(max_images, int) or max_images < 1:
+        raise UserError(f"max_images must be a positive int, got {max_images!r}")
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_images, replace=False))
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise UserError(f"device '{device}' is not valid; accepted: auto, cpu, cuda, "
+                        "cuda:N") from error
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device '{device}' asked for, but this torch sees no CUDA GPU; "
+                        "use --device cpu")
+    return chosen
+
+
+def _default_workers(dataset: Any) -> int:
+    """Decoding processes: none for in-memory images, up to 8 for image files."""
+    from ..data.imageset import TensorImageSet
+
+    if isinstance(dataset, TensorImageSet):
+        return 0
+    return max(0, min(8, usable_cores() - 1))
