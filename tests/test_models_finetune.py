@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,9 @@ def write_class_folders(root: Path, images: torch.Tensor, labels: torch.Tensor) 
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")
 
 
-def test_image_files_give_the_same_weights_with_or_without_worker_processes(tmp_path):
+def test_image_files_give_the_same_weights_with_or_without_worker_processes(tmp_path,
+                                                                           monkeypatch):
+    from xaicompare.data.imageset import FileImageSet
     from xaicompare.data.sources import open_dataset
 
     images, labels = colour_images(24)
@@ -82,7 +85,17 @@ def test_image_files_give_the_same_weights_with_or_without_worker_processes(tmp_
     options = {"epochs": 2, "pretrained": False, "batch_size": 8, "device": "cpu",
                "max_images": 18, **TINY_RESNET}
     inline = finetune("resnet18", dataset, workers=0, **options)
+    pids = tmp_path / "pids.txt"
+    original = FileImageSet._load_rows
+
+    def load_rows(self, rows):  # note which process decoded the batch
+        with open(pids, "a") as out:
+            out.write(f"{os.getpid()}\n")
+        return original(self, rows)
+
+    monkeypatch.setattr(FileImageSet, "_load_rows", load_rows)
     spawned = finetune("resnet18", dataset, workers=2, **options)
+    assert os.getpid() not in {int(p) for p in pids.read_text().split()}  # workers did it
     assert inline.weights_id == spawned.weights_id
     assert inline.class_names == ("blue", "green", "red")
 
@@ -104,7 +117,7 @@ def test_bad_options_are_user_errors():
                              class_wnids=None, size=32)
     with pytest.raises(UserError, match="amp 'fp8' is not valid"):
         finetune("resnet18", dataset, pretrained=False, amp="fp8", **TINY_RESNET)
-    with pytest.raises(UserError, match="epochs must be a positive int"):
+    with pytest.raises(UserError, match="epochs must be an int >= 1, got 0"):
         finetune("resnet18", dataset, pretrained=False, epochs=0, **TINY_RESNET)
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="sees no CUDA GPU"):
@@ -112,8 +125,37 @@ def test_bad_options_are_user_errors():
     unlabelled = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(6)],
                                 labels=np.full(6, -1), class_names=["r", "g", "b"],
                                 class_wnids=None, size=32)
-    with pytest.raises(UserError, match="has a label in its class space"):
+    with pytest.raises(UserError, match="at least 2 images with a label"):
         finetune("resnet18", unlabelled, pretrained=False, **TINY_RESNET)
+    beyond = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(6)],
+                            labels=np.arange(6), class_names=["r", "g", "b"],
+                            class_wnids=None, size=32)
+    with pytest.raises(UserError, match="labels go up to 5, but the dataset has 3 classes"):
+        finetune("resnet18", beyond, pretrained=False, **TINY_RESNET)
+    with pytest.raises(UserError, match="seed must be an int >= 0"):
+        finetune("resnet18", dataset, pretrained=False, seed=-1, **TINY_RESNET)
+
+
+def test_the_head_has_its_own_learning_rate_and_a_last_partial_batch_is_dropped(tmp_path):
+    """lr=0 freezes the pretrained part while the head learns; 17 images in batches of 8
+    would leave a batch of one, which BatchNorm cannot train on."""
+    from xaicompare.models import save_model
+
+    images, labels = colour_images(17)
+    dataset = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(17)],
+                             labels=labels.numpy(), class_names=["r", "g", "b"],
+                             class_wnids=None, size=32)
+    torch.manual_seed(0)
+    start = load_model("resnet18", pretrained=False, num_classes=3, class_indices=None,
+                       probe=False, **TINY_RESNET)
+    path = save_model(start, tmp_path / "start.safetensors", class_names=["r", "g", "b"])
+    options = {"epochs": 2, "lr": 0.0, "batch_size": 8, "device": "cpu"}
+    frozen = finetune(str(path), dataset, head_lr=0.0, **options)
+    tuned = finetune(str(path), dataset, head_lr=1e-2, **options)
+    for key, value in start.net.state_dict().items():
+        if value.is_floating_point() and "running" not in key and not key.startswith("fc."):
+            assert torch.equal(tuned.net.state_dict()[key], value), key
+    assert not torch.equal(tuned.net.fc.weight, frozen.net.fc.weight)  # same seeded new head
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -255,8 +255,10 @@ def finetune(
     Path("data"),
     size: Annotated[int, typer.Option(help="Canonical image size.")] = 224,
     epochs: Annotated[int, typer.Option(min=1)] = 1,
-    lr: Annotated[float, typer.Option()] = 1e-3,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate of the pretrained weights.")] = 1e-4,
+    head_lr: Annotated[float | None, typer.Option(
+        help="Learning rate of the new head (default 10 x --lr).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 32,
     max_images: Annotated[int | None, typer.Option(
         help="Train on a seeded random sample of this many images.")] = None,
     pretrained: Annotated[bool, typer.Option(help="Start from hub weights.")] = True,
@@ -264,7 +266,7 @@ def finetune(
     workers: Annotated[int | None, typer.Option(
         min=0, help="Image-decoding processes (default: up to 8 for image files).")] = None,
     amp: Annotated[str, typer.Option(help="none | bf16 (autocast; for recent GPUs).")] = "none",
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
     """Fine-tune any timm model with a new head for the dataset's classes (train split)."""
     from .data import open_dataset
@@ -277,7 +279,8 @@ def finetune(
     if dataset not in options:
         raise UserError(f"--dataset '{dataset}' is not valid; accepted: {', '.join(options)}")
     images = open_dataset(dataset, **options[dataset])
-    trained = run_finetune(model, images, epochs=epochs, lr=lr, batch_size=batch_size,
+    trained = run_finetune(model, images, epochs=epochs, lr=lr, head_lr=head_lr,
+                           batch_size=batch_size,
                            max_images=max_images, pretrained=pretrained, device=device,
                            workers=workers, amp=amp, seed=seed, progress=True)
     path = save_model(trained, out, class_names=images.class_names)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ def finetune(
     pretrained: bool = True,
     weights: str | None = None,
     checkpoint: str | Path | None = None,
-    lr: float = 1e-3,
+    lr: float = 1e-4,
+    head_lr: float | None = None,
     batch_size: int = 32,
     input_size: int | None = None,
     seed: int = 0,
@@ -51,7 +53,10 @@ def finetune(
     """Fine-tune a timm model with a new head for `dataset`'s classes (all weights train).
 
     dataset: ImageSet-like (`load(indices)` -> float [N,3,H,W] in [0,1], `labels`,
-    `class_names`). max_images: train on a seeded random sample of this many images.
+    `class_names`). lr: the pretrained weights' learning rate (AdamW, warmup + cosine);
+    head_lr: the new head's (default 10 x lr). max_images: train on a seeded random sample
+    of this many images. Each epoch drops its last partial batch (a batch of one image
+    breaks BatchNorm); the order changes every epoch, so no image is always left out.
     device: auto (CUDA when available) | cpu | cuda | cuda:N. workers: DataLoader processes
     decoding images (None: up to 8 for image files, none for in-memory sets).
     amp: none | bf16 (autocast; weights stay float32; worth it on recent GPUs).
@@ -62,29 +67,40 @@ def finetune(
         raise UserError(f"fine-tuning needs a labelled, non-empty dataset; got {dataset!r}")
     if amp not in AMP_MODES:
         raise UserError(f"amp '{amp}' is not valid; accepted: {', '.join(AMP_MODES)}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise UserError(f"{name} must be a positive int, got {value!r}")
+    for name, value, least in (("epochs", epochs, 1), ("batch_size", batch_size, 2),
+                               ("seed", seed, 0), ("workers", workers, 0)):
+        if value is not None and (not isinstance(value, Integral) or value < least):
+            raise UserError(f"{name} must be an int >= {least}, got {value!r}")
     target = _device(device)
-    labels = np.asarray(labels)
-    labelled = np.flatnonzero(labels >= 0)  # -1: a folder outside the fixed class space
-    if len(labelled) == 0:
-        raise UserError(f"no image of {dataset!r} has a label in its class space "
-                        f"({', '.join(dataset.class_names)})")
-    rows = labelled[_training_rows(len(labelled), max_images, seed)]
     class_names = list(dataset.class_names)
-    torch.manual_seed(seed)  # the new head's (and a random-init model's) weights
-    model = load_model(model_name, pretrained=pretrained, weights=weights, checkpoint=checkpoint,
-                       class_indices=None, input_size=input_size, probe=False, **model_kwargs)
-    model.net.reset_classifier(len(class_names))
+    labels = np.asarray(labels)
+    if labels.max() >= len(class_names):
+        raise UserError(f"labels go up to {labels.max()}, but the dataset has "
+                        f"{len(class_names)} classes ({', '.join(class_names)})")
+    labelled = np.flatnonzero(labels >= 0)  # -1: a folder outside the fixed class space
+    if len(labelled) < 2:
+        raise UserError(f"fine-tuning needs at least 2 images with a label in the class space "
+                        f"({', '.join(class_names)}); {dataset!r} has {len(labelled)}")
+    rows = labelled[_training_rows(len(labelled), max_images, seed)]
+    with torch.random.fork_rng(devices=[]):  # seeded init, the caller's random state kept
+        torch.manual_seed(seed)
+        model = load_model(model_name, pretrained=pretrained, weights=weights,
+                           checkpoint=checkpoint, class_indices=None, input_size=input_size,
+                           probe=False, **model_kwargs)
+        model.net.reset_classifier(len(class_names))
     model.metadata["num_classes"] = len(class_names)
+    if target.type == "cuda":
+        torch.cuda.set_device(target)  # pinned memory and kernels on this GPU, not GPU 0
     model.to(target)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
     n_workers = _default_workers(dataset) if workers is None else int(workers)
-    fit_streamed(model, dataset, rows, labels, epochs=epochs, lr=lr,
-                 batch_size=batch_size, seed=seed, device=target, workers=n_workers, amp=amp,
-                 log=log)
-    model.to("cpu")
+    try:
+        fit_streamed(model, dataset, rows, labels, epochs=epochs, lr=lr,
+                     head_lr=10 * lr if head_lr is None else head_lr, batch_size=batch_size,
+                     seed=seed, device=target, workers=n_workers, amp=amp, log=log)
+    finally:
+        model.eval()
+        model.to("cpu")
     model.weights_id = weights_hash(model.net)
     model.class_names = tuple(class_names)
     return model
@@ -101,6 +117,7 @@ def fit_streamed(
     batch_size: int,
     seed: int,
     device: torch.device,
+    head_lr: float | None = None,
     workers: int = 0,
     amp: str = "none",
     weight_decay: float = 0.05,
@@ -108,55 +125,72 @@ def fit_streamed(
     log: Callable[[str], None] | None = None,
 ) -> LoadedModel:
     """Train `model` on `dataset[rows]` with AdamW, warmup + cosine, flips and shifts."""
-    rows = np.asarray(rows, dtype=np.int64)
-    steps_per_epoch = -(-len(rows) // batch_size)
-    params, optimizer, schedule = adamw_warmup_cosine(model, lr, weight_decay, epochs,
-                                                      steps_per_epoch)
+    plan = _batch_plan(np.asarray(rows, dtype=np.int64), epochs, batch_size, seed)
+    steps_per_epoch = len(plan) // epochs
+    params, optimizer, schedule = adamw_warmup_cosine(
+        model, lr, weight_decay, epochs, steps_per_epoch, head=_head_parameters(model.net),
+        head_lr=head_lr)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
+    # One loader for the whole run: its worker processes start once, not every epoch.
+    loader = DataLoader(_Batches(dataset, labels, plan, seed), batch_size=None, shuffle=False,
+                        num_workers=workers, pin_memory=device.type == "cuda")
     model.train()
     start = time.perf_counter()
-    for epoch in range(epochs):
-        order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
-        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-        loader = DataLoader(_Batches(dataset, labels, batches, seed, epoch), batch_size=None,
-                            shuffle=False, num_workers=workers,
-                            pin_memory=device.type == "cuda")
-        running, count = 0.0, 0
-        for step, (images, targets) in enumerate(loader, 1):
-            images = images.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-            with autocast:
-                logits = model(images)
-            loss = F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 5.0)
-            optimizer.step()
-            schedule.step()
-            running += loss.item() * len(targets)
-            count += len(targets)
-            if log is not None and (step % 50 == 0 or step == len(batches)):
-                log(f"{model.name}: epoch {epoch + 1}/{epochs} batch {step}/{len(batches)} "
-                    f"loss {running / count:.3f} ({time.perf_counter() - start:.0f}s)")
+    running = torch.zeros((), device=device)  # summed on the device: no sync every step
+    for step, (images, targets) in enumerate(loader):
+        epoch, in_epoch = divmod(step, steps_per_epoch)
+        if in_epoch == 0:
+            running.zero_()
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        with autocast:
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        optimizer.step()
+        schedule.step()
+        running += loss.detach()
+        done = in_epoch + 1
+        if log is not None and (done % 50 == 0 or done == steps_per_epoch):
+            log(f"{model.name}: epoch {epoch + 1}/{epochs} batch {done}/{steps_per_epoch} "
+                f"loss {running.item() / done:.3f} ({time.perf_counter() - start:.0f}s)")
     model.eval()
     return model
+
+
+def _head_parameters(net: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The classifier's parameters (distilled DeiTs have two heads)."""
+    head = net.get_classifier()
+    parts = head if isinstance(head, tuple | list) else (head,)
+    return [p for part in parts for p in part.parameters()]
+
+
+def _batch_plan(rows: np.ndarray, epochs: int, batch_size: int, seed: int) -> list[tuple]:
+    """(epoch, batch index, rows) for every step: a fresh seeded order each epoch, full
+    batches only (all rows in one batch when there are fewer than batch_size)."""
+    size = min(batch_size, len(rows))
+    plan = []
+    for epoch in range(epochs):
+        order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
+        plan += [(epoch, i, order[i * size:(i + 1) * size]) for i in range(len(order) // size)]
+    return plan
 
 
 class _Batches(Dataset):
     """Whole augmented batches: item i is (images [b,3,S,S] float in [0,1], labels [b])."""
 
-    def __init__(self, dataset: Any, labels: np.ndarray, batches: list[np.ndarray], seed: int,
-                 epoch: int) -> None:
-        self.dataset, self.labels, self.batches = dataset, labels, batches
-        self.seed, self.epoch = seed, epoch
+    def __init__(self, dataset: Any, labels: np.ndarray, plan: list[tuple], seed: int) -> None:
+        self.dataset, self.labels, self.plan, self.seed = dataset, labels, plan, seed
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return len(self.plan)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.batches[i]
+        epoch, batch, rows = self.plan[i]
         images = self.dataset.load(rows).float()
-        state = np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]
+        state = np.random.SeedSequence([self.seed, epoch, batch]).generate_state(1)[0]
         generator = torch.Generator().manual_seed(int(state))
         images = augment(images, generator, max_shift=max(1, images.shape[-1] // 16))
         return images, torch.as_tensor(self.labels[rows], dtype=torch.long)
@@ -165,10 +199,10 @@ class _Batches(Dataset):
 def _training_rows(n: int, max_images: int | None, seed: int) -> np.ndarray:
     """All rows, or a seeded random sample (datasets are stored class by class, so the first
     n images would be one or two classes)."""
+    if max_images is not None and (not isinstance(max_images, Integral) or max_images < 2):
+        raise UserError(f"max_images must be an int >= 2, got {max_images!r}")
     if max_images is None or max_images >= n:
         return np.arange(n)
-    if not isinstance(max_images, int) or max_images < 1:
-        raise UserError(f"max_images must be a positive int, got {max_images!r}")
     return np.sort(np.random.default_rng(seed).choice(n, size=max_images, replace=False))
 
 

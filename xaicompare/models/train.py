@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -128,16 +128,26 @@ def usable_cores() -> int:
 
 
 def adamw_warmup_cosine(model: torch.nn.Module, lr: float, weight_decay: float, epochs: int,
-                        steps_per_epoch: int):
+                        steps_per_epoch: int, head: Iterable[torch.nn.Parameter] = (),
+                        head_lr: float | None = None):
     """(trainable params, AdamW without decay on biases/norms, per-step schedule: linear
-    warmup over the first tenth of steps, at most 3 epochs, then cosine to zero)."""
+    warmup over the first tenth of steps, at most 3 epochs, then cosine to zero).
+
+    head, head_lr: parameters (a new classifier's) trained at their own learning rate.
+    """
     total = max(1, epochs * steps_per_epoch)
     warmup = min(total // 10 + 1, 3 * steps_per_epoch)
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() > 1]
-    no_decay = [p for p in params if p.dim() <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    in_head = {id(p) for p in head}
+    groups = []
+    for part, rate in ((lambda p: id(p) not in in_head, lr), (lambda p: id(p) in in_head,
+                                                              head_lr or lr)):
+        chosen = [p for p in params if part(p)]
+        groups += [{"params": [p for p in chosen if p.dim() > 1], "weight_decay": weight_decay,
+                    "lr": rate},
+                   {"params": [p for p in chosen if p.dim() <= 1], "weight_decay": 0.0,
+                    "lr": rate}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / total)))
     return params, optimizer, schedule
