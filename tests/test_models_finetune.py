@@ -156,6 +156,10 @@ def test_the_head_has_its_own_learning_rate_and_a_last_partial_batch_is_dropped(
         if value.is_floating_point() and "running" not in key and not key.startswith("fc."):
             assert torch.equal(tuned.net.state_dict()[key], value), key
     assert not torch.equal(tuned.net.fc.weight, frozen.net.fc.weight)  # same seeded new head
+    fixed_head = finetune(str(path), dataset, epochs=2, lr=1e-2, head_lr=0.0, batch_size=8,
+                          device="cpu")
+    assert torch.equal(fixed_head.net.fc.weight, frozen.net.fc.weight)
+    assert not torch.equal(fixed_head.net.conv1.weight, start.net.conv1.weight)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -140,9 +140,8 @@ def adamw_warmup_cosine(model: torch.nn.Module, lr: float, weight_decay: float, 
     params = [p for p in model.parameters() if p.requires_grad]
     in_head = {id(p) for p in head}
     groups = []
-    for part, rate in ((lambda p: id(p) not in in_head, lr), (lambda p: id(p) in in_head,
-                                                              head_lr or lr)):
-        chosen = [p for p in params if part(p)]
+    for is_head, rate in ((False, lr), (True, lr if head_lr is None else head_lr)):
+        chosen = [p for p in params if (id(p) in in_head) == is_head]
         groups += [{"params": [p for p in chosen if p.dim() > 1], "weight_decay": weight_decay,
                     "lr": rate},
                    {"params": [p for p in chosen if p.dim() <= 1], "weight_decay": 0.0,
