@@ -1,8 +1,9 @@
-"""Training loops for the offline zoo and for fine-tuning any timm model on an ImageSet.
+"""The offline zoo's training loop (`fit`, on in-memory tensors), and the optimizer, schedule
+and augmentation that fine-tuning (finetune.py, streamed batches) shares with it.
 
 Models train through `LoadedModel`, so the normalisation used in training is the one used
-at explanation time. Images are resized to the network's input size once, with the same
-differentiable resize the wrapper applies, so an epoch does not pay for resizing.
+at explanation time. In `fit`, images are resized to the network's input size once, with the
+same differentiable resize the wrapper applies, so an epoch does not pay for resizing.
 """
 
 from __future__ import annotations
