@@ -109,8 +109,9 @@ def load_zoo(names: Sequence[str] | None = None, *, weights_dir: str | Path | No
         model = load_model(folder / entry["file"], class_indices=None, device=device,
                            layer=entry.get("layer"))
         if entry.get("weights_id") and model.weights_id != entry["weights_id"]:
-            raise UserError(f"zoo weights '{entry['file']}' have id {model.weights_id}, but "
-                            f"{ZOO_INDEX} records {entry['weights_id']}: the file changed")
+            raise UserError(f"zoo weights '{folder / entry['file']}' has weights id "
+                            f"{model.weights_id}, but {ZOO_INDEX} records "
+                            f"{entry['weights_id']}: the file changed")
         models.append(model)
     return models
 

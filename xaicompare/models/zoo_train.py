@@ -34,9 +34,9 @@ import torch
 from ..errors import UserError
 from .base import LoadedModel
 from .checkpoints import weights_hash
-from .loading import load_model, save_model
+from .loading import save_model
 from .train import accuracy, fit, usable_cores
-from .zoo import WEIGHTS_DIR, ZOO_INDEX, ZOO_SPECS, build_zoo_model, zoo_spec
+from .zoo import WEIGHTS_DIR, ZOO_INDEX, ZOO_SPECS, build_zoo_model, load_zoo, zoo_spec
 
 CANONICAL_SIZE = 64
 ZOO_BATCH_SIZE = 64
@@ -388,17 +388,12 @@ def _epochs_for(name: str, spec: dict[str, Any], epochs: int | dict[str, int] | 
 
 
 def _load_teacher(folder: Path, name: str) -> LoadedModel:
-    """The teacher's weights, checked against the folder's zoo.json entry for it."""
-    path, index = folder / f"{name}.safetensors", folder / ZOO_INDEX
-    entry = json.loads(index.read_text())["models"].get(name) if index.is_file() else None
-    if entry is None or not path.is_file():
-        raise UserError(f"zoo model needs teacher '{name}', which '{folder}' does not hold "
-                        f"(file and {ZOO_INDEX} entry); train it first (--name {name})")
-    teacher = load_model(path, class_indices=None, probe=False)
-    if teacher.weights_id != entry["weights_id"]:
-        raise UserError(f"teacher '{path}' has weights id {teacher.weights_id}, but "
-                        f"{ZOO_INDEX} records {entry['weights_id']}; retrain it (--name {name})")
-    return teacher
+    """The teacher from `folder`'s zoo, checked against the weights id its zoo.json records."""
+    try:
+        return load_zoo([name], weights_dir=folder)[0]
+    except UserError as error:
+        raise UserError(f"teacher '{name}': {error}; train it (again) with --name {name}"
+                        ) from error
 
 
 def _logger(progress: bool) -> Callable[[str], None] | None:
