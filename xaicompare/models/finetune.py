@@ -207,10 +207,11 @@ def _training_rows(n: int, max_images: int | None, seed: int) -> np.ndarray:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The study's device rule (auto: CUDA when available), with errors a user can act on."""
+    from ..engine.runner import resolve_device  # the engine imports models: not at the top
+
     try:
-        chosen = torch.device(device)
+        chosen = resolve_device(str(device))
     except (RuntimeError, TypeError) as error:
         raise UserError(f"device '{device}' is not valid; accepted: auto, cpu, cuda, "
                         "cuda:N") from error
