@@ -18,15 +18,15 @@ because the thread count differs.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from xaicompare.models.train import usable_cores
 from xaicompare.models.zoo import ZOO_SPECS, zoo_spec
-from xaicompare.models.zoo_train import train_zoo
+from xaicompare.models.zoo_train import longest_chains, train_zoo
 
 
 def timed(out: Path, **options) -> tuple[float, dict]:
@@ -40,16 +40,12 @@ def schedule(per_model: dict[str, float], workers: int) -> float:
     them: a model starts when a worker is free and its teacher has finished, the longest
     chain of students first (ties in spec order)."""
     teacher = {n: zoo_spec(n).get("teacher") for n in per_model}
-
-    def chain(name: str) -> float:
-        return per_model[name] + max((chain(s) for s in per_model if teacher[s] == name),
-                                     default=0.0)
-
+    chain = longest_chains(per_model, teacher)
     order = list(per_model)
     pending, running, done, now = set(per_model), {}, set(), 0.0
     while pending or running:
         ready = sorted((n for n in pending if teacher[n] is None or teacher[n] in done),
-                       key=lambda n: (-chain(n), order.index(n)))
+                       key=lambda n: (-chain[n], order.index(n)))
         for name in ready[:workers - len(running)]:
             pending.discard(name)
             running[name] = now + per_model[name]
@@ -63,7 +59,7 @@ def schedule(per_model: dict[str, float], workers: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--workers", type=int, default=min(2, usable_cores()))
     args = parser.parse_args()
     names = list(ZOO_SPECS)
     with tempfile.TemporaryDirectory() as tmp:

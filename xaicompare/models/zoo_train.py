@@ -140,7 +140,7 @@ def _run_jobs(jobs: dict[str, dict[str, Any]], specs: dict[str, dict[str, Any]],
     is already in zoo.json.
     """
     teacher = {name: specs[name].get("teacher") for name in jobs}
-    priority = _critical_path_seconds(jobs, teacher)
+    priority = longest_chains(_estimated_seconds(jobs), teacher)
     pending, running, failures = set(jobs), {}, {}
     order = {name: i for i, name in enumerate(jobs)}  # ties: the order asked for
     pool = _InlineExecutor() if workers == 1 else ProcessPoolExecutor(
@@ -251,13 +251,21 @@ def _students_of(name: str, teacher: dict[str, str | None], pending: set[str]) -
     return found
 
 
-def _critical_path_seconds(jobs: dict[str, dict[str, Any]],
-                           teacher: dict[str, str | None]) -> dict[str, float]:
-    """Estimated seconds from a model's start to the end of its longest chain of students.
+def longest_chains(seconds: dict[str, float], teacher: dict[str, str | None]
+                   ) -> dict[str, float]:
+    """Seconds from a model's start to the end of its longest chain of students; starting
+    the longest chain first keeps every worker busy to the end."""
 
-    Per-epoch cost comes from the shipped zoo's recorded training times (1 per epoch for a
-    recipe without one); starting the longest chain first keeps both workers busy to the end.
-    """
+    def chain(name: str) -> float:
+        students = [chain(s) for s in seconds if teacher[s] == name]
+        return seconds[name] + max(students, default=0.0)
+
+    return {name: chain(name) for name in seconds}
+
+
+def _estimated_seconds(jobs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Each job's training time, from the shipped zoo's recorded seconds per epoch (1 per
+    epoch for a recipe without a record)."""
     shipped = {}
     if (WEIGHTS_DIR / ZOO_INDEX).is_file():
         shipped = json.loads((WEIGHTS_DIR / ZOO_INDEX).read_text())["models"]
@@ -267,11 +275,7 @@ def _critical_path_seconds(jobs: dict[str, dict[str, Any]],
         per_epoch = record.get("train_seconds", 1.0) / max(1, record.get("epochs", 1))
         return per_epoch * jobs[name]["epochs"] * jobs[name]["n_train"] / 4000
 
-    def chain(name: str) -> float:
-        students = [chain(s) for s in jobs if teacher[s] == name]
-        return cost(name) + max(students, default=0.0)
-
-    return {name: chain(name) for name in jobs}
+    return {name: cost(name) for name in jobs}
 
 
 def _train_one(job: dict[str, Any]) -> dict[str, Any]:
