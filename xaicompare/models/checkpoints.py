@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..store import atomic_write
 
 METADATA_KEY = "xaicompare"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
@@ -107,14 +107,13 @@ def weights_hash(net: nn.Module, length: int = 12) -> str:
 
 def save_checkpoint(net: nn.Module, path: str | Path, metadata: Mapping[str, Any]) -> Path:
     """Write `net`'s weights and toolkit metadata (arch, num_classes, mean, std, ...)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise UserError(f"toolkit checkpoints are .safetensors files, got '{path}'")
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    save_file(state, str(partial), metadata={METADATA_KEY: json.dumps(dict(metadata))})
-    os.replace(partial, path)  # a reader never sees half a file, even if this is killed
+    data = save(state, metadata={METADATA_KEY: json.dumps(dict(metadata))})
+    atomic_write(path, lambda handle: handle.write(data))  # never half a file, even if killed
     return path

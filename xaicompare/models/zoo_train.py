@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from ..store import atomic_write
 from .base import LoadedModel
 from .checkpoints import weights_hash
 from .loading import save_model
@@ -370,9 +371,8 @@ def _write_index(out: Path, index: dict[str, Any], chosen: list[str]) -> None:
     models = index["models"]
     ordered = [n for n in models if n not in chosen] + [n for n in chosen if n in models]
     index["models"] = {n: models[n] for n in ordered}
-    partial = out / f".{ZOO_INDEX}.{os.getpid()}.partial"
-    partial.write_text(json.dumps(index, indent=2))
-    os.replace(partial, out / ZOO_INDEX)
+    text = json.dumps(index, indent=2)
+    atomic_write(out / ZOO_INDEX, lambda handle: handle.write(text.encode()))
 
 
 def _versions() -> dict[str, str]:
