@@ -30,11 +30,16 @@ def colour_images(n: int = 24, size: int = 32, seed: int = 0):
     return images, labels
 
 
+def toy_set(images: torch.Tensor, labels, cls=TensorImageSet) -> TensorImageSet:
+    """An in-memory ImageSet of the r/g/b colour classes."""
+    return cls(images=images, name="toy", ids=[str(i) for i in range(len(images))],
+               labels=np.asarray(labels), class_names=["r", "g", "b"], class_wnids=None,
+               size=images.shape[-1])
+
+
 def test_finetune_replaces_the_head_and_learns_on_an_imageset(tmp_path):
     images, labels = colour_images()
-    dataset = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(24)],
-                             labels=labels.numpy(), class_names=["r", "g", "b"],
-                             class_wnids=None, size=32)
+    dataset = toy_set(images, labels.numpy())
     torch.manual_seed(0)
     model = finetune("resnet18", dataset, epochs=6, pretrained=False, lr=3e-3, batch_size=8,
                      device="cpu", **TINY_RESNET)
@@ -58,9 +63,7 @@ class CountingImages(TensorImageSet):
 
 def test_batches_stream_from_the_dataset_never_the_whole_set():
     images, labels = colour_images(40)
-    dataset = CountingImages(images=images, name="toy", ids=[str(i) for i in range(40)],
-                             labels=labels.numpy(), class_names=["r", "g", "b"],
-                             class_wnids=None, size=32)
+    dataset = toy_set(images, labels.numpy(), CountingImages)
     dataset.loads = []
     finetune("resnet18", dataset, epochs=2, pretrained=False, batch_size=8, device="cpu",
              **TINY_RESNET)
@@ -112,9 +115,7 @@ def test_max_images_is_a_seeded_sample_across_classes():
 
 def test_bad_options_are_user_errors():
     images, labels = colour_images(6)
-    dataset = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(6)],
-                             labels=labels.numpy(), class_names=["r", "g", "b"],
-                             class_wnids=None, size=32)
+    dataset = toy_set(images, labels.numpy())
     with pytest.raises(UserError, match="amp 'fp8' is not valid"):
         finetune("resnet18", dataset, pretrained=False, amp="fp8", **TINY_RESNET)
     with pytest.raises(UserError, match="epochs must be an int >= 1, got 0"):
@@ -122,14 +123,10 @@ def test_bad_options_are_user_errors():
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="sees no CUDA GPU"):
             finetune("resnet18", dataset, pretrained=False, device="cuda", **TINY_RESNET)
-    unlabelled = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(6)],
-                                labels=np.full(6, -1), class_names=["r", "g", "b"],
-                                class_wnids=None, size=32)
+    unlabelled = toy_set(images, np.full(6, -1))
     with pytest.raises(UserError, match="at least 2 images with a label"):
         finetune("resnet18", unlabelled, pretrained=False, **TINY_RESNET)
-    beyond = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(6)],
-                            labels=np.arange(6), class_names=["r", "g", "b"],
-                            class_wnids=None, size=32)
+    beyond = toy_set(images, np.arange(6))
     with pytest.raises(UserError, match="labels go up to 5, but the dataset has 3 classes"):
         finetune("resnet18", beyond, pretrained=False, **TINY_RESNET)
     with pytest.raises(UserError, match="seed must be an int >= 0"):
@@ -142,9 +139,7 @@ def test_the_head_has_its_own_learning_rate_and_a_last_partial_batch_is_dropped(
     from xaicompare.models import save_model
 
     images, labels = colour_images(17)
-    dataset = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(17)],
-                             labels=labels.numpy(), class_names=["r", "g", "b"],
-                             class_wnids=None, size=32)
+    dataset = toy_set(images, labels.numpy())
     torch.manual_seed(0)
     start = load_model("resnet18", pretrained=False, num_classes=3, class_indices=None,
                        probe=False, **TINY_RESNET)
@@ -165,9 +160,7 @@ def test_the_head_has_its_own_learning_rate_and_a_last_partial_batch_is_dropped(
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_finetune_on_the_gpu_learns_and_returns_a_cpu_model():
     images, labels = colour_images(48)
-    dataset = TensorImageSet(images=images, name="toy", ids=[str(i) for i in range(48)],
-                             labels=labels.numpy(), class_names=["r", "g", "b"],
-                             class_wnids=None, size=32)
+    dataset = toy_set(images, labels.numpy())
     model = finetune("resnet18", dataset, epochs=6, pretrained=False, lr=3e-3, batch_size=8,
                      device="cuda", amp="bf16", **TINY_RESNET)
     assert next(model.parameters()).device.type == "cpu"
