@@ -281,12 +281,12 @@ def _estimated_seconds(jobs: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 def _train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train, test and save one zoo model; returns its zoo.json entry (runs in a worker)."""
+    from ..engine.runner import intra_op_threads  # the engine imports models: not at the top
+
     name, out, seed = job["name"], Path(job["out"]), job["seed"]
     spec = zoo_spec(name)
     log = _logger(job["progress"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(job["threads"])
-    try:
+    with intra_op_threads(job["threads"]):
         t0 = time.perf_counter()  # train_seconds: all of it, making the data included
         cue = spec["cue_strength"] if spec["cue_conflict"] else None
         x_train, y_train = fresh_shapes(job["n_train"], seed, cue)(0)
@@ -320,8 +320,6 @@ def _train_one(job: dict[str, Any]) -> dict[str, Any]:
             "train_seconds": round(seconds, 1), "weights_id": model.weights_id,
             "command": job["command"], "versions": job["versions"],
         }
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _shapes(n: int, split: str, cue: float | None, seed: int):
