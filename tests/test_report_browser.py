@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,9 @@ from matplotlib.figure import Figure
 from xaicompare.report import build_report, save_figure
 
 CHROMIUM = Path("/usr/bin/chromium")
+# CI (.ci/run installs Chromium) must run these tests, never skip them silently.
+if not CHROMIUM.exists() and os.environ.get("CI"):
+    raise RuntimeError("CI needs /usr/bin/chromium for the browser tests (apt-get install chromium)")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs /usr/bin/chromium (apt-get install chromium)"
 )
