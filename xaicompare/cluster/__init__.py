@@ -28,8 +28,8 @@ class _CallableModule(types.ModuleType):
     """Importing this subpackage binds `xaicompare.cluster` to the module, shadowing the
     public function `xc.cluster(D)` of the same name; calling the module calls it."""
 
-    def __call__(self, D, method: str = "average") -> Tree:
-        return cluster(D, method=method)
+    def __call__(self, D, method: str = "average", *, strict: bool = False) -> Tree:
+        return cluster(D, method=method, strict=strict)
 
 
 sys.modules[__name__].__class__ = _CallableModule
