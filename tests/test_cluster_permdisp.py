@@ -1,6 +1,7 @@
 """PERMDISP (Anderson 2006) against a direct PCoA implementation, and exact p-values by
 enumeration against brute force over every permutation."""
 
+import io
 import itertools
 import math
 
@@ -128,3 +129,33 @@ def test_spread_and_location_are_told_apart():
     no_disp = family_permutation_test(frame(squareform(pdist(shifted))), families,
                                       statistic="permdisp")
     assert location["p_value"] < 0.01 and no_disp["p_value"] > 0.1
+
+
+def test_the_stage_writes_both_tests_and_the_report_reads_them_in_words():
+    from types import SimpleNamespace
+
+    from xaicompare.cluster import cluster, read_family_tests
+    from xaicompare.stages.cluster import family_tests
+    from xaicompare.stages.report import family_tests_in_words
+
+    rng = np.random.default_rng(6)
+    spread = np.concatenate([rng.normal(0, 0.25, (6, 3)), rng.normal(0, 1.0, (6, 3))])
+    D = frame(squareform(pdist(spread)))
+    families = {m: ("cnn" if i < 6 else "transformer") for i, m in enumerate(D.index)}
+    parts = {m: 0 for m in D.index}
+    assignments = pd.DataFrame({"family": pd.Series(families)})
+    tests = family_tests(D, cluster(D), parts, assignments, families,
+                         SimpleNamespace(permutations=99), seed=0)
+    assert {"permanova", "permdisp", "mantel"} <= set(tests.index)
+    assert tests.loc["permdisp", "exact"] and tests.loc["permdisp", "n_permutations"] == 924
+    # through the CSV the stage writes, as the report reads it
+    text = family_tests_in_words(pd.read_csv(io.StringIO(tests.to_csv()),
+                                             index_col=0))
+    assert "PERMDISP p=" in text and "differ in spread" in text and "924 groupings" in text
+    assert "transformer" in text
+    # every branch of the reading
+    assert "but PERMDISP" in read_family_tests(0.014, 0.01)
+    assert "not necessarily in location" in read_family_tests(0.014, 0.01)
+    assert "differ in location" in read_family_tests(0.01, 0.6)
+    assert "no difference in location detected" in read_family_tests(0.3, 0.02)
+    assert "no difference between the families" in read_family_tests(0.3, 0.4)

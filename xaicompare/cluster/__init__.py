@@ -5,6 +5,7 @@ import types
 
 from .communities import communities, model_graph, resolution_sweep
 from .embedding import mds, pca_embedding
+from .reading import read_family_tests
 from .stats import adjusted_rand_index, family_permutation_test
 from .tree import LINKAGE_METHODS, Tree, check_dissimilarity, cluster, is_euclidean
 
@@ -20,6 +21,7 @@ __all__ = [
     "mds",
     "model_graph",
     "pca_embedding",
+    "read_family_tests",
     "resolution_sweep",
 ]
 

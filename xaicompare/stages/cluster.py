@@ -7,6 +7,7 @@ Writes  tables/cluster/<method>/<metric>_{assignments,sweep,mds,tests}.csv
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -125,15 +126,20 @@ def family_tests(D, tree, parts, assignments, families, cfg, seed) -> pd.DataFra
     if len(D) >= 3:  # with two models the cophenetic correlation is undefined
         rows.append({"test": "cophenetic_correlation",
                      "statistic": tree.cophenetic_correlation, "p_value": np.nan})
-    for statistic in ("permanova", "mantel"):
+    for statistic in ("permanova", "permdisp", "mantel"):
         try:
             result = family_permutation_test(D, families, n_permutations=cfg.permutations,
                                              seed=seed, statistic=statistic)
         except UserError as err:  # e.g. every model in its own family
             log.info("family test %s not possible: %s", statistic, err)
             continue
-        rows.append({"test": statistic, "statistic": result["statistic"],
-                     "p_value": result["p_value"]})
+        row = {"test": statistic, "statistic": result["statistic"],
+               "p_value": result["p_value"], "exact": result["exact"],
+               "n_permutations": result["n_permutations"]}
+        if "dispersion" in result:  # mean distance to the family centroid, per family
+            row["dispersion"] = json.dumps({k: round(v, 6)
+                                            for k, v in result["dispersion"].items()})
+        rows.append(row)
     rows.append({"test": "ari_communities_vs_families",
                  "statistic": adjusted_rand_index(parts, families), "p_value": np.nan})
     if "cluster" in assignments:
