@@ -203,11 +203,21 @@ def test_a_study_with_more_images_keeps_the_old_images_numbers(tmp_path, preset)
             "compare": {"metrics": metrics, "preset": preset,
                         "metric_options": {"rbf": {"sigma": 8.0}} if preset == "thesis" else {}},
         }, progress=False)
-        study.run(stages=("explain", "compare"))
+        study.run(stages=("explain", "compare", "cluster"))
         per_image[n] = {m: np.load(study.run_dir / f"arrays/similarity/gradcam__{m}.npz")
                         for m in metrics}
         header = (study.run_dir / "tables/similarity/gradcam/rbf_mean.csv").read_text()
         assert f'preset="{preset}"' in header and "metric.sigma=" in header
+        # the table's dissimilarity uses the preset's std (thesis: ddof=1)
+        ddof = 1 if preset == "thesis" else 0
+        values = per_image[n]["cosine"]["per_image"][0, 1].astype(np.float64)
+        table = pd.read_csv(study.run_dir / "tables/similarity/gradcam/cosine_dissimilarity.csv",
+                            comment="#", index_col=0)
+        assert table.iloc[0, 1] == pytest.approx(
+            np.sqrt((1 - values.mean()) ** 2 + values.std(ddof=ddof) ** 2), rel=1e-5)
+        assignments = (study.run_dir / "tables/cluster/gradcam/cosine_assignments.csv")
+        backend = "networkx" if preset == "thesis" else "python-louvain"
+        assert f'louvain_backend="{backend}"' in assignments.read_text()
     for m in metrics:
         assert list(per_image[6][m]["ids"][:4]) == list(per_image[4][m]["ids"])
         np.testing.assert_array_equal(per_image[6][m]["per_image"][..., :4],

@@ -76,9 +76,11 @@ def run_trust(study) -> None:
         sizes = [n for n in (5, 10, 20, 50, 100, 200, 500, 1000) if n < values.shape[-1]]
         if sizes:
             write_table_csv(sample_size_curve(values, sizes + [values.shape[-1]],
-                                              n_subsets=cfg.sample_size_subsets, seed=seed),
+                                              n_subsets=cfg.sample_size_subsets, seed=seed,
+                                              ddof=study_ddof(study)),
                             table_path(study, "trust", method, "sample_size"),
-                            {"metric": primary, "statistic": "dissimilarity"})
+                            {"metric": primary, "statistic": "dissimilarity",
+                             "ddof": study_ddof(study)})
     prediction_intervals(study)
     faithfulness(study)
     if cfg.randomization:
