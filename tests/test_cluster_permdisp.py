@@ -12,6 +12,7 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import f_oneway
 
 from xaicompare.cluster import family_permutation_test
+from xaicompare.errors import UserError
 from xaicompare.cluster.stats import all_groupings, count_groupings, mantel_r, pseudo_f
 
 
@@ -159,3 +160,17 @@ def test_the_stage_writes_both_tests_and_the_report_reads_them_in_words():
     assert "differ in location" in read_family_tests(0.01, 0.6)
     assert "no difference in location detected" in read_family_tests(0.3, 0.02)
     assert "no difference between the families" in read_family_tests(0.3, 0.4)
+
+
+def test_undefined_dispersion_test_gives_nan_not_zero_and_huge_exact_is_refused():
+    D = frame(np.array([[0, 1, 2, 2], [1, 0, 2, 2], [2, 2, 0, 1], [2, 2, 1, 0]], float))
+    # two families of two at equal inner distance: no spread differences inside, F = 0/0
+    result = family_permutation_test(D, ["a", "a", "b", "b"], statistic="permdisp")
+    assert np.isnan(result["statistic"]) and np.isnan(result["p_value"])
+    big = np.repeat(np.arange(4), 6)  # 24! / (6!)^4: far too many to enumerate
+    D = frame(squareform(pdist(np.random.default_rng(1).normal(size=(24, 2)))))
+    with pytest.raises(UserError, match="exact=True would enumerate"):
+        family_permutation_test(D, list(big), exact=True)
+    from xaicompare.cluster import read_family_tests
+
+    assert "cannot be told apart" in read_family_tests(0.01, float("nan"))

@@ -19,6 +19,11 @@ def read_family_tests(
     """One or two sentences a reader cannot misread as "the families form clusters" when
     only their spread differs. dispersion: {family: mean distance to its centroid};
     n_groupings: number of groupings of an exact test (its smallest possible p is 1/n)."""
+    if permanova_p is None or permdisp_p is None or math.isnan(permanova_p) \
+            or math.isnan(permdisp_p):
+        return (f"PERMANOVA p={_p(permanova_p)}, PERMDISP p={_p(permdisp_p)}: a test is "
+                "undefined here (e.g. no spread within any family), so location and spread "
+                "cannot be told apart.")
     location, spread = permanova_p < alpha, permdisp_p < alpha
     head = f"PERMANOVA p={_p(permanova_p)}"
     head += " but " if location and spread else " and "

@@ -175,6 +175,9 @@ def family_permutation_test(
     n_groupings = count_groupings(codes)
     if exact is None:
         exact = n_groupings <= MAX_EXACT_GROUPINGS
+    if exact and n_groupings > 100 * MAX_EXACT_GROUPINGS:
+        raise UserError(f"exact=True would enumerate {n_groupings} groupings; accepted: at "
+                        f"most {100 * MAX_EXACT_GROUPINGS} (use exact=None or False)")
     if exact:
         perms = all_groupings(codes)
     else:
@@ -194,7 +197,9 @@ def family_permutation_test(
     observed = float(stats[np.argmax(is_observed)])
     # Tolerance so that permutations giving the same grouping count as ties, not float noise.
     tol = 1e-10 * max(1.0, abs(observed)) if np.isfinite(observed) else 0.0
-    if exact:
+    if np.isnan(observed):  # e.g. PERMDISP with no spread inside any family: undefined
+        p_value = float("nan")
+    elif exact:
         p_value = float(np.mean(stats >= observed - tol))
     else:
         p_value = (1 + int(np.sum(stats[1:] >= observed - tol))) / (1 + n_permutations)
