@@ -12,8 +12,8 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import f_oneway
 
 from xaicompare.cluster import family_permutation_test
-from xaicompare.errors import UserError
 from xaicompare.cluster.stats import all_groupings, count_groupings, mantel_r, pseudo_f
+from xaicompare.errors import UserError
 
 
 def frame(values):
