@@ -174,3 +174,24 @@ def test_undefined_dispersion_test_gives_nan_not_zero_and_huge_exact_is_refused(
     from xaicompare.cluster import read_family_tests
 
     assert "cannot be told apart" in read_family_tests(0.01, float("nan"))
+
+
+def test_statistics_equal_scikit_bio():
+    """skbio: the same PERMDISP F (test='centroid', all PCoA axes of a Euclidean D) and
+    PERMANOVA pseudo-F and random-permutation p. skbio's PERMDISP p permutes the labels and
+    recomputes the centroids; ours permutes residuals (Anderson 2006, vegan), so p differs."""
+    distance = pytest.importorskip("skbio.stats.distance")
+    rng = np.random.default_rng(4)
+    groups = ["cnn"] * 3 + ["vit"] * 3 + ["mlp"] * 2
+    points = rng.normal(size=(8, 3)) * np.array([0.3] * 3 + [1.5] * 3 + [0.8] * 2)[:, None]
+    D = squareform(pdist(points))
+    matrix = distance.DistanceMatrix(D, ids=[f"m{i}" for i in range(8)])
+    disp = distance.permdisp(matrix, groups, test="centroid", permutations=99, dimensions=7,
+                             seed=0)
+    ours = family_permutation_test(frame(D), groups, statistic="permdisp")
+    assert ours["statistic"] == pytest.approx(disp["test statistic"], rel=1e-10)
+    for seed in (0, 1):
+        theirs = distance.permanova(matrix, groups, permutations=999, seed=seed)
+        mine = family_permutation_test(frame(D), groups, 999, seed, "permanova", exact=False)
+        assert mine["statistic"] == pytest.approx(theirs["test statistic"], rel=1e-10)
+        assert mine["p_value"] == pytest.approx(theirs["p-value"], abs=1e-12)
