@@ -133,3 +133,11 @@ def test_random_corruptions_equal_the_package_given_the_same_noise(package, phot
     got = CORRUPTIONS.get(name)(x, severity, PackageNoise(seed)).clamp(0, 1)
     diff = got[0].permute(1, 2, 0).numpy() * 255 - expected
     assert diff.min() >= -LEVEL_TOL and diff.max() < 1 + LEVEL_TOL, (diff.min(), diff.max())
+
+
+def test_the_changed_defocus_blur_gets_a_new_store_key():
+    from xaicompare.stages.diversity import corrupted_condition
+
+    # predictions stored before the kernel-sum fix must not be reused by a resumed run
+    assert corrupted_condition("defocus_blur", 4, 0) == "defocus_blur-v2-s4-seed0"
+    assert corrupted_condition("gaussian_noise", 4, 0) == "gaussian_noise-s4-seed0"  # unchanged

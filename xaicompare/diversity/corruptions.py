@@ -60,6 +60,13 @@ PARAMS: dict[str, tuple] = {
 }
 
 
+# Bumped when a corruption's output changes, so stored predictions of the old version are
+# not reused (the version is part of the store's condition key; absent means 1).
+VERSIONS: dict[str, int] = {
+    "defocus_blur": 2,  # 2: ImageNet-C's kernel sums at severities 4-5 (1.013 / 1.011)
+}
+
+
 class PerImageRandom:
     """Random tensors for a batch, each image drawn from its own CPU generator."""
 
