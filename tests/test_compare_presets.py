@@ -34,6 +34,8 @@ def thesis_rbf(x, y, sigma):
 
 
 def test_thesis_rbf_is_the_published_kernel(maps):
+    thesis = xc.conventions("thesis")  # what the preset sets, inspectable
+    assert (thesis.ddof, thesis.louvain_backend, thesis.louvain_seed) == (1, "networkx", 42)
     a, b = maps[0], maps[3]
     for sigma, given in ((THESIS_SIGMA, {}), (10.0, {"sigma": 10.0}), (3.0, {"sigma": 3.0})):
         expected = [thesis_rbf(x, y, sigma) for x, y in zip(a, b, strict=True)]
