@@ -59,8 +59,8 @@ def test_tree_accepts_columns_in_another_order(D):
 def test_invalid_dissimilarity_rejected(D, edit, message):
     values = D.to_numpy().copy()
     edit(values)
-    with pytest.raises(UserError, match=message):
-        cluster(pd.DataFrame(values, index=LABELS, columns=LABELS))
+    with pytest.raises(UserError, match=message):  # strict: a non-zero diagonal is refused
+        cluster(pd.DataFrame(values, index=LABELS, columns=LABELS), strict=True)
 
 
 def test_mismatched_labels_and_bad_arguments(D):

@@ -10,7 +10,7 @@ from xaicompare.errors import UserError
 
 def test_roundtrip_of_a_similarity_result_with_provenance(tmp_path):
     maps = np.random.default_rng(0).normal(size=(3, 4, 5, 5))
-    result = similarity_matrix(maps, "rbf", names=["a", "b", "c"])
+    result = similarity_matrix(maps, "rbf", names=["a", "b", "c"], sigma=0.5)
     provenance = {"method": "gradcam", **result.provenance()}
     path = write_table_csv(result.dissimilarity, tmp_path / "out" / "dis.csv", provenance)
     text = path.read_text()

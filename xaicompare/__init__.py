@@ -23,6 +23,7 @@ _PUBLIC = {
     "dissimilarity": "xaicompare.compare",
     "similarity_matrix": "xaicompare.compare",
     "similarity_matrices": "xaicompare.compare",
+    "conventions": "xaicompare.compare",
     "cluster": "xaicompare.cluster",
     "communities": "xaicompare.cluster",
     "error_consistency": "xaicompare.diversity",

@@ -49,6 +49,9 @@ class CompareConfig(Section):
     filter: str | None = None
     degenerate: Literal["exclude", "zero", "raise"] = "exclude"
     metric_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # conventions (compare.presets): 'thesis' = the published study's RBF, ddof, Louvain
+    preset: Literal["toolkit", "thesis"] = "toolkit"
+    ddof: int | None = Field(default=None, ge=0)  # std in the dissimilarity; None: preset's
 
 
 class ClusterConfig(Section):
@@ -57,6 +60,9 @@ class ClusterConfig(Section):
     louvain_resolution: float = Field(default=1.0, gt=0)
     louvain_weight: Literal["similarity", "one_minus_dissimilarity"] = "one_minus_dissimilarity"
     permutations: int = Field(default=999, ge=1)
+    # None: compare.preset's (toolkit: python-louvain with the study seed; thesis: networkx, 42)
+    louvain_backend: Literal["python-louvain", "networkx"] | None = None
+    louvain_seed: int | None = None
 
 
 class DiversityConfig(Section):

@@ -233,6 +233,10 @@ class Study:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise UserError(f"unknown stage(s) {unknown}; accepted: {', '.join(STAGES)}")
+        if "compare" in stages:
+            from .stages.compare import check_compare_settings
+
+            check_compare_settings(self)  # before hours of explaining
         with run_lock(self.run_dir), contextlib.ExitStack() as cleanup:
             try:
                 self.store.remove_stale_temporaries()  # left by a killed run; we hold the lock

@@ -5,6 +5,7 @@ import types
 
 from .communities import communities, model_graph, resolution_sweep
 from .embedding import mds, pca_embedding
+from .reading import read_family_tests
 from .stats import adjusted_rand_index, family_permutation_test
 from .tree import LINKAGE_METHODS, Tree, check_dissimilarity, cluster, is_euclidean
 
@@ -20,6 +21,7 @@ __all__ = [
     "mds",
     "model_graph",
     "pca_embedding",
+    "read_family_tests",
     "resolution_sweep",
 ]
 
@@ -28,8 +30,8 @@ class _CallableModule(types.ModuleType):
     """Importing this subpackage binds `xaicompare.cluster` to the module, shadowing the
     public function `xc.cluster(D)` of the same name; calling the module calls it."""
 
-    def __call__(self, D, method: str = "average") -> Tree:
-        return cluster(D, method=method)
+    def __call__(self, D, method: str = "average", *, strict: bool = False) -> Tree:
+        return cluster(D, method=method, strict=strict)
 
 
 sys.modules[__name__].__class__ = _CallableModule

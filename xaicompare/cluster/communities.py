@@ -1,4 +1,4 @@
-"""Louvain communities on a weighted model graph (python-louvain)."""
+"""Louvain communities on a weighted model graph (python-louvain or networkx)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,28 @@ from networkx.algorithms.community import modularity
 from sklearn.metrics import adjusted_rand_score
 
 from ..compare.frames import check_square_frame
+from ..compare.presets import Conventions, conventions
 from ..errors import UserError
+from .tree import ignore_diagonal
 
 WEIGHTS = ("similarity", "dissimilarity")
 BACKENDS = ("python-louvain", "networkx")
 
 
-def model_graph(W: pd.DataFrame, weight: str = "similarity") -> nx.Graph:
+def model_graph(W: pd.DataFrame, weight: str = "similarity", strict: bool = False) -> nx.Graph:
     """Undirected graph: one node per model (in label order), one edge per pair with weight > 0.
 
     weight='similarity': W holds similarities and is used as is.
     weight='dissimilarity': W holds dissimilarities; edge weight = 1 - W (as the published
-    study). The diagonal is ignored (no self-loops). Negative weights are an error.
+    study). The diagonal is ignored (no self-loops); a dissimilarity diagonal that is not
+    zero warns that it is ignored, or (strict=True) is refused. Negative weights are an error.
     """
     if weight not in WEIGHTS:
         raise UserError(f"weight={weight!r} is not accepted; accepted: {', '.join(WEIGHTS)}")
-    W = check_square_frame(W, "W", symmetric=True)
+    W = check_square_frame(W, "W", symmetric=True,
+                           zero_diagonal=strict and weight == "dissimilarity")
+    if weight == "dissimilarity":
+        W = ignore_diagonal(W, "W")
     values = W.to_numpy()
     if weight == "dissimilarity":
         values = 1.0 - values
@@ -59,23 +65,32 @@ def _canonical(partition: dict, labels: list[str]) -> dict[str, int]:
 def communities(
     W: pd.DataFrame,
     resolution: float = 1.0,
-    seed: int = 0,
+    seed: int | None = None,
     weight: str = "similarity",
-    backend: str = "python-louvain",
+    backend: str | None = None,
+    *,
+    strict: bool = False,
+    preset: str | Conventions | None = None,
 ) -> dict[str, int]:
     """Louvain communities {model: id}, deterministic for a given seed.
 
-    See `model_graph` for `weight`. backend='python-louvain' (community.best_partition, as
-    the published study) or 'networkx' (nx.community.louvain_communities). Higher
-    resolution -> more, smaller communities. python-louvain 0.16 applies `resolution`
-    inconsistently in its stopping rule (taynaud/python-louvain#98), so away from
-    resolution 1 it warns; use backend='networkx' to sweep resolutions.
+    See `model_graph` for `weight` and `strict`. backend='python-louvain'
+    (community.best_partition, the toolkit's default) or 'networkx'
+    (nx.community.louvain_communities(G, resolution, seed), the published study's: preset
+    'thesis' gives it with seed 42). seed None: the preset's, else 0. Higher resolution ->
+    more, smaller communities. python-louvain 0.16 applies `resolution` inconsistently in its
+    stopping rule (taynaud/python-louvain#98), so away from resolution 1 it warns; use
+    backend='networkx' to sweep resolutions.
     """
+    conv = conventions(preset) or conventions("toolkit")
+    backend = backend if backend is not None else conv.louvain_backend
+    if seed is None:
+        seed = conv.louvain_seed if conv.louvain_seed is not None else 0
     if not resolution > 0:
         raise UserError(f"resolution={resolution!r} is not accepted; accepted: a number > 0")
     if backend not in BACKENDS:
         raise UserError(f"backend={backend!r} is not accepted; accepted: {', '.join(BACKENDS)}")
-    graph = model_graph(W, weight)
+    graph = model_graph(W, weight, strict=strict)
     if graph.size(weight="weight") == 0:
         raise UserError("W has no positive off-diagonal weights: every model would be alone")
     if backend == "networkx":

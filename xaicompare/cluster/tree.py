@@ -19,9 +19,33 @@ LINKAGE_METHODS = ("single", "complete", "average", "weighted", "ward", "centroi
 EUCLIDEAN_METHODS = ("ward", "centroid", "median")
 
 
-def check_dissimilarity(D, name: str = "D") -> pd.DataFrame:
-    """Symmetric, zero diagonal, non-negative, finite, same labels on both axes."""
-    return check_square_frame(D, name, symmetric=True, zero_diagonal=True, non_negative=True)
+def check_dissimilarity(D, name: str = "D", strict: bool = False) -> pd.DataFrame:
+    """Symmetric, non-negative, finite, same labels on both axes; the diagonal is set to 0.
+
+    A diagonal that is not zero (e.g. a published matrix whose self-dissimilarities came
+    from two runs of one model) is ignored with a warning, as scipy's linkage ignores it;
+    strict=True refuses it instead.
+    """
+    D = check_square_frame(D, name, symmetric=True, zero_diagonal=strict, non_negative=True)
+    return ignore_diagonal(D, name)
+
+
+def ignore_diagonal(D: pd.DataFrame, name: str) -> pd.DataFrame:
+    """D with a zero diagonal; warns, naming the largest entry, if it was not ~0."""
+    values = D.to_numpy()
+    diagonal = np.abs(np.diag(values))
+    if not np.allclose(diagonal, 0, atol=1e-8, rtol=0):
+        i = int(np.argmax(diagonal))
+        warnings.warn(
+            f"{name} has a non-zero diagonal ({int((diagonal > 1e-8).sum())} entries, largest "
+            f"[{D.index[i]}, {D.index[i]}]={values[i, i]:g}); it is ignored (a model's "
+            "distance to itself is taken as 0). Pass strict=True to refuse such a matrix.",
+            UserWarning,
+            stacklevel=3,
+        )
+    values = values.copy()
+    np.fill_diagonal(values, 0.0)
+    return pd.DataFrame(values, index=D.index, columns=D.columns)
 
 
 def is_euclidean(D: np.ndarray, rtol: float = 1e-9) -> bool:
@@ -76,17 +100,18 @@ class Tree:
         return {label: int(i) for label, i in zip(self.labels, ids, strict=True)}
 
 
-def cluster(D: pd.DataFrame, method: str = "average") -> Tree:
+def cluster(D: pd.DataFrame, method: str = "average", *, strict: bool = False) -> Tree:
     """Agglomerative clustering of the models in dissimilarity matrix D (labelled DataFrame).
 
     method: single | complete | average | weighted | ward | centroid | median. The last
     three assume Euclidean distances; they warn when D is not Euclidean.
+    strict: refuse a D whose diagonal is not zero (default: ignore it, with a warning).
     """
     if method not in LINKAGE_METHODS:
         raise UserError(
             f"linkage method {method!r} is not accepted; accepted: {', '.join(LINKAGE_METHODS)}"
         )
-    D = check_dissimilarity(D)
+    D = check_dissimilarity(D, strict=strict)
     if len(D) < 2:
         raise UserError(f"clustering needs at least 2 models, got {len(D)}")
     values = D.to_numpy()
@@ -98,7 +123,7 @@ def cluster(D: pd.DataFrame, method: str = "average") -> Tree:
             UserWarning,
             stacklevel=2,
         )
-    # The diagonal was checked to be ~0; force exact zeros and symmetry for squareform.
+    # The diagonal is 0 now; force exact symmetry for squareform.
     values = (values + values.T) / 2
     np.fill_diagonal(values, 0.0)
     condensed = squareform(values, checks=False)

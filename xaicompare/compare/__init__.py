@@ -11,6 +11,7 @@ from .matrix import (
 from .metrics import METRICS, Metric, binarize, register_metric
 from .options import CompareOptions
 from .preprocess import average_ranks, normalize
+from .presets import PRESETS, Conventions, conventions
 from .similarity import (
     SimilarityDetails,
     aggregate,
@@ -23,7 +24,9 @@ from .tables import read_matrix_csv, write_table_csv
 __all__ = [
     "FILTERS",
     "METRICS",
+    "PRESETS",
     "CompareOptions",
+    "Conventions",
     "Metric",
     "SimilarityDetails",
     "SimilarityResult",
@@ -31,6 +34,7 @@ __all__ = [
     "average_ranks",
     "binarize",
     "check_square_frame",
+    "conventions",
     "cross_method_similarity",
     "dissimilarity",
     "image_filter",

@@ -193,7 +193,7 @@ def finish(
     names_x=None,
     names_y=None,
 ) -> FinishedPairs:
-    """Resolve data-dependent params, apply the kernel, degenerate policy and image filter."""
+    """Resolve metric params (the RBF sigma), apply the kernel, degenerate policy, filter."""
     raw = pairs.raw
     m, k, n = raw.shape
     filtered = np.zeros((m, k, n), dtype=bool)
@@ -212,7 +212,7 @@ def finish(
         sample = valid & torch.isfinite(raw)
         if self_pairs:  # each unordered pair once, no self-comparisons
             sample &= torch.ones(m, k, dtype=torch.bool).triu(1)[:, :, None]
-        params = metric.resolve(params, raw[sample])
+        params = metric.resolve(params, raw[sample], options.normalization)
     values = metric.finalize(raw, params) if metric.finalize else raw
     values = values.numpy().copy()
     undefined = np.isnan(values) & valid.numpy()

@@ -20,6 +20,7 @@ from .engine import (
 from .filters import PER_IMAGE_FILTERS, image_filter
 from .metrics import METRICS
 from .options import CompareOptions, as_options
+from .presets import Conventions, conventions, preset_ddof, preset_options
 from .similarity import aggregate_array
 
 
@@ -47,6 +48,8 @@ class SimilarityResult:
     n_filtered: pd.DataFrame  # pair-images left out by the image filter
     n_undefined: pd.DataFrame  # valid maps but metric undefined (NaN), e.g. one-class kappa
     degenerate: pd.DataFrame  # one row per degenerate map: maps, model, image, reason
+    ddof: int = 0  # of the std in `std` and `dissimilarity`
+    preset: str | None = None  # convention preset the parameters came from
 
     def provenance(self) -> dict:
         """Everything needed to say how the numbers were made (for write_table_csv)."""
@@ -54,6 +57,8 @@ class SimilarityResult:
             "metric": self.metric,
             **{f"metric.{k}": v for k, v in self.params.items()},
             **self.options,
+            "ddof": self.ddof,
+            **({"preset": self.preset} if self.preset else {}),
             "n_images": int(self.per_image.shape[-1]),
             "n_degenerate_maps": int(len(self.degenerate)),
         }
@@ -131,10 +136,16 @@ def _compare(
     image_mask,
     chunk_images,
     device,
+    preset=None,
+    ddof: int | None = None,
 ) -> dict[str, SimilarityResult]:
-    options = as_options(options)
+    conv = conventions(preset)
+    options = as_options(preset_options(conv, options))
+    ddof = preset_ddof(conv, ddof)
     specs = {name: METRICS.get(name) for name in metrics}
-    params = {name: spec.params(metrics[name]) for name, spec in specs.items()}
+    given = {name: conv.metric_params(name, metrics[name]) if conv else metrics[name]
+             for name in metrics}
+    params = {name: spec.params(given[name]) for name, spec in specs.items()}
     check_stack(x, "maps" if y is None else "maps_a", options)
     if y is not None:
         check_stack(y, "maps_b", options)
@@ -150,13 +161,16 @@ def _compare(
     if index is not None:  # images never computed are filtered, not degenerate
         mask = np.zeros(x.shape[1], dtype=bool)
         mask[index.numpy()] = True
+    labels = (names_x, names_y, y, ddof, conv.name if conv else None)
     return {
-        name: _result(name, raw, specs[name], params[name], options, mask, names_x, names_y, y)
+        name: _result(name, raw, specs[name], params[name], options, mask, *labels)
         for name, raw in zip(specs, raws, strict=True)
     }
 
 
-def _result(metric, raw, spec, params, options, mask, names_x, names_y, y) -> SimilarityResult:
+def _result(
+    metric, raw, spec, params, options, mask, names_x, names_y, y, ddof, preset
+) -> SimilarityResult:
     done = finish(raw, spec, params, options, mask, y is None, names_x, names_y)
     if y is None:
         # Every metric here is symmetric and 1 for a map against itself; float rounding in
@@ -166,7 +180,7 @@ def _result(metric, raw, spec, params, options, mask, names_x, names_y, y) -> Si
         diagonal = values[np.arange(len(names_x)), np.arange(len(names_x))]
         diagonal[np.isfinite(diagonal)] = 1.0
         values[np.arange(len(names_x)), np.arange(len(names_x))] = diagonal
-    summary = aggregate_array(done.values)
+    summary = aggregate_array(done.values, ddof=ddof)
 
     def frame(values) -> pd.DataFrame:
         return pd.DataFrame(values, index=names_x, columns=names_y)
@@ -190,6 +204,8 @@ def _result(metric, raw, spec, params, options, mask, names_x, names_y, y) -> Si
         n_filtered=frame(done.filtered.sum(-1)),
         n_undefined=frame(done.undefined.sum(-1)),
         degenerate=pd.DataFrame(records, columns=["maps", "model", "image", "reason"]),
+        ddof=ddof,
+        preset=preset,
     )
 
 
@@ -217,6 +233,8 @@ def similarity_matrices(
     image_mask=None,
     chunk_images: int | None = None,
     device=None,
+    preset: str | Conventions | None = None,
+    ddof: int | None = None,
 ) -> dict[str, SimilarityResult]:
     """`similarity_matrix` for several metrics in one pass over the maps.
 
@@ -239,6 +257,8 @@ def similarity_matrices(
         image_mask,
         chunk_images,
         device,
+        preset,
+        ddof,
     )
 
 
@@ -254,6 +274,8 @@ def similarity_matrix(
     image_mask=None,
     chunk_images: int | None = None,
     device=None,
+    preset: str | Conventions | None = None,
+    ddof: int | None = None,
     **metric_options,
 ) -> SimilarityResult:
     """Every model against every model on the same images.
@@ -266,10 +288,14 @@ def similarity_matrix(
     chunk_images bounds memory: about M * chunk_images * H * W * 4 bytes per chunk (x a few);
         None: about 12 MiB per chunk (fast: cache-sized, no fresh memory per chunk).
     device: where chunks are computed (e.g. "cuda"); default: where maps are.
+    preset: a convention preset (see compare.presets; 'thesis': the published study's);
+        options, metric options and ddof given here win over it.
+    ddof: of the std in the dissimilarity; None: the preset's, else 0.
     """
     return similarity_matrices(
         maps, {metric: metric_options}, options, names=names, segments=segments, preds=preds,
         labels=labels, image_mask=image_mask, chunk_images=chunk_images, device=device,
+        preset=preset, ddof=ddof,
     )[metric]
 
 
@@ -286,6 +312,8 @@ def cross_method_similarity(
     image_mask=None,
     chunk_images: int | None = None,
     device=None,
+    preset: str | Conventions | None = None,
+    ddof: int | None = None,
     **metric_options,
 ) -> SimilarityResult:
     """Method A's maps [M, N, ...] against method B's maps [M, N, ...] for the same models.
@@ -310,4 +338,6 @@ def cross_method_similarity(
         image_mask,
         chunk_images,
         device,
+        preset,
+        ddof,
     )[metric]

@@ -2,9 +2,9 @@
 
 A metric's `pairwise(x, y, **params)` takes features x [M, n, D] and y [K, n, D] (image n of
 x is compared with image n of y) and returns raw values [M, K, n]. `y is x` signals a
-self-comparison, so work on x is done once. Metrics whose final value needs a statistic over
-all pairs (the RBF median width) split this into `resolve` (params from all valid raw
-values) and `finalize` (raw -> similarity).
+self-comparison, so work on x is done once. Metrics whose final value needs a parameter
+fixed after the pass (the RBF width) split this into `resolve` (params from the given ones,
+the normalisation and, only on request, the valid raw values) and `finalize`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class Metric:
     pairwise: Callable[..., torch.Tensor]
     defaults: dict = field(default_factory=dict)
     check: Callable[[dict], dict] | None = None  # validates/normalises params
-    resolve: Callable[[dict, torch.Tensor], dict] | None = None
+    resolve: Callable[[dict, torch.Tensor, str], dict] | None = None  # (params, raw, norm.)
     finalize: Callable[[torch.Tensor, dict], torch.Tensor] | None = None
 
     def params(self, given: dict) -> dict:
@@ -112,17 +112,42 @@ def spearman(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 # --- RBF ------------------------------------------------------------------------------------
 
+RBF_DISTANCES = ("rms", "euclidean")
+# Default sigma of the RMS distance on maps with a fixed range ([0, 1] after minmax or rank,
+# [-1, 1] after maxabs): a constant, so a pair's value never depends on the other images.
+RBF_DEFAULT_SIGMA = 0.25
+RBF_BOUNDED_NORMALIZATIONS = ("minmax", "rank", "maxabs")
+
 
 def _check_rbf(params: dict) -> dict:
     sigma = params["sigma"]
-    if sigma != "median" and not (isinstance(sigma, int | float) and sigma > 0):
-        raise UserError(f"rbf sigma={sigma!r} is not accepted; accepted: a number > 0 or 'median'")
+    if sigma not in (None, "median") and not (
+        isinstance(sigma, int | float) and not isinstance(sigma, bool) and sigma > 0
+    ):
+        raise UserError(f"rbf sigma={sigma!r} is not accepted; accepted: a number > 0 (in map "
+                        "units) or 'median' (of the pairs in this call: batch-dependent)")
+    if params["distance"] not in RBF_DISTANCES:
+        raise UserError(f"rbf distance={params['distance']!r} is not accepted; accepted: "
+                        f"{', '.join(RBF_DISTANCES)}")
     return params
 
 
-def _resolve_rbf(params: dict, raw_valid: torch.Tensor) -> dict:
-    if params["sigma"] != "median":
-        return {**params, "sigma": float(params["sigma"])}
+def _resolve_rbf(params: dict, raw_valid: torch.Tensor, normalization: str) -> dict:
+    sigma = params["sigma"]
+    if sigma is None:
+        if params["distance"] != "rms":
+            raise UserError("rbf needs sigma= (a number in map units) with distance="
+                            f"'{params['distance']}': ||x - y|| grows with the map size, so no "
+                            "default fits (preset 'thesis' gives the published sigma)")
+        if normalization not in RBF_BOUNDED_NORMALIZATIONS:
+            raise UserError(
+                f"rbf needs sigma= (a number in map units) with normalization "
+                f"'{normalization}': the maps' units are not fixed, so no default fits; or "
+                f"normalise with {' / '.join(RBF_BOUNDED_NORMALIZATIONS)} (default sigma "
+                f"{RBF_DEFAULT_SIGMA})")
+        return {**params, "sigma": RBF_DEFAULT_SIGMA, "sigma_rule": "fixed default"}
+    if sigma != "median":
+        return {**params, "sigma": float(sigma), "sigma_rule": "fixed"}
     if raw_valid.numel() == 0:
         raise UserError("rbf sigma='median' needs at least one valid pair; give sigma explicitly")
     median = float(np.median(raw_valid.cpu().numpy()))  # torch's median is the lower one
@@ -137,15 +162,22 @@ def _finalize_rbf(raw: torch.Tensor, params: dict) -> torch.Tensor:
 
 @register_metric(
     "rbf",
-    defaults={"sigma": "median"},
+    defaults={"sigma": None, "distance": "rms"},
     check=_check_rbf,
     resolve=_resolve_rbf,
     finalize=_finalize_rbf,
 )
-def rbf_distance(x: torch.Tensor, y: torch.Tensor, sigma=None) -> torch.Tensor:
-    """exp(-d^2 / (2 sigma^2)) with d = ||a - b|| / sqrt(D) (root-mean-square difference), so
-    the value does not depend on resolution. sigma='median' uses the median d over all pairs.
-    Returns d here; `finalize` applies the kernel once sigma is known."""
+def rbf_distance(x: torch.Tensor, y: torch.Tensor, sigma=None, distance="rms") -> torch.Tensor:
+    """exp(-d^2 / (2 sigma^2)) with a fixed sigma, so one pair's value never depends on the
+    other images compared with it.
+
+    distance='rms': d = ||a - b|| / sqrt(D) (root-mean-square difference), independent of
+        resolution; sigma defaults to RBF_DEFAULT_SIGMA on min-max / rank / max-abs maps.
+    distance='euclidean': d = ||a - b|| on the maps as compared (the published study's
+        kernel; sigma in those units, no default).
+    sigma='median' (opt-in) uses the median d over the pairs of this call: batch-dependent.
+    Returns d here; `finalize` applies the kernel once sigma is known.
+    """
     # ||a - b||^2 = |a|^2 + |b|^2 - 2 a.b from batched Gram products (~10x faster than a
     # difference per pair). Against cancellation: float64 products, after subtracting one
     # per-image centre from every map (distances unchanged, norms shrink to the spread).
@@ -160,7 +192,8 @@ def rbf_distance(x: torch.Tensor, y: torch.Tensor, sigma=None) -> torch.Tensor:
         sq_x = torch.linalg.vector_norm(xc, dim=-1) ** 2
         sq_y = torch.linalg.vector_norm(yc, dim=-1) ** 2
     squared = (sq_x[:, None, :] + sq_y[None, :, :] - 2 * gram).clamp_min_(0)
-    return squared.sqrt_() / math.sqrt(x.shape[-1])
+    scale = math.sqrt(x.shape[-1]) if distance == "rms" else 1.0
+    return squared.sqrt_() / scale
 
 
 # --- Cohen's kappa --------------------------------------------------------------------------

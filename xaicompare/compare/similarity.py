@@ -13,6 +13,7 @@ from .engine import as_tensor, check_segments, check_stack, compute_raw, degener
 from .metrics import METRICS, binarize, kappa_from_labels
 from .options import CompareOptions, as_options
 from .preprocess import prepare, to_features
+from .presets import Conventions, conventions, preset_ddof, preset_options
 
 
 @dataclass
@@ -45,6 +46,7 @@ def similarity(
     options: CompareOptions | dict | None = None,
     segments=None,
     return_details: bool = False,
+    preset: str | Conventions | None = None,
     **metric_options,
 ):
     """Similarity of maps_a[i] and maps_b[i] for every image i -> values [B].
@@ -55,10 +57,13 @@ def similarity(
     options: CompareOptions (normalization, resolution, degenerate policy).
     Degenerate maps (all-zero, constant, non-finite) give NaN by default, never a silent 0.
     return_details: also return a SimilarityDetails (resolved params, degenerate images).
+    preset: a convention preset ('thesis': the published study's RBF and normalisation; see
+        compare.presets); options and metric_options given here win over it.
     """
-    options = as_options(options)
+    conv = conventions(preset)
+    options = as_options(preset_options(conv, options))
     spec = METRICS.get(metric)
-    params = spec.params(metric_options)
+    params = spec.params(conv.metric_params(metric, metric_options) if conv else metric_options)
     a, b, segments = _pair_inputs(maps_a, maps_b, options, segments)
     raw = compute_raw(a, b, spec, params, options, segments)  # chunked: bounded memory
     done = finish(raw, spec, params, options, None, self_pairs=False, names_x=["a"], names_y=["b"])
@@ -127,16 +132,18 @@ def pooled_kappa(
     return float(value.reshape(()))
 
 
-def dissimilarity(values, ddof: int = 0) -> float:
+def dissimilarity(values, ddof: int | None = None, *, preset=None) -> float:
     """sqrt((1 - mean)^2 + std^2) of per-image similarities (the published study's measure).
 
     NaN values (pairs excluded as degenerate or filtered) are ignored; all-NaN gives NaN.
+    ddof: of the std; None: the preset's (thesis: 1, the unbiased std), else 0.
     """
-    return aggregate(values, ddof=ddof)["dissimilarity"]
+    return aggregate(values, ddof=ddof, preset=preset)["dissimilarity"]
 
 
-def aggregate(values, ddof: int = 0) -> dict:
+def aggregate(values, ddof: int | None = None, *, preset=None) -> dict:
     """{mean, std, median, dissimilarity, n} over the non-NaN values (std with `ddof`)."""
+    ddof = preset_ddof(conventions(preset), ddof)
     v = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
     v = v.astype(np.float64).reshape(-1)
     summary = aggregate_array(v[None], ddof=ddof)

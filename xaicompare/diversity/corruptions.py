@@ -15,10 +15,13 @@ drawn on the CPU (then moved), so results are identical on CPU and GPU. The seed
 depend on severity: severities share the same underlying noise (common random numbers),
 which makes curves over severity smoother.
 
-Differences from ImageNet-C: outputs are not quantised to uint8 (except jpeg), and
-resampling and blurs run in float rather than PIL/OpenCV's 8-bit arithmetic. At small
-sizes the scaled blur of the lowest severities can be (almost) the identity: a defocus disk
-with a scaled radius below 1 pixel holds only its centre.
+At 224 x 224 every deterministic corruption equals the `imagecorruptions` package (the
+reference ImageNet-C code) at severities 1-5, and the random ones equal it given the same
+noise (tests/test_corruptions_reference.py). Differences: outputs are not quantised to
+uint8 (except jpeg; pixelate's small image stays float where PIL rounds it, at most one
+level apart), and the noise comes from per-image torch generators. At small sizes the
+scaled blur of the lowest severities can be (almost) the identity: a defocus disk with a
+scaled radius below 1 pixel holds only its centre.
 """
 
 from __future__ import annotations
@@ -54,6 +57,13 @@ PARAMS: dict[str, tuple] = {
     "saturate": ((0.3, 0.0), (0.1, 0.0), (2.0, 0.0), (5.0, 0.1), (20.0, 0.2)),
     "jpeg_compression": (25, 18, 15, 10, 7),
     "pixelate": (0.6, 0.5, 0.4, 0.3, 0.25),
+}
+
+
+# Bumped when a corruption's output changes, so stored predictions of the old version are
+# not reused (the version is part of the store's condition key; absent means 1).
+VERSIONS: dict[str, int] = {
+    "defocus_blur": 2,  # 2: ImageNet-C's kernel sums at severities 4-5 (1.013 / 1.011)
 }
 
 
@@ -122,16 +132,43 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
     return k / k.sum()
 
 
-def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
-    """ImageNet-C's defocus kernel: a filled disk, slightly smoothed, summing to 1."""
-    half = int(math.ceil(radius)) + 1  # +1 leaves room for the smoothing
+def disk_kernel(radius: float, alias_blur: float, scale: float = 1.0) -> torch.Tensor:
+    """ImageNet-C's defocus kernel; at scale 1 exactly imagecorruptions' `disk`.
+
+    There: a filled disk on a grid of half-width 8 (radius <= 8) or `radius` (larger),
+    normalised to sum 1, then cv2.GaussianBlur(ksize 3, or 5 above radius 8,
+    sigmaX=alias_blur) with OpenCV's reflect-101 border and no renormalisation. Where the
+    disk touches the grid's edge (radius 8 and 10: severities 4-5) the border reflects mass
+    back in and the kernel sums to 1.013 / 1.011: those severities also brighten the image
+    ~1%. scale (image size / 224) != 1: the disk of radius * scale on a grid with room to
+    spare, smoothed, then given the reference kernel's sum (the same brightening).
+    """
+    reference = _reference_disk(radius, alias_blur)
+    if scale == 1.0:
+        return reference
+    scaled = radius * scale
+    half = int(math.ceil(scaled)) + 1  # +1 leaves room for the smoothing
+    t = torch.arange(-half, half + 1, dtype=torch.float64)
+    disk = ((t[:, None] ** 2 + t[None, :] ** 2) <= scaled**2).double()
+    disk = _gaussian_smooth(disk, 3, alias_blur, "constant")
+    return disk * (reference.sum() / disk.sum())
+
+
+def _reference_disk(radius: float, alias_blur: float) -> torch.Tensor:
+    ksize = 3 if radius <= 8 else 5
+    half = 8 if radius <= 8 else int(radius)
     t = torch.arange(-half, half + 1, dtype=torch.float64)
     disk = ((t[:, None] ** 2 + t[None, :] ** 2) <= radius**2).double()
-    # 3x3 smoothing of the kernel, like cv2.GaussianBlur(ksize=(3, 3), sigmaX=alias_blur)
-    g = torch.exp(-0.5 * (torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64) / alias_blur) ** 2)
-    g = g / g.sum()
-    disk = F.conv2d(disk[None, None], (g[:, None] * g[None, :])[None, None], padding=1)[0, 0]
-    return disk / disk.sum()
+    return _gaussian_smooth(disk / disk.sum(), ksize, alias_blur, "reflect")  # reflect-101
+
+
+def _gaussian_smooth(kernel: torch.Tensor, ksize: int, sigma: float, border: str):
+    """cv2.GaussianBlur(kernel, (ksize, ksize), sigma) with the given border."""
+    offsets = torch.arange(ksize, dtype=torch.float64) - ksize // 2
+    g = torch.exp(-(offsets**2) / (2 * sigma**2))
+    g = (g / g.sum())[None, None]
+    padded = F.pad(kernel[None, None], (ksize // 2,) * 4, mode=border)
+    return F.conv2d(F.conv2d(padded, g[..., None, :]), g[..., :, None])[0, 0]
 
 
 @register_corruption("gaussian_noise")
@@ -176,7 +213,7 @@ def gaussian_blur(x: torch.Tensor, severity: int, rng: PerImageRandom) -> torch.
 @register_corruption("defocus_blur")
 def defocus_blur(x: torch.Tensor, severity: int, rng: PerImageRandom) -> torch.Tensor:
     radius, alias_blur = _param("defocus_blur", severity)
-    return _depthwise(x, disk_kernel(radius * _length_scale(x), alias_blur))
+    return _depthwise(x, disk_kernel(radius, alias_blur, _length_scale(x)))
 
 
 @register_corruption("contrast")

@@ -7,6 +7,7 @@ Writes  tables/cluster/<method>/<metric>_{assignments,sweep,mds,tests}.csv
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -23,6 +24,7 @@ from ..cluster import (
 )
 from ..compare import read_matrix_csv, write_table_csv
 from ..errors import UserError
+from .compare import study_conventions
 from .paths import array_path, save_arrays, table_path
 
 log = logging.getLogger("xaicompare")
@@ -58,15 +60,27 @@ def louvain_input(study, method: str, metric: str, D: pd.DataFrame) -> tuple[pd.
     return mean.loc[D.index, D.index].clip(lower=0.0), "similarity"
 
 
+def louvain_settings(study) -> tuple[str, int]:
+    """(backend, seed) of Louvain: cluster.louvain_*, else the preset's, else the study seed."""
+    cfg, conv = study.config.cluster, study_conventions(study)
+    backend = cfg.louvain_backend or conv.louvain_backend
+    seed = cfg.louvain_seed
+    if seed is None:
+        seed = conv.louvain_seed if conv.louvain_seed is not None else study.config.seed
+    return backend, seed
+
+
 def run_cluster(study) -> dict:
     cfg = study.config.cluster
     families = study.families
+    backend, louvain_seed = louvain_settings(study)
     outputs = {}
     for method in study.config.methods:
         for metric in study.config.compare.metrics:
             D = defined_part(read_dissimilarity(study, method, metric), f"{method}/{metric}")
             provenance = {"method": method, "metric": metric, "linkage": cfg.method,
                           "louvain_weight": cfg.louvain_weight, "seed": study.config.seed,
+                          "louvain_backend": backend, "louvain_seed": louvain_seed,
                           "models": list(D.index)}
             if len(D) < 2:
                 log.warning("%s/%s: fewer than 2 models with defined dissimilarities; "
@@ -76,7 +90,7 @@ def run_cluster(study) -> dict:
             W, weight = louvain_input(study, method, metric, D)
             try:
                 parts = communities(W, resolution=cfg.louvain_resolution,
-                                    seed=study.config.seed, weight=weight)
+                                    seed=louvain_seed, weight=weight, backend=backend)
             except UserError as err:  # e.g. no positive edge weight at all
                 log.warning("%s/%s: Louvain not possible (%s); every model its own community",
                             method, metric, err)
@@ -89,7 +103,7 @@ def run_cluster(study) -> dict:
             write_table_csv(assignments, table_path(study, "cluster", method,
                                                     f"{metric}_assignments"), provenance)
             if len(set(parts.values())) < len(parts):
-                sweep = resolution_sweep(W, SWEEP, seed=study.config.seed, weight=weight)
+                sweep = resolution_sweep(W, SWEEP, seed=louvain_seed, weight=weight)
                 sweep["partition"] = sweep["partition"].map(lambda p: dict(sorted(p.items())))
                 write_table_csv(sweep, table_path(study, "cluster", method, f"{metric}_sweep"),
                                 provenance)
@@ -112,15 +126,20 @@ def family_tests(D, tree, parts, assignments, families, cfg, seed) -> pd.DataFra
     if len(D) >= 3:  # with two models the cophenetic correlation is undefined
         rows.append({"test": "cophenetic_correlation",
                      "statistic": tree.cophenetic_correlation, "p_value": np.nan})
-    for statistic in ("permanova", "mantel"):
+    for statistic in ("permanova", "permdisp", "mantel"):
         try:
             result = family_permutation_test(D, families, n_permutations=cfg.permutations,
                                              seed=seed, statistic=statistic)
         except UserError as err:  # e.g. every model in its own family
             log.info("family test %s not possible: %s", statistic, err)
             continue
-        rows.append({"test": statistic, "statistic": result["statistic"],
-                     "p_value": result["p_value"]})
+        row = {"test": statistic, "statistic": result["statistic"],
+               "p_value": result["p_value"], "exact": result["exact"],
+               "n_permutations": result["n_permutations"]}
+        if "dispersion" in result:  # mean distance to the family centroid, per family
+            row["dispersion"] = json.dumps({k: round(v, 6)
+                                            for k, v in result["dispersion"].items()})
+        rows.append(row)
     rows.append({"test": "ari_communities_vs_families",
                  "statistic": adjusted_rand_index(parts, families), "p_value": np.nan})
     if "cluster" in assignments:

@@ -11,9 +11,12 @@ import logging
 
 import numpy as np
 import pandas as pd
+import torch
 
-from ..compare import CompareOptions, similarity_matrices, write_table_csv
+from ..compare import CompareOptions, conventions, similarity_matrices, write_table_csv
 from ..compare.localisation import localisation_scores
+from ..compare.presets import Conventions, preset_ddof
+from ..errors import UserError
 from .paths import array_path, save_arrays, table_path
 
 log = logging.getLogger("xaicompare")
@@ -25,6 +28,54 @@ def compare_options(study) -> CompareOptions:
     cfg = study.config.compare
     return CompareOptions(normalization=cfg.normalization, resolution=cfg.resolution,
                           degenerate=cfg.degenerate, filter=cfg.filter or "all")
+
+
+def study_conventions(study) -> Conventions:
+    """The convention preset of the study (compare.preset)."""
+    return conventions(study.config.compare.preset)
+
+
+def study_ddof(study) -> int:
+    """ddof of the std in every dissimilarity: compare.ddof, else the preset's."""
+    return preset_ddof(study_conventions(study), study.config.compare.ddof)
+
+
+def metric_options(study, method: str, metric: str) -> dict:
+    """The metric's options for one method: the preset's, then compare.metric_options.
+
+    A value may be a mapping {method: value} (e.g. rbf sigma {gradcam: 80, default: 10}).
+    sigma='median' is refused: it would make every number depend on the study's images.
+    """
+    given = study.config.compare.metric_options.get(metric, {})
+    options = study_conventions(study).metric_params(metric, given)
+    for key, value in options.items():
+        if isinstance(value, dict):
+            if method not in value and "default" not in value:
+                raise UserError(f"compare.metric_options.{metric}.{key}: no value for method "
+                                f"'{method}'; give one or a 'default'")
+            options[key] = value.get(method, value.get("default"))
+    if metric == "rbf" and options.get("sigma") == "median":
+        raise UserError("compare.metric_options.rbf.sigma: 'median' makes every similarity "
+                        "depend on which images are in the study; accepted: a number > 0 in "
+                        "map units (or leave it out: the preset's fixed sigma)")
+    return options
+
+
+def check_compare_settings(study) -> None:
+    """Every method x metric's options resolve (e.g. rbf has a sigma for the normalisation):
+    checked before the explain stage, so a study does not fail after hours of explaining."""
+    from ..compare import METRICS
+
+    cfg = study.config.compare
+    for method in study.config.methods:
+        for metric in cfg.metrics:
+            spec = METRICS.get(metric)
+            params = spec.params(metric_options(study, method, metric))
+            if spec.resolve is not None:
+                try:
+                    spec.resolve(params, torch.empty(0), cfg.normalization)
+                except UserError as err:
+                    raise UserError(f"compare ({method}/{metric}): {err}") from None
 
 
 def run_compare(study) -> dict:
@@ -41,8 +92,9 @@ def run_compare(study) -> dict:
             localisation += localisation_rows(study, method, maps, masks.numpy())
         # every metric in one pass: each chunk of maps is converted and normalised once
         per_metric = similarity_matrices(
-            maps, {metric: cfg.metric_options.get(metric, {}) for metric in cfg.metrics},
-            options, names=study.model_names, preds=preds, labels=labels)
+            maps, {metric: metric_options(study, method, metric) for metric in cfg.metrics},
+            options, names=study.model_names, preds=preds, labels=labels,
+            preset=study_conventions(study), ddof=study_ddof(study))
         for metric, result in per_metric.items():
             provenance = {"method": method, **result.provenance()}
             for summary in SUMMARIES:

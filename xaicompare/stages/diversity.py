@@ -35,7 +35,11 @@ log = logging.getLogger("xaicompare")
 
 
 def corrupted_condition(name: str, severity: int, seed: int) -> str:
-    return f"{name}-s{severity}-seed{seed}"
+    """The store key of a corruption's predictions; a changed corruption gets a new one."""
+    from ..diversity.corruptions import VERSIONS
+
+    version = VERSIONS.get(name, 1)
+    return f"{name}{f'-v{version}' if version > 1 else ''}-s{severity}-seed{seed}"
 
 
 def run_corrupted_logits(study) -> None:

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from .. import report as rp
+from ..cluster import read_family_tests
 from ..store import atomic_write
 from .cluster import read_dissimilarity
 from .paths import array_path, figure_path, table_path
@@ -50,7 +51,7 @@ def similarity_sections(study, save: FigureWriter) -> list[dict]:
     sections = []
     primary = study.config.compare.metrics[0]
     for method in study.config.methods:
-        figures, tables, tests = [], [], []
+        figures, tables, tests, readings = [], [], [], []
         for metric in study.config.compare.metrics:
             D = read_dissimilarity(study, method, metric)
             tree_path = array_path(study, "cluster", f"{method}__{metric}")
@@ -69,6 +70,9 @@ def similarity_sections(study, save: FigureWriter) -> list[dict]:
             if family_tests is not None:
                 tests += [{"name": f"{metric}: {name}", "statistic": row["statistic"],
                            "p_value": row["p_value"]} for name, row in family_tests.iterrows()]
+                reading = family_tests_in_words(family_tests)
+                if reading:
+                    readings.append(f"Family tests, {metric}: {reading}")
             mean = _read(table_path(study, "similarity", method, f"{metric}_mean"))
             tables.append({"table": mean.round(3),
                            "caption": f"Mean per-image {metric} similarity"})
@@ -79,9 +83,22 @@ def similarity_sections(study, save: FigureWriter) -> list[dict]:
                          "text": f"Parameters: {json.dumps(study.config.methods[method])}. "
                                  f"Maps normalised with '{study.config.compare.normalization}' "
                                  f"at '{study.config.compare.resolution}' resolution before "
-                                 "comparison.",
+                                 "comparison. " + " ".join(readings),
                          "figures": figures, "tables": tables, "tests": tests})
     return sections
+
+
+def family_tests_in_words(tests: pd.DataFrame) -> str | None:
+    """The PERMANOVA / PERMDISP pair of a tests table in words (None if either is missing)."""
+    if not {"permanova", "permdisp"} <= set(tests.index):
+        return None
+    permdisp = tests.loc["permdisp"]
+    dispersion = permdisp.get("dispersion")
+    dispersion = json.loads(dispersion) if isinstance(dispersion, str) else None
+    exact = all(str(tests.loc[t].get("exact")) == "True" for t in ("permanova", "permdisp"))
+    n_groupings = int(permdisp["n_permutations"]) if exact else None
+    return read_family_tests(float(tests.loc["permanova", "p_value"]),
+                             float(permdisp["p_value"]), dispersion, n_groupings)
 
 
 def structure_figures(study, save, method: str, metric: str, D, tree) -> list[dict]:

@@ -33,7 +33,8 @@ from ..trust import (
     sanity_scores,
     shuffled_null,
 )
-from .compare import compare_options
+from .cluster import louvain_settings
+from .compare import compare_options, study_ddof
 from .paths import array_path, table_path
 
 log = logging.getLogger("xaicompare")
@@ -51,9 +52,10 @@ def run_trust(study) -> None:
             per_image = np.load(array_path(study, "similarity", f"{method}__{metric}"))
             values, names = per_image["per_image"], [str(x) for x in per_image["names"]]
             provenance = {"method": method, "metric": metric, "n_resamples": cfg.n_resamples,
-                          "ci": cfg.ci, "seed": seed}
+                          "ci": cfg.ci, "seed": seed, "ddof": study_ddof(study)}
             tables = [bootstrap_matrix(values, statistic, n_resamples=cfg.n_resamples,
-                                       seed=seed, ci=cfg.ci, names=names).table()
+                                       seed=seed, ci=cfg.ci, names=names,
+                                       ddof=study_ddof(study)).table()
                       .assign(statistic=statistic) for statistic in ("mean", "dissimilarity")]
             write_table_csv(pd.concat(tables, ignore_index=True),
                             table_path(study, "trust", method, f"{metric}_bootstrap"), provenance)
@@ -74,9 +76,11 @@ def run_trust(study) -> None:
         sizes = [n for n in (5, 10, 20, 50, 100, 200, 500, 1000) if n < values.shape[-1]]
         if sizes:
             write_table_csv(sample_size_curve(values, sizes + [values.shape[-1]],
-                                              n_subsets=cfg.sample_size_subsets, seed=seed),
+                                              n_subsets=cfg.sample_size_subsets, seed=seed,
+                                              ddof=study_ddof(study)),
                             table_path(study, "trust", method, "sample_size"),
-                            {"metric": primary, "statistic": "dissimilarity"})
+                            {"metric": primary, "statistic": "dissimilarity",
+                             "ddof": study_ddof(study)})
     prediction_intervals(study)
     faithfulness(study)
     if cfg.randomization:
@@ -90,13 +94,15 @@ def stability(study, method: str, metric: str, values: np.ndarray) -> None:
         log.info("%s: too few models or undefined pairs; clustering stability skipped", method)
         return
     k = study.config.cluster.k or 2
+    backend, louvain_seed = louvain_settings(study)
     frames = {}
     for algorithm in ("hierarchical", "louvain"):
         try:
             frames[algorithm] = coclustering_frequency(
                 values, k=k, method=study.config.cluster.method, algorithm=algorithm,
                 resolution=study.config.cluster.louvain_resolution,
-                n_resamples=cfg.stability_resamples, seed=study.config.seed, names=names)
+                n_resamples=cfg.stability_resamples, seed=study.config.seed, names=names,
+                louvain_seed=louvain_seed, backend=backend, ddof=study_ddof(study))
         except UserError as err:
             log.warning("%s: %s co-clustering not possible: %s", method, algorithm, err)
     if frames:

@@ -43,6 +43,7 @@ def sample_size_curve(
     seed: int = 0,
     statistic: str = "dissimilarity",
     names=None,
+    ddof: int = 0,
 ) -> pd.DataFrame:
     """For each subset size n: how much the models x models matrix moves across random
     subsets of n images (drawn without replacement, seeded) and how far it is from the
@@ -53,7 +54,7 @@ def sample_size_curve(
     mean_abs_diff (mean over subsets and pairs of |subset - full|), frobenius (mean over
     subsets of the root-sum-square difference over pairs), rank_correlation (mean Spearman
     correlation between the subset's and the full matrix's pair values: does the
-    ordering of pairs hold?).
+    ordering of pairs hold?). ddof: of the std in the dissimilarity (as compare.aggregate).
     """
     if statistic not in SUBSET_STATISTICS:
         raise UserError(f"statistic={statistic!r} is not accepted; accepted: "
@@ -68,11 +69,12 @@ def sample_size_curve(
         raise UserError(f"sizes {bad or sizes} are not accepted; accepted: ints in 1..{n}")
     pairs = np.triu_indices(m, 1) if rows == cols else np.nonzero(np.ones((m, k), bool))
     series = values[pairs]  # [P, N]
-    full = weighted_statistic(series, np.ones((1, n)), statistic)[0]
+    full = weighted_statistic(series, np.ones((1, n)), statistic, ddof)[0]
     rng = np.random.default_rng(seed)
     records = []
     for size in sizes:
-        sub = weighted_statistic(series, subset_weights(n, size, n_subsets, rng), statistic)
+        sub = weighted_statistic(series, subset_weights(n, size, n_subsets, rng), statistic,
+                                 ddof)
         diff = sub - full[None]
         with np.errstate(invalid="ignore"):
             spread = np.nanstd(sub, axis=0, ddof=1)
