@@ -1,5 +1,6 @@
 """Pairwise similarity of explanations: per image, as models x models matrices, summaries."""
 
+from . import agreement  # noqa: F401  (registers rank, signed_rank, topk_iou)
 from .filters import FILTERS, image_filter
 from .frames import check_square_frame
 from .matrix import (
@@ -8,7 +9,7 @@ from .matrix import (
     similarity_matrices,
     similarity_matrix,
 )
-from .metrics import METRICS, Metric, binarize, register_metric
+from .metrics import METRICS, Metric, MetricProperties, binarize, register_metric
 from .options import CompareOptions
 from .preprocess import average_ranks, normalize
 from .similarity import (
@@ -25,6 +26,7 @@ __all__ = [
     "METRICS",
     "CompareOptions",
     "Metric",
+    "MetricProperties",
     "SimilarityDetails",
     "SimilarityResult",
     "aggregate",
