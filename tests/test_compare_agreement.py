@@ -90,3 +90,13 @@ def test_every_metric_declares_its_properties():
         assert props.low < props.high and props.higher_is_similar
     assert not METRICS.get("rank").properties.sign_aware
     assert METRICS.get("signed_rank").properties.sign_aware
+
+
+def test_public_rank_agreement_api(maps):
+    import xaicompare as xc
+
+    a, b = maps
+    got = xc.rank_agreement(a, b, k=5, signed=True)
+    np.testing.assert_allclose(got, [_krishna(a[i].ravel(), b[i].ravel(), 5, "signed_rank")
+                                     for i in range(4)], atol=1e-7)
+    assert xc.cka is not None and xc.consensus is not None and xc.ssim is not None

@@ -41,14 +41,14 @@ def _rank(x, y, k, fraction, signed: bool) -> torch.Tensor:
 
 @register_metric("rank", defaults=K_DEFAULTS, check=_check_topk,
                  properties=MetricProperties(0, 1, False, ("sign flips", "positive scaling")))
-def rank_agreement(x, y, k=None, fraction=None) -> torch.Tensor:
+def rank_pairwise(x, y, k=None, fraction=None) -> torch.Tensor:
     """Fraction of the top-k rank positions holding the same feature in both maps."""
     return _rank(x, y, k, fraction, signed=False)
 
 
 @register_metric("signed_rank", defaults=K_DEFAULTS, check=_check_topk,
                  properties=MetricProperties(0, 1, True, ("positive scaling",)))
-def signed_rank_agreement(x, y, k=None, fraction=None) -> torch.Tensor:
+def signed_rank_pairwise(x, y, k=None, fraction=None) -> torch.Tensor:
     """Fraction of the top-k rank positions holding the same feature, of the same sign."""
     return _rank(x, y, k, fraction, signed=True)
 
@@ -61,3 +61,18 @@ def topk_iou(x, y, k=None, fraction=None) -> torch.Tensor:
     mx = _top_mask(x, k).to(x.dtype)
     both = _gram(mx, mx if y is x else _top_mask(y, k).to(x.dtype))
     return both / (2 * k - both)
+
+
+def rank_agreement(maps_a, maps_b, *, k: int | None = None, fraction: float = 0.1,
+                   signed: bool = False, **options):
+    """Per-image rank agreement (signed=True: signed rank agreement) at k -> [B].
+
+    Same call shape as `similarity`: maps [B, H, W] or [B, D]; `options` as there (e.g.
+    options={"resolution": "superpixels"}, segments=...). Maps are ranked by |value| as given
+    (no normalisation changes a ranking by |value| except 'minmax', which is not applied).
+    """
+    from .similarity import similarity
+
+    opts = {"normalization": "none", **options.pop("options", {})}
+    return similarity(maps_a, maps_b, "signed_rank" if signed else "rank", k=k,
+                      fraction=fraction, options=opts, **options)
