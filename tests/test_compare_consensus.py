@@ -69,3 +69,9 @@ def test_consensus_other_metric_and_degenerate_map(maps):
     assert np.isnan(result.per_image[1, 2]) and result.table["n"].tolist() == [5, 4, 5, 5]
     with pytest.raises(UserError, match="at least 3 models"):
         consensus(maps[:2])
+
+
+def test_correlation_undefined_for_constant_accuracy(maps):
+    result = consensus(maps, n_resamples=10)
+    out = consensus_accuracy_correlation(result, [1.0, 1.0, 1.0, 1.0])
+    assert np.isnan(out["spearman"]) and "same for every model" in out["note"]

@@ -96,17 +96,30 @@ def _mean_interval(values: np.ndarray, n_resamples: int, seed: int, ci: float):
         return np.nanquantile(means, alpha, axis=1), np.nanquantile(means, 1 - alpha, axis=1)
 
 
-def consensus_accuracy_correlation(result: ConsensusResult, accuracy) -> dict:
-    """Spearman rank correlation of the consensus scores with the models' accuracy."""
+def consensus_accuracy_correlation(scores, accuracy) -> dict:
+    """Spearman rank correlation of the consensus scores with the models' accuracy.
+
+    scores: a ConsensusResult, or its table (columns model, score); accuracy: one value per
+    model, in the table's model order or as a mapping model -> accuracy.
+    """
     from scipy.stats import spearmanr
 
-    acc = pd.Series(accuracy, dtype=float).reindex(result.table["model"]).to_numpy() \
-        if isinstance(accuracy, dict | pd.Series) else np.asarray(accuracy, dtype=float)
-    if acc.shape != (len(result.table),) or not np.isfinite(acc).all():
+    table = scores.table if isinstance(scores, ConsensusResult) else scores
+    if isinstance(accuracy, dict | pd.Series):
+        acc = pd.Series(accuracy, dtype=float).reindex(table["model"]).to_numpy()
+    else:
+        acc = np.asarray(accuracy, dtype=float)
+    if acc.shape != (len(table),) or not np.isfinite(acc).all():
         raise UserError(f"accuracy must give one finite value per model "
-                        f"({list(result.table['model'])})")
-    rho, p = spearmanr(result.table["score"], acc)
-    return {"spearman": float(rho), "p_value": float(p), "n_models": len(acc)}
+                        f"({list(table['model'])})")
+    score = table["score"].to_numpy(dtype=float)
+    ok = np.isfinite(score)
+    if ok.sum() < 3 or np.ptp(acc[ok]) == 0 or np.ptp(score[ok]) == 0:
+        return {"spearman": np.nan, "p_value": np.nan, "n_models": int(ok.sum()),
+                "note": "undefined: fewer than 3 scored models, or accuracy or score is the "
+                        "same for every model"}
+    rho, p = spearmanr(score[ok], acc[ok])
+    return {"spearman": float(rho), "p_value": float(p), "n_models": int(ok.sum())}
 
 
 def ssim(maps_a, maps_b, *, data_range: float = 1.0, win_size: int = 7,

@@ -3,6 +3,7 @@
 Writes  tables/similarity/<method>/<metric>_<summary>.csv   (labelled, with provenance)
         arrays/similarity/<method>__<metric>.npz            (per-image values [M, M, N])
         tables/localisation.csv   (where the dataset has object masks, e.g. shapes)
+        and the consensus and representation tables of stages/lenses.py
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pandas as pd
 
 from ..compare import CompareOptions, similarity_matrices, write_table_csv
 from ..compare.localisation import localisation_scores
+from .lenses import consensus_table, representation_tables
 from .paths import array_path, save_arrays, table_path
 
 log = logging.getLogger("xaicompare")
@@ -37,6 +39,7 @@ def run_compare(study) -> dict:
     results, localisation = {}, []
     for method in study.config.methods:
         maps = study.read_maps(method)
+        consensus_table(study, method, maps)
         if masks is not None:
             localisation += localisation_rows(study, method, maps, masks.numpy())
         # every metric in one pass: each chunk of maps is converted and normalised once
@@ -61,6 +64,7 @@ def run_compare(study) -> dict:
                                 table_path(study, "similarity", method, "degenerate_maps"),
                                 provenance)
             results[(method, metric)] = result
+    representation_tables(study)
     if localisation:
         write_table_csv(pd.DataFrame(localisation), table_path(study, "localisation"),
                         {"pointing_game": "argmax of the map inside the object mask",
