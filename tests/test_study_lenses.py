@@ -25,6 +25,8 @@ def finished(tmp_path_factory):
         "methods": {"gradcam": {}},
         "compare": {"metrics": ["cosine", "rank"]},
         "diversity": {"corruptions": []},
+        "report": {"atlas_images": 1, "formats": ["png"], "depth_images": 0,
+                   "disagreement_images": 0},
     }, progress=False)
     study.run(("explain", "compare", "diversity"))
     return study
@@ -66,3 +68,13 @@ def test_consensus_and_stratified_tables_equal_library_calls(finished):
     assert (agreement["r"].notna() | agreement["note"].notna()).all()
     assert agreement["r"].notna().sum() >= 3
     assert (study.run_dir / "tables/consensus/gradcam_accuracy.csv").is_file()
+
+
+def test_report_section_shows_the_three_matrices(finished):
+    study = finished
+    study.run(("report",))
+    html = (study.run_dir / "report.html").read_text()
+    assert "Explanations, representations and errors" in html
+    for name in ("matrix_trio", "consensus", "strata"):
+        assert (study.run_dir / "figures" / "lenses" / f"{name}.png").is_file(), name
+    assert "representation (1 - linear CKA)" in html  # a Mantel reading in words
