@@ -6,9 +6,10 @@ images under two models. `debiased=True` uses the unbiased HSIC estimator of Son
 (2012) (zero diagonals), which removes CKA's upward bias when features outnumber images.
 
 All models are handled in one pass over blocks of Gram rows: each model's rows
-G_m[R] = k(X_m[R], X_m) are formed once per block, and every pair's sum of products
-tr(K~ L~) accumulates as one small Gram product of the flattened blocks, so memory stays
-at M x block x N however many images there are.
+G_m[R] = k(X_m[R], X_m) are formed once per block (only on and right of the diagonal: the
+Gram matrices are symmetric), and every pair's sum of products tr(K~ L~) accumulates as one
+small Gram product of the flattened blocks, so memory stays at M x block x N however many
+images there are.
 """
 
 from __future__ import annotations
@@ -87,32 +88,39 @@ def _rbf_widths(x: torch.Tensor, sigma_frac: float) -> torch.Tensor:
     return sigma_frac * median
 
 
-def _gram_rows(x: torch.Tensor, rows: slice, kernel: str, sq: torch.Tensor,
-               widths: torch.Tensor | None) -> torch.Tensor:
-    """k(X_m[rows], X_m) for every model m -> [M, r, N]."""
-    dots = torch.bmm(x[:, rows], x.transpose(1, 2))
+def _gram_block(x: torch.Tensor, rows: slice, cols: slice, kernel: str, sq: torch.Tensor,
+                widths: torch.Tensor | None) -> torch.Tensor:
+    """k(X_m[rows], X_m[cols]) for every model m -> [M, r, c]."""
+    dots = torch.bmm(x[:, rows], x[:, cols].transpose(1, 2))
     if kernel == "linear":
         return dots
-    d2 = (sq[:, rows, None] + sq[:, None, :] - 2 * dots).clamp_min_(0)
+    d2 = (sq[:, rows, None] + sq[:, None, cols] - 2 * dots).clamp_min_(0)
     return torch.exp(-d2 / (2 * widths[:, None, None] ** 2))
 
 
 def _hsic_terms(x: torch.Tensor, kernel: str, widths, debiased: bool):
-    """Sufficient statistics of every pair: tr(K L), the row sums and the totals."""
+    """Sufficient statistics of every pair: tr(K L) and every model's Gram row sums.
+
+    The Gram matrices are symmetric, so only the blocks on and right of the diagonal are
+    formed (half the products): an off-diagonal block counts twice in tr(K L) and gives
+    its column sums to the rows it mirrors.
+    """
     m, n, _ = x.shape
     sq = (x * x).sum(-1)  # [M, N]
     trace = torch.zeros(m, m, dtype=torch.float64)
     rowsums = torch.zeros(m, n, dtype=torch.float64)
     block = max(1, ROW_BLOCK_ELEMENTS // n)
     for start in range(0, n, block):
-        rows = slice(start, min(n, start + block))
-        g = _gram_rows(x, rows, kernel, sq, widths)
+        stop = min(n, start + block)
+        g = _gram_block(x, slice(start, stop), slice(start, n), kernel, sq, widths)
         if debiased:
-            idx = torch.arange(rows.start, rows.stop)
-            g[:, idx - rows.start, idx] = 0  # the unbiased estimator drops the diagonal
-        flat = g.reshape(m, -1)
-        trace += (flat @ flat.T).double()
-        rowsums[:, rows] = g.sum(-1).double()
+            local = torch.arange(stop - start)
+            g[:, local, local] = 0  # the unbiased estimator drops the diagonal
+        diag, right = g[:, :, :stop - start], g[:, :, stop - start:]
+        d, r = diag.reshape(m, -1), right.reshape(m, -1)
+        trace += (d @ d.T).double() + 2 * (r @ r.T).double()
+        rowsums[:, start:stop] += g.sum(-1).double()
+        rowsums[:, stop:] += right.sum(1).double()
     return trace, rowsums
 
 
@@ -172,7 +180,7 @@ def _bootstrap(x, kernel, widths, debiased, n_resamples, seed, ci):
         raise UserError(f"bootstrap CKA holds M x N x N Gram matrices; {n} images is too "
                         "many: pass a subset of at most 8192 images for the intervals")
     sq = (x * x).sum(-1)
-    grams = _gram_rows(x, slice(0, n), kernel, sq, widths)  # [M, N, N]
+    grams = _gram_block(x, slice(0, n), slice(0, n), kernel, sq, widths)  # [M, N, N]
     rng = np.random.default_rng(seed)
     reps = np.empty((n_resamples, m, m))
     for r in range(n_resamples):
