@@ -100,3 +100,21 @@ def test_public_rank_agreement_api(maps):
     np.testing.assert_allclose(got, [_krishna(a[i].ravel(), b[i].ravel(), 5, "signed_rank")
                                      for i in range(4)], atol=1e-7)
     assert xc.cka is not None and xc.consensus is not None and xc.ssim is not None
+
+
+def test_topk_metrics_see_signed_maps_as_they_are_under_minmax(maps):
+    """A study's min-max normalisation would make every sign positive and reorder |value|;
+    the top-k metrics fix their own normalisation ('none'), the others keep the study's."""
+    a, b = maps
+    stack = torch.tensor(np.stack([a, b]), dtype=torch.float64)
+    result = similarity_matrices(stack, ["topk_sign", "signed_rank", "cosine"],
+                                 options={"normalization": "minmax"})
+    for metric, kind in (("topk_sign", "sign"), ("signed_rank", "signed_rank")):
+        ref = [_krishna(a[n].ravel(), b[n].ravel(), 7, kind) for n in range(4)]
+        np.testing.assert_allclose(result[metric].per_image[0, 1], ref, atol=1e-12)
+        assert result[metric].options["normalization"] == "none"
+    mm = [(m - m.min()) / (m.max() - m.min()) for m in (a, b)]
+    cos = [float(mm[0][n].ravel() @ mm[1][n].ravel() / np.linalg.norm(mm[0][n])
+                 / np.linalg.norm(mm[1][n])) for n in range(4)]
+    np.testing.assert_allclose(result["cosine"].per_image[0, 1], cos, rtol=1e-10)
+    assert result["cosine"].options["normalization"] == "minmax"

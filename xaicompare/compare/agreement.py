@@ -8,7 +8,9 @@ k features of largest |attribution| of each map,
 - signed rank agreement: ... and with the same sign.
 `topk_iou` is the Jaccard index of the two top-k sets (intersection over union).
 k is a fraction of the features (pixels, or superpixels with resolution='superpixels') or
-an absolute count; the top k are ranked by |value|, ties broken by torch.topk.
+an absolute count; the top k are ranked by |value|, ties broken by torch.topk. These metrics
+always see the maps as they are (normalization "none"): a study's min-max normalisation would
+reorder |value| of signed maps and turn every sign positive.
 """
 
 from __future__ import annotations
@@ -40,21 +42,24 @@ def _rank(x, y, k, fraction, signed: bool) -> torch.Tensor:
 
 
 @register_metric("rank", defaults=K_DEFAULTS, check=_check_topk,
-                 properties=MetricProperties(0, 1, False, ("sign flips", "positive scaling")))
+                 properties=MetricProperties(0, 1, False, ("sign flips", "positive scaling")),
+                 normalization="none")
 def rank_pairwise(x, y, k=None, fraction=None) -> torch.Tensor:
     """Fraction of the top-k rank positions holding the same feature in both maps."""
     return _rank(x, y, k, fraction, signed=False)
 
 
 @register_metric("signed_rank", defaults=K_DEFAULTS, check=_check_topk,
-                 properties=MetricProperties(0, 1, True, ("positive scaling",)))
+                 properties=MetricProperties(0, 1, True, ("positive scaling",)),
+                 normalization="none")
 def signed_rank_pairwise(x, y, k=None, fraction=None) -> torch.Tensor:
     """Fraction of the top-k rank positions holding the same feature, of the same sign."""
     return _rank(x, y, k, fraction, signed=True)
 
 
 @register_metric("topk_iou", defaults=K_DEFAULTS, check=_check_topk,
-                 properties=MetricProperties(0, 1, False, ("sign flips", "positive scaling")))
+                 properties=MetricProperties(0, 1, False, ("sign flips", "positive scaling")),
+                 normalization="none")
 def topk_iou(x, y, k=None, fraction=None) -> torch.Tensor:
     """|A & B| / |A | B| of the two maps' top-k feature sets."""
     k = _resolve_k(x.shape[-1], k, fraction)

@@ -177,7 +177,8 @@ def _result(metric, raw, spec, params, options, mask, names_x, names_y, y) -> Si
     return SimilarityResult(
         metric=metric,
         params=done.params,
-        options=options.to_dict(),
+        options={**options.to_dict(), **({"normalization": spec.normalization}
+                                          if spec.normalization else {})},
         rows=names_x,
         cols=names_y,
         per_image=done.values,

@@ -46,6 +46,10 @@ class Metric:
     resolve: Callable[[dict, torch.Tensor], dict] | None = None
     finalize: Callable[[torch.Tensor, dict], torch.Tensor] | None = None
     properties: MetricProperties | None = None
+    # The normalisation the metric's definition fixes, whatever the study's (None: the
+    # study's). Top-k metrics rank features by |value| and read signs: a min-max shift
+    # would reorder a signed map and make every sign positive.
+    normalization: str | None = None
 
     def params(self, given: dict) -> dict:
         unknown = set(given) - set(self.defaults)
@@ -381,14 +385,16 @@ def _topk(x, y, k, fraction, sign: bool) -> torch.Tensor:
 
 
 @register_metric("topk", defaults={"k": None, "fraction": 0.1}, check=_check_topk,
-                 properties=MetricProperties(0, 1, False, ("sign flips", "positive scaling")))
+                 properties=MetricProperties(0, 1, False, ("sign flips", "positive scaling")),
+                 normalization="none")
 def topk_feature_agreement(x, y, k=None, fraction=None) -> torch.Tensor:
     """Fraction of the top-k features (by |value|) that both maps share."""
     return _topk(x, y, k, fraction, sign=False)
 
 
 @register_metric("topk_sign", defaults={"k": None, "fraction": 0.1}, check=_check_topk,
-                 properties=MetricProperties(0, 1, True, ("positive scaling",)))
+                 properties=MetricProperties(0, 1, True, ("positive scaling",)),
+                 normalization="none")
 def topk_sign_agreement(x, y, k=None, fraction=None) -> torch.Tensor:
     """Fraction of the top-k features shared by both maps AND of the same sign."""
     return _topk(x, y, k, fraction, sign=True)
