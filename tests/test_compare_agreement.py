@@ -113,8 +113,10 @@ def test_topk_metrics_see_signed_maps_as_they_are_under_minmax(maps):
         ref = [_krishna(a[n].ravel(), b[n].ravel(), 7, kind) for n in range(4)]
         np.testing.assert_allclose(result[metric].per_image[0, 1], ref, atol=1e-12)
         assert result[metric].options["normalization"] == "none"
-    mm = [(m - m.min()) / (m.max() - m.min()) for m in (a, b)]
-    cos = [float(mm[0][n].ravel() @ mm[1][n].ravel() / np.linalg.norm(mm[0][n])
-                 / np.linalg.norm(mm[1][n])) for n in range(4)]
+    def minmax(m):
+        return (m - m.min()) / (m.max() - m.min())
+
+    cos = [float(minmax(a[n]).ravel() @ minmax(b[n]).ravel() / np.linalg.norm(minmax(a[n]))
+                 / np.linalg.norm(minmax(b[n]))) for n in range(4)]
     np.testing.assert_allclose(result["cosine"].per_image[0, 1], cos, rtol=1e-10)
     assert result["cosine"].options["normalization"] == "minmax"
