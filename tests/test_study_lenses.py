@@ -75,6 +75,21 @@ def test_report_section_shows_the_three_matrices(finished):
     study.run(("report",))
     html = (study.run_dir / "report.html").read_text()
     assert "Explanations, representations and errors" in html
-    for name in ("matrix_trio", "consensus", "strata"):
+    for name in ("matrix_trio", "consensus", "strata", "topk_sweep"):
         assert (study.run_dir / "figures" / "lenses" / f"{name}.png").is_file(), name
     assert "representation (1 - linear CKA)" in html  # a Mantel reading in words
+
+
+def test_agreement_sweep_at_the_study_k_equals_the_compare_table(finished):
+    study = finished
+    sweep = _table(study, "agreement_sweep", "gradcam")
+    rank = pd.read_csv(study.run_dir / "tables/similarity/gradcam/rank_mean.csv", comment="#",
+                       index_col=0)
+    at = sweep[(sweep["metric"] == "rank") & (sweep["fraction"] == 0.1)]
+    for _, row in at.iterrows():
+        assert row["mean"] == pytest.approx(rank.loc[row["model_a"], row["model_b"]])
+    wide = sweep.pivot_table(index=["fraction", "model_a", "model_b"], columns="metric",
+                             values="mean")
+    assert (wide["topk_sign"] <= wide["topk"] + 1e-12).all()  # signs only remove agreement
+    assert (wide["signed_rank"] <= wide["rank"] + 1e-12).all()
+    assert (wide["rank"] <= wide["topk"] + 1e-12).all()

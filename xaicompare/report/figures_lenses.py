@@ -115,3 +115,35 @@ def plot_strata(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
     ax.legend(handles=handles, frameon=False, fontsize=7, ncol=2, loc="lower right",
               bbox_to_anchor=(1.0, 1.0))  # above the axes, clear of the long pair labels
     return fig
+
+
+SWEEP_LABELS = {"topk": "feature", "topk_sign": "sign", "rank": "rank",
+                "signed_rank": "signed rank"}
+
+
+@paper_style
+def plot_agreement_sweep(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
+    """Mean top-k agreement over model pairs against k, per metric; solid: pairs of one
+    family, dashed: pairs across families (when both kinds exist)."""
+    table = require_frame(table, "table", ["fraction", "metric", "mean", "same_family"])
+    fig, ax = figure_and_axes(ax, 3.4, 2.6)
+    colors = dict(zip(SWEEP_LABELS, (OKABE_ITO["blue"], OKABE_ITO["orange"],
+                                     OKABE_ITO["bluish_green"], OKABE_ITO["reddish_purple"]),
+                      strict=True))
+    kinds = [(True, "-", "same family"), (False, "--", "across families")]
+    kinds = [k for k in kinds if (table["same_family"] == k[0]).any()]
+    for metric, part in table.groupby("metric", sort=False):
+        for same, style, _ in kinds:
+            mean = part[part["same_family"] == same].groupby("fraction")["mean"].mean()
+            ax.plot(mean.index * 100, mean.to_numpy(), style, marker="o", ms=3,
+                    color=colors.get(metric, "0.3"), label=SWEEP_LABELS.get(metric, metric)
+                    if same == kinds[0][0] else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("k (% of pixels, by |attribution|)")
+    ax.set_ylabel("mean agreement over model pairs")
+    ax.set_ylim(0, 1)
+    handles, labels = ax.get_legend_handles_labels()
+    if len(kinds) == 2:
+        handles += [Line2D([], [], ls=s, color="0.3", label=t) for _, s, t in kinds]
+    ax.legend(handles=handles, frameon=False, fontsize=7, ncol=2, loc="upper left")
+    return fig

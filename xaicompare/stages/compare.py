@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..compare import CompareOptions, similarity_matrices, write_table_csv
 from ..compare.localisation import localisation_scores
-from .lenses import consensus_table, representation_tables
+from .lenses import agreement_sweep, consensus_table, representation_tables
 from .paths import array_path, save_arrays, table_path
 
 log = logging.getLogger("xaicompare")
@@ -40,6 +40,8 @@ def run_compare(study) -> dict:
     for method in study.config.methods:
         maps = study.read_maps(method)
         consensus_table(study, method, maps)
+        if len(study.model_names) >= 2:
+            agreement_sweep(study, method, maps)
         if masks is not None:
             localisation += localisation_rows(study, method, maps, masks.numpy())
         # every metric in one pass: each chunk of maps is converted and normalised once

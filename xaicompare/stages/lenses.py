@@ -4,6 +4,7 @@ explanation, representation and error matrices match (Mantel tests).
 
 Writes  tables/representation/cka_{linear,rbf}.csv        (CKA, models x models)
         tables/consensus/<method>.csv                     (leave-one-out consensus scores)
+        tables/agreement_sweep/<method>.csv               (top-k agreement over k)
         arrays/consensus/<method>.npz                     (consensus map per image)
         tables/joint/matrix_agreement.csv                 (Mantel: every pair of matrices)
         tables/joint/<method>/<metric>_stratified.csv     (agreement by outcome and class)
@@ -17,7 +18,13 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..compare import cka_matrix, consensus, consensus_accuracy_correlation, write_table_csv
+from ..compare import (
+    cka_matrix,
+    consensus,
+    consensus_accuracy_correlation,
+    similarity_matrices,
+    write_table_csv,
+)
 from ..diversity import mantel_test, stratified_agreement
 from ..errors import UserError
 from .paths import array_path, save_arrays, table_path
@@ -26,6 +33,8 @@ log = logging.getLogger("xaicompare")
 
 CKA_KERNELS = ("linear", "rbf")
 MIN_STRATUM = 5  # images a stratum needs before its mean is reported as a finding
+SWEEP_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 0.5)  # k as a share of the map's features
+SWEEP_METRICS = ("topk", "topk_sign", "rank", "signed_rank")  # Krishna et al.'s four
 
 
 def representation_tables(study) -> dict[str, pd.DataFrame]:
@@ -61,6 +70,27 @@ def consensus_table(study, method: str, maps: np.ndarray) -> pd.DataFrame | None
     save_arrays(array_path(study, "consensus", method), consensus=result.consensus,
                 ids=np.asarray(study.dataset.ids))
     return result.table
+
+
+def agreement_sweep(study, method: str, maps: np.ndarray) -> pd.DataFrame:
+    """Mean top-k agreement of every model pair at each k (feature, sign, rank, signed
+    rank agreement), so a reader sees whether a finding depends on the chosen k."""
+    names, families = study.model_names, study.families
+    rows = []
+    for fraction in SWEEP_FRACTIONS:
+        results = similarity_matrices(maps, {m: {"fraction": fraction} for m in SWEEP_METRICS},
+                                      names=names)
+        for metric, result in results.items():
+            for i, a in enumerate(names):
+                for b in names[i + 1:]:
+                    rows.append({"fraction": fraction, "metric": metric, "model_a": a,
+                                 "model_b": b, "mean": result.mean.loc[a, b],
+                                 "same_family": families[a] == families[b]})
+    table = pd.DataFrame(rows)
+    write_table_csv(table, table_path(study, "agreement_sweep", method),
+                    {"method": method, "k": "fraction of the map's pixels, ranked by |value|",
+                     "normalization": "none"})
+    return table
 
 
 def joint_lenses(study, correct: np.ndarray, errors: pd.DataFrame, accuracy: pd.Series) -> None:

@@ -69,5 +69,12 @@ def lenses_section(study, save) -> dict | None:
                         "caption": f"{method} / {metric} agreement of each pair on the images "
                                    "both models get right, one gets right, neither gets right "
                                    "(hollow: too few images for an interval)."})
+    sweep = _read(table_path(study, "agreement_sweep", method), index_col=None)
+    if sweep is not None and len(sweep):
+        figures.append({"path": save(rp.plot_agreement_sweep(sweep), "lenses", "topk_sweep"),
+                        "caption": f"{method}: do the models agree on their top-k pixels, "
+                                   "their signs and their order, and does it depend on k? "
+                                   "(Krishna et al. 2022: feature, sign, rank and signed "
+                                   "rank agreement, mean over model pairs.)"})
     return {"title": "Explanations, representations and errors", "figures": figures,
             "tables": tables, "text": "\n\n".join(text) or None}
