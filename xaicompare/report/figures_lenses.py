@@ -119,6 +119,7 @@ def plot_strata(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
 
 SWEEP_LABELS = {"topk": "feature", "topk_sign": "sign", "rank": "rank",
                 "signed_rank": "signed rank"}
+SWEEP_MARKERS = {"topk": "o", "topk_sign": "s", "rank": "^", "signed_rank": "v"}
 
 
 @paper_style
@@ -135,10 +136,14 @@ def plot_agreement_sweep(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
     for metric, part in table.groupby("metric", sort=False):
         for same, style, _ in kinds:
             mean = part[part["same_family"] == same].groupby("fraction")["mean"].mean()
-            ax.plot(mean.index * 100, mean.to_numpy(), style, marker="o", ms=3,
+            ax.plot(mean.index * 100, mean.to_numpy(), style, ms=3.5, mfc="none",
+                    marker=SWEEP_MARKERS.get(metric, "o"),  # overlapping lines stay visible
                     color=colors.get(metric, "0.3"), label=SWEEP_LABELS.get(metric, metric)
                     if same == kinds[0][0] else None)
     ax.set_xscale("log")
+    ticks = sorted(table["fraction"].unique() * 100)
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("k (% of pixels, by |attribution|)")
     ax.set_ylabel("mean agreement over model pairs")
     ax.set_ylim(0, 1)
