@@ -218,6 +218,17 @@ class Study:
                .read(ids, ["logits"])["logits"] for m in self.models]
         return np.stack(out).astype(np.float32)
 
+    def read_features(self, ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Each model's penultimate representation (classifier input) of the clean images,
+        float32 [N, F]; models without a readable classifier input are left out."""
+        from .engine.units import features_entry
+
+        ids = self.dataset.ids if ids is None else list(ids)
+        out = {m.name: features_entry(self.store, m, self.dataset_identity,
+                                      self.config.executor.autocast)
+               .read(ids, ["features"])["features"].astype(np.float32) for m in self.models}
+        return {name: f for name, f in out.items() if f.shape[1] > 0}
+
     def run(self, stages: tuple[str, ...] = STAGES) -> StudyResult:
         """Run `stages` in order, each resuming from the store.
 

@@ -1,5 +1,7 @@
 """Pairwise similarity of explanations: per image, as models x models matrices, summaries."""
 
+from .agreement import rank_agreement  # importing it registers rank, signed_rank, ...
+from .consensus import ConsensusResult, consensus, consensus_accuracy_correlation, ssim
 from .filters import FILTERS, image_filter
 from .frames import check_square_frame
 from .matrix import (
@@ -8,10 +10,11 @@ from .matrix import (
     similarity_matrices,
     similarity_matrix,
 )
-from .metrics import METRICS, Metric, binarize, register_metric
+from .metrics import METRICS, Metric, MetricProperties, binarize, register_metric
 from .options import CompareOptions
 from .preprocess import average_ranks, normalize
 from .presets import PRESETS, Conventions, conventions
+from .representation import CKAResult, cka, cka_matrix
 from .similarity import (
     SimilarityDetails,
     aggregate,
@@ -22,12 +25,21 @@ from .similarity import (
 from .tables import read_matrix_csv, write_table_csv
 
 __all__ = [
+    "CKAResult",
+    "ConsensusResult",
+    "cka",
+    "cka_matrix",
+    "consensus",
+    "consensus_accuracy_correlation",
+    "rank_agreement",
+    "ssim",
     "FILTERS",
     "METRICS",
     "PRESETS",
     "CompareOptions",
     "Conventions",
     "Metric",
+    "MetricProperties",
     "SimilarityDetails",
     "SimilarityResult",
     "aggregate",

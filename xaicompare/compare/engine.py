@@ -135,6 +135,10 @@ def compute_raw_many(
     chunk = max(1, min(chunk_size(x, y, dtype, chunk_images), n_used))
     buffer_x = ChunkBuffer(x, chunk, dtype, device)
     buffer_y = None if self_pairs else ChunkBuffer(y, chunk, dtype, device)
+    # metrics grouped by the normalisation they see (a metric may fix its own)
+    wanted = [metric.normalization or options.normalization for metric, _ in metrics]
+    groups = list(dict.fromkeys([options.normalization] * (options.normalization in wanted)
+                                + wanted))  # the study's first: its degenerate codes count
     for start in range(0, n_used, chunk):
         idx = images[start : start + chunk]
         take = chunk_selection(idx)
@@ -144,12 +148,22 @@ def compute_raw_many(
         groups_x = to_features(xs, options, seg)
         groups_y = groups_x if self_pairs else to_features(ys, options, seg)
         for (pos, fx), (_, fy) in zip(groups_x, groups_y, strict=True):
-            fx, cx = prepare(fx, options.normalization, inplace=True)
-            fy, cy = (fx, cx) if self_pairs else prepare(fy, options.normalization, inplace=True)
             where = idx[pos]
             where = chunk_selection(where) if len(where) else where
-            for raw, (metric, params) in zip(raws, metrics, strict=True):
-                raw[:, :, where] = metric.pairwise(fx, fy, **params).to("cpu", torch.float64)
+            # the first group normalises the buffer in place; later ones need a copy of it
+            originals = (fx.clone(), None if self_pairs else fy.clone()) if len(groups) > 1 \
+                else None
+            for g, how in enumerate(groups):
+                gx, gy = (fx, fy) if g == 0 else (originals[0].clone(),
+                                                  None if self_pairs else originals[1].clone())
+                gx, codes = prepare(gx, how, inplace=True)
+                gy, codes_b = (gx, codes) if self_pairs else prepare(gy, how, inplace=True)
+                if g == 0:
+                    cx, cy = codes, codes_b
+                for raw, (metric, params), norm in zip(raws, metrics, wanted, strict=True):
+                    if norm == how:
+                        raw[:, :, where] = metric.pairwise(gx, gy, **params).to("cpu",
+                                                                                 torch.float64)
             at = where if isinstance(where, slice) else where.numpy()
             codes_x[:, at] = cx.cpu().numpy()
             if not self_pairs:

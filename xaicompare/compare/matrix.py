@@ -191,7 +191,8 @@ def _result(
     return SimilarityResult(
         metric=metric,
         params=done.params,
-        options=options.to_dict(),
+        options={**options.to_dict(), **({"normalization": spec.normalization}
+                                          if spec.normalization else {})},
         rows=names_x,
         cols=names_y,
         per_image=done.values,

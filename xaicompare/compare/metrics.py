@@ -22,6 +22,22 @@ from .preprocess import average_ranks, min_max
 
 
 @dataclass(frozen=True)
+class MetricProperties:
+    """What a reader of a similarity value needs to know; report legends read these."""
+
+    low: float  # range of the values
+    high: float
+    sign_aware: bool  # does flipping the sign of a map's features change the value?
+    invariances: tuple[str, ...] = ()  # transforms of one map that leave the value unchanged
+    higher_is_similar: bool = True
+    symmetric: bool = True
+
+    def describe(self) -> str:
+        order = "higher = more alike" if self.higher_is_similar else "lower = more alike"
+        return f"range [{self.low:g}, {self.high:g}], {order}"
+
+
+@dataclass(frozen=True)
 class Metric:
     name: str
     pairwise: Callable[..., torch.Tensor]
@@ -29,6 +45,11 @@ class Metric:
     check: Callable[[dict], dict] | None = None  # validates/normalises params
     resolve: Callable[[dict, torch.Tensor, str], dict] | None = None  # (params, raw, norm.)
     finalize: Callable[[torch.Tensor, dict], torch.Tensor] | None = None
+    properties: MetricProperties | None = None
+    # The normalisation the metric's definition fixes, whatever the study's (None: the
+    # study's). Top-k metrics rank features by |value| and read signs: a min-max shift
+    # would reorder a signed map and make every sign positive.
+    normalization: str | None = None
 
     def params(self, given: dict) -> dict:
         unknown = set(given) - set(self.defaults)
@@ -85,7 +106,7 @@ def _blockable(x: torch.Tensor) -> bool:
     )
 
 
-@register_metric("cosine")
+@register_metric("cosine", properties=MetricProperties(-1, 1, True, ("positive scaling",)))
 def cosine(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     # Gram matrix of the raw maps, then divide by norms: one pass, no normalised copy.
     gram = _gram(x, y)
@@ -97,13 +118,17 @@ def cosine(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return gram / (norm_x[:, None, :] * norm_y[None, :, :])
 
 
-@register_metric("pearson")
+@register_metric(
+    "pearson", properties=MetricProperties(-1, 1, True, ("positive scaling", "shift"))
+)
 def pearson(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     xc = x - x.mean(dim=-1, keepdim=True)
     return cosine(xc, xc if y is x else y - y.mean(dim=-1, keepdim=True))
 
 
-@register_metric("spearman")
+@register_metric(
+    "spearman", properties=MetricProperties(-1, 1, True, ("increasing monotone transforms",))
+)
 def spearman(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Spearman's rho = Pearson correlation of average ranks (as scipy.stats.spearmanr)."""
     rx = average_ranks(x)
@@ -166,6 +191,7 @@ def _finalize_rbf(raw: torch.Tensor, params: dict) -> torch.Tensor:
     check=_check_rbf,
     resolve=_resolve_rbf,
     finalize=_finalize_rbf,
+    properties=MetricProperties(0, 1, True),
 )
 def rbf_distance(x: torch.Tensor, y: torch.Tensor, sigma=None, distance="rms") -> torch.Tensor:
     """exp(-d^2 / (2 sigma^2)) with a fixed sigma, so one pair's value never depends on the
@@ -337,6 +363,7 @@ def _kappa(agree, counts_x: list, counts_y: list, dim: int) -> torch.Tensor:
     "kappa",
     defaults={"thresholds": None, "top_p": None},  # thresholds None -> [0.5]
     check=_check_kappa,
+    properties=MetricProperties(-1, 1, True, ("positive scaling", "shift")),
 )
 def kappa(x: torch.Tensor, y: torch.Tensor, thresholds=None, top_p=None) -> torch.Tensor:
     """Cohen's kappa of the binarised maps (see `binarize`)."""
@@ -390,13 +417,17 @@ def _topk(x, y, k, fraction, sign: bool) -> torch.Tensor:
     return total / k
 
 
-@register_metric("topk", defaults={"k": None, "fraction": 0.1}, check=_check_topk)
+@register_metric("topk", defaults={"k": None, "fraction": 0.1}, check=_check_topk,
+                 properties=MetricProperties(0, 1, False, ("sign flips", "positive scaling")),
+                 normalization="none")
 def topk_feature_agreement(x, y, k=None, fraction=None) -> torch.Tensor:
     """Fraction of the top-k features (by |value|) that both maps share."""
     return _topk(x, y, k, fraction, sign=False)
 
 
-@register_metric("topk_sign", defaults={"k": None, "fraction": 0.1}, check=_check_topk)
+@register_metric("topk_sign", defaults={"k": None, "fraction": 0.1}, check=_check_topk,
+                 properties=MetricProperties(0, 1, True, ("positive scaling",)),
+                 normalization="none")
 def topk_sign_agreement(x, y, k=None, fraction=None) -> torch.Tensor:
     """Fraction of the top-k features shared by both maps AND of the same sign."""
     return _topk(x, y, k, fraction, sign=True)

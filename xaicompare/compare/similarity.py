@@ -76,7 +76,8 @@ def similarity(
         values=values,
         metric=metric,
         params=done.params,
-        options=options.to_dict(),
+        options={**options.to_dict(), **({"normalization": spec.normalization}
+                                          if spec.normalization else {})},
         degenerate=degenerate_records(raw.codes_x, ["a"]) + degenerate_records(raw.codes_y, ["b"]),
         n_excluded=int(done.degenerate_pairs.sum()),
         n_undefined=int(done.undefined.sum()),

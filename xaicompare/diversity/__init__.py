@@ -41,6 +41,7 @@ from .robustness import (
     explanation_change_per_image,
     retention_table,
 )
+from .stratified import stratified_agreement
 
 __all__ = [
     "CORRUPTIONS",
@@ -71,6 +72,7 @@ __all__ = [
     "reliability_data",
     "retention_table",
     "similarity_by_outcome",
+    "stratified_agreement",
     "to_log_probs",
     "to_probs",
     "top_disagreements",

@@ -23,6 +23,7 @@ import torch
 
 from ..attribution import explain_full
 from ..errors import UserError
+from ..models.representation import logits_and_features
 from ..store import Entry, Store
 
 SEGMENT_PARAMS = ("n_segments", "compactness")
@@ -49,6 +50,13 @@ def logits_entry(store: Store, model, dataset_identity: dict, condition: str = "
     identity = {**model_identity(model), "dataset": dataset_identity, "condition": condition,
                 **_precision(autocast)}
     return store.entry("logits", f"{model.name}__{condition}", identity)
+
+
+def features_entry(store: Store, model, dataset_identity: dict, autocast: str = "none") -> Entry:
+    """The penultimate representation of the clean images (see models/representation.py)."""
+    identity = {**model_identity(model), "dataset": dataset_identity, "condition": "clean",
+                "representation": "classifier input", **_precision(autocast)}
+    return store.entry("features", f"{model.name}__clean", identity)
 
 
 def maps_entry(store: Store, model, method: str, params: dict, dataset_identity: dict,
@@ -189,16 +197,19 @@ class ModelEntries:
 
     logits: Entry
     maps: dict[str, Entry]
+    features: Entry
 
     @classmethod
     def of(cls, store: Store, model, job: ExplainJob) -> ModelEntries:
         return cls(logits_entry(store, model, job.dataset_identity, autocast=job.autocast),
                    {m: maps_entry(store, model, m, p, job.dataset_identity, job.target,
-                                  job.autocast) for m, p in job.methods.items()})
+                                  job.autocast) for m, p in job.methods.items()},
+                   features_entry(store, model, job.dataset_identity, job.autocast))
 
     def done(self, ids: Sequence[str]) -> bool:
-        """Logits and every method's maps are stored for every image of `ids`."""
-        return self.logits.has_all(ids) and all(e.has_all(ids) for e in self.maps.values())
+        """Logits, features and every method's maps are stored for every image of `ids`."""
+        return (self.logits.has_all(ids) and self.features.has_all(ids)
+                and all(e.has_all(ids) for e in self.maps.values()))
 
 
 SegmentsFn = Callable[[dict, torch.Tensor], torch.Tensor]
@@ -218,9 +229,9 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
     ids = list(shard.ids)
     report = UnitReport(model.name, shard.name)
     entries = entries or ModelEntries.of(store, model, job)
-    logits, entries = entries.logits, entries.maps
+    logits, features, entries = entries.logits, entries.features, entries.maps
     todo = {m for m, e in entries.items() if not e.has_all(ids)}
-    if logits.has_all(ids) and not todo:
+    if logits.has_all(ids) and features.has_all(ids) and not todo:
         report.add("logits", 0, len(ids))
         report.flag("logits", ids, stored_finite(logits, ids, "logits"))
         for method, entry in entries.items():
@@ -229,12 +240,16 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
         return report
     images = load_images().to(device)
     start = time.perf_counter()
-    if logits.has_all(ids):
+    if not (logits.has_all(ids) and features.has_all(ids)):
+        with torch.no_grad(), autocast(device, job.autocast):  # one pass gives both
+            out, feats = logits_and_features(model, images)
+        if not features.has_all(ids):
+            features.write(ids, {"features": feats.float().cpu().numpy()})
+    if logits.has_all(ids):  # stored logits choose the targets, as when the maps were made
         out = torch.from_numpy(logits.read(ids, ["logits"])["logits"]).to(device)
         report.add("logits", 0, len(ids))
     else:
-        with torch.no_grad(), autocast(device, job.autocast):
-            out = model(images).float()
+        out = out.float()
         values = out.cpu().numpy()
         logits.write(ids, {"logits": values, "finite": finite_rows(values)})
         report.add("logits", len(ids), 0, time.perf_counter() - start)

@@ -18,6 +18,12 @@ from .figures_diversity import (
     plot_reliability_diagram,
     plot_retention_curves,
 )
+from .figures_lenses import (
+    plot_agreement_sweep,
+    plot_consensus_vs_accuracy,
+    plot_matrix_trio,
+    plot_strata,
+)
 from .figures_matrix import plot_dissimilarity_heatmap, plot_interval_heatmap, plot_matrix_heatmap
 from .figures_structure import (
     plot_community_graph,
@@ -58,6 +64,10 @@ __all__ = [
     "plot_matrix_heatmap",
     "plot_reliability_diagram",
     "plot_retention_curves",
+    "plot_agreement_sweep",
+    "plot_consensus_vs_accuracy",
+    "plot_matrix_trio",
+    "plot_strata",
     "plot_similarity_histograms",
     "robust_scale",
     "save_figure",

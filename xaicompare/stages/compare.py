@@ -3,6 +3,7 @@
 Writes  tables/similarity/<method>/<metric>_<summary>.csv   (labelled, with provenance)
         arrays/similarity/<method>__<metric>.npz            (per-image values [M, M, N])
         tables/localisation.csv   (where the dataset has object masks, e.g. shapes)
+        and the consensus and representation tables of stages/lenses.py
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..compare import CompareOptions, conventions, similarity_matrices, write_ta
 from ..compare.localisation import localisation_scores
 from ..compare.presets import Conventions, preset_ddof
 from ..errors import UserError
+from .lenses import agreement_sweep, consensus_table, representation_tables
 from .paths import array_path, save_arrays, table_path
 
 log = logging.getLogger("xaicompare")
@@ -88,6 +90,9 @@ def run_compare(study) -> dict:
     results, localisation = {}, []
     for method in study.config.methods:
         maps = study.read_maps(method)
+        consensus_table(study, method, maps)
+        if len(study.model_names) >= 2:
+            agreement_sweep(study, method, maps)
         if masks is not None:
             localisation += localisation_rows(study, method, maps, masks.numpy())
         # every metric in one pass: each chunk of maps is converted and normalised once
@@ -113,6 +118,7 @@ def run_compare(study) -> dict:
                                 table_path(study, "similarity", method, "degenerate_maps"),
                                 provenance)
             results[(method, metric)] = result
+    representation_tables(study)
     if localisation:
         write_table_csv(pd.DataFrame(localisation), table_path(study, "localisation"),
                         {"pointing_game": "argmax of the map inside the object mask",

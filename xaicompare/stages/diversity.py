@@ -29,6 +29,7 @@ from ..diversity import (
     top_disagreements,
 )
 from .cluster import defined_part, read_dissimilarity
+from .lenses import joint_lenses
 from .paths import array_path, table_path
 
 log = logging.getLogger("xaicompare")
@@ -98,6 +99,9 @@ def run_diversity(study) -> dict:
         write(corruption_table(study, names, labels, metrics), "retention",
               corruptions=cfg.corruptions, severities=cfg.severities, seed=study.config.seed)
     joint_view(study, correct, names)
+    if len(names) >= 3:
+        joint_lenses(study, correct, pairwise_matrix(correct, "error_consistency", names),
+                     metrics["accuracy"])
     disagreement(study, probs.argmax(-1))
     texture = study.dataset.attributes.get("object_texture")
     if texture is not None:  # the shapes benchmark: texture reliance on cue-conflict images

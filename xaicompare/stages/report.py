@@ -17,8 +17,10 @@ import torch
 from .. import report as rp
 from ..cluster import read_family_tests
 from ..store import atomic_write
+from . import report_lenses
 from .cluster import read_dissimilarity
 from .paths import array_path, figure_path, table_path
+from .report_lenses import lenses_section
 
 log = logging.getLogger("xaicompare")
 
@@ -401,7 +403,7 @@ def report_fingerprint(study) -> str:
     digest.update(f"{__version__}\n{study.config.to_yaml()}\n".encode())
     digest.update(json.dumps([m.weights_id for m in study.models]).encode())
     code = Path(rp.__file__).parent
-    for source in [*sorted(code.glob("*.py")), Path(__file__)]:  # a new report draws anew
+    for source in [*sorted(code.glob("*.py")), Path(__file__), Path(report_lenses.__file__)]:
         digest.update(source.read_bytes())
     for folder in ("tables", "arrays"):
         for path in sorted((study.run_dir / folder).rglob("*")):
@@ -425,8 +427,8 @@ def run_report(study) -> Path | None:
                             disagreement_section(study, save), localisation_section(study, save))
                 if s is not None]
     sections += similarity_sections(study, save)
-    sections += [s for s in (diversity_section(study, save), trust_section(study, save))
-                 if s is not None]
+    sections += [s for s in (diversity_section(study, save), lenses_section(study, save),
+                             trust_section(study, save)) if s is not None]
     path = rp.build_report(study.run_dir / "report.html", title=f"xaicompare: {study.config.name}",
                            summary=run_summary(study), sections=sections,
                            subtitle=f"{len(study.models)} models, {len(study.dataset)} images, "

@@ -1,0 +1,145 @@
+"""Comparison lenses beside the explanation matrices: representation similarity (CKA),
+cross-model consensus, agreement stratified by correctness and class, and how well the
+explanation, representation and error matrices match (Mantel tests).
+
+Writes  tables/representation/cka_{linear,rbf}.csv        (CKA, models x models)
+        tables/consensus/<method>.csv                     (leave-one-out consensus scores)
+        tables/agreement_sweep/<method>.csv               (top-k agreement over k)
+        arrays/consensus/<method>.npz                     (consensus map per image)
+        tables/joint/matrix_agreement.csv                 (Mantel: every pair of matrices)
+        tables/joint/<method>/<metric>_stratified.csv     (agreement by outcome and class)
+        tables/consensus/accuracy.csv                     (consensus score vs accuracy)
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from ..compare import (
+    cka_matrix,
+    consensus,
+    consensus_accuracy_correlation,
+    similarity_matrices,
+    write_table_csv,
+)
+from ..diversity import mantel_test, stratified_agreement
+from ..errors import UserError
+from .paths import array_path, save_arrays, table_path
+
+log = logging.getLogger("xaicompare")
+
+CKA_KERNELS = ("linear", "rbf")
+MIN_STRATUM = 5  # images a stratum needs before its mean is reported as a finding
+SWEEP_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 0.5)  # k as a share of the map's features
+SWEEP_METRICS = ("topk", "topk_sign", "rank", "signed_rank")  # Krishna et al.'s four
+
+
+def representation_tables(study) -> dict[str, pd.DataFrame]:
+    """Debiased CKA (linear and RBF) between the models' penultimate features."""
+    features = study.read_features()
+    if len(features) < 2 or len(study.dataset) < 4:
+        log.warning("representation similarity skipped: needs 2 models with a readable "
+                    "classifier input and 4 images (have %d and %d)", len(features),
+                    len(study.dataset))
+        return {}
+    out = {}
+    for kernel in CKA_KERNELS:
+        result = cka_matrix(features, kernel=kernel, debiased=True)
+        params = {k: v for k, v in result.params.items() if k != "sigma"}
+        write_table_csv(result.estimate, table_path(study, "representation", f"cka_{kernel}"),
+                        {**params, "features": "classifier input (pre-logits)"})
+        out[kernel] = result.estimate
+    return out
+
+
+def read_cka(study, kernel: str = "linear") -> pd.DataFrame | None:
+    path = table_path(study, "representation", f"cka_{kernel}")
+    return pd.read_csv(path, comment="#", index_col=0) if path.exists() else None
+
+
+def consensus_table(study, method: str, maps: np.ndarray) -> pd.DataFrame | None:
+    """Each model's leave-one-out consensus score for `method` (3 models or more)."""
+    if len(study.model_names) < 3:
+        return None
+    result = consensus(maps, study.model_names, n_resamples=study.config.trust.n_resamples,
+                       seed=study.config.seed)
+    write_table_csv(result.table, table_path(study, "consensus", method), result.params)
+    save_arrays(array_path(study, "consensus", method), consensus=result.consensus,
+                ids=np.asarray(study.dataset.ids))
+    return result.table
+
+
+def agreement_sweep(study, method: str, maps: np.ndarray) -> pd.DataFrame:
+    """Mean top-k agreement of every model pair at each k (feature, sign, rank, signed
+    rank agreement), so a reader sees whether a finding depends on the chosen k."""
+    names, families = study.model_names, study.families
+    rows = []
+    for fraction in SWEEP_FRACTIONS:
+        results = similarity_matrices(maps, {m: {"fraction": fraction} for m in SWEEP_METRICS},
+                                      names=names)
+        for metric, result in results.items():
+            for i, a in enumerate(names):
+                for b in names[i + 1:]:
+                    rows.append({"fraction": fraction, "metric": metric, "model_a": a,
+                                 "model_b": b, "mean": result.mean.loc[a, b],
+                                 "same_family": families[a] == families[b]})
+    table = pd.DataFrame(rows)
+    write_table_csv(table, table_path(study, "agreement_sweep", method),
+                    {"method": method, "k": "fraction of the map's pixels, ranked by |value|",
+                     "normalization": "none"})
+    return table
+
+
+def joint_lenses(study, correct: np.ndarray, errors: pd.DataFrame, accuracy: pd.Series) -> None:
+    """Stratified agreement, consensus vs accuracy and the Mantel table of all matrices."""
+    names, labels = study.model_names, np.asarray(study.dataset.labels)
+    matrices = {"error consistency (1 - kappa)": 1.0 - errors}
+    cka = read_cka(study)
+    if cka is not None:
+        matrices["representation (1 - linear CKA)"] = 1.0 - cka
+    class_names = getattr(study.dataset, "class_names", None)
+    for method in study.config.methods:
+        for metric in study.config.compare.metrics:
+            per_image = np.load(array_path(study, "similarity", f"{method}__{metric}"))
+            table = stratified_agreement(per_image["per_image"], correct, labels, names,
+                                         class_names=class_names, min_count=MIN_STRATUM,
+                                         n_resamples=study.config.trust.n_resamples,
+                                         seed=study.config.seed)
+            write_table_csv(table, table_path(study, "joint", method, f"{metric}_stratified"),
+                            {"method": method, "metric": metric, "min_count": MIN_STRATUM})
+            dissimilarity = table_path(study, "similarity", method, f"{metric}_dissimilarity")
+            matrices[f"explanation {method}/{metric}"] = pd.read_csv(
+                dissimilarity, comment="#", index_col=0)
+        consensus_path = table_path(study, "consensus", method)
+        if consensus_path.exists():
+            scores = pd.read_csv(consensus_path, comment="#")
+            rows = consensus_accuracy_correlation(scores, accuracy)
+            write_table_csv(pd.DataFrame([{"method": method, **rows}]),
+                            table_path(study, "consensus", f"{method}_accuracy"),
+                            {"test": "Spearman rank correlation over models"})
+    write_table_csv(matrix_agreement(matrices, study.config.seed),
+                    table_path(study, "joint", "matrix_agreement"),
+                    {"test": "Mantel (Pearson, two-sided, 999 permutations or exact)",
+                     "diagonal": "excluded"})
+
+
+def matrix_agreement(matrices: dict[str, pd.DataFrame], seed: int) -> pd.DataFrame:
+    """Mantel test of every pair of dissimilarity matrices on their shared, defined models."""
+    rows = []
+    keys = list(matrices)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            shared = [m for m in matrices[a].index if m in matrices[b].index]
+            A, B = matrices[a].loc[shared, shared], matrices[b].loc[shared, shared]
+            ok = [m for m in shared if not (A.loc[m].isna().any() or B.loc[m].isna().any())]
+            row = {"matrix_a": a, "matrix_b": b, "n_models": len(ok)}
+            try:
+                row |= mantel_test(A.loc[ok, ok], B.loc[ok, ok], seed=seed,
+                                   alternative="two-sided")
+            except UserError as err:  # too few models, a constant matrix: say so in the row
+                row |= {"r": np.nan, "p_value": np.nan, "note": str(err)}
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,80 @@
+"""Report section of the comparison lenses (stages/lenses.py wrote the tables)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import report as rp
+from .paths import array_path, table_path
+
+
+def _read(path, index_col=0) -> pd.DataFrame | None:
+    return pd.read_csv(path, comment="#", index_col=index_col) if path.exists() else None
+
+
+def _mantel_reading(row) -> str:
+    if not np.isfinite(row["r"]):
+        return str(row.get("note", "undefined"))
+    strength = "strongly" if abs(row["r"]) >= 0.5 else "weakly" if abs(row["r"]) < 0.3 else ""
+    verdict = "match" if row["p_value"] < 0.05 else "do not detectably match"
+    return (f"{row['matrix_a']} and {row['matrix_b']} {verdict} "
+            f"({strength + ' ' if strength else ''}r = {row['r']:.2f}, p = {row['p_value']:.3g}, "
+            f"{int(row['n_models'])} models)")
+
+
+def lenses_section(study, save) -> dict | None:
+    """Explanation vs representation vs errors, consensus, and agreement by outcome."""
+    method, metric = next(iter(study.config.methods)), study.config.compare.metrics[0]
+    explanation = _read(table_path(study, "similarity", method, f"{metric}_dissimilarity"))
+    cka = _read(table_path(study, "representation", "cka_linear"))
+    errors = _read(table_path(study, "diversity", "error_consistency"))
+    if explanation is None or (cka is None and errors is None):
+        return None
+    tree_path = array_path(study, "cluster", f"{method}__{metric}")
+    order = ([str(x) for x in np.load(tree_path)["order"]] if tree_path.exists()
+             else list(explanation.index))
+    order += [m for m in explanation.index if m not in order]  # left out of the clustering
+    matrices = {f"explanation ({method}, {metric})": explanation}
+    if cka is not None:
+        matrices["representation (1 - CKA)"] = 1.0 - cka
+    if errors is not None:
+        matrices["errors (1 - error consistency)"] = 1.0 - errors
+    figures = [{"path": save(rp.plot_matrix_trio(matrices, order, study.families), "lenses",
+                             "matrix_trio"),
+                "caption": "The same models in the same order: how differently they explain, "
+                           "how differently they represent the images (debiased linear CKA of "
+                           "the classifier inputs) and how differently they err."}]
+    tables, text = [], []
+    agreement = _read(table_path(study, "joint", "matrix_agreement"), index_col=None)
+    if agreement is not None and len(agreement):
+        text += [_mantel_reading(row) + "." for _, row in agreement.iterrows()]
+        tables.append({"table": agreement.round(3),
+                       "caption": "Mantel tests between every pair of matrices"})
+    scores = _read(table_path(study, "consensus", method), index_col=None)
+    metrics = _read(table_path(study, "diversity", "model_metrics"))
+    if scores is not None and metrics is not None and "accuracy" in metrics:
+        figures.append({"path": save(rp.plot_consensus_vs_accuracy(
+            scores, metrics["accuracy"].to_dict(), study.families), "lenses", "consensus"),
+            "caption": f"Consensus ({method}): how close each model's map is to the mean of "
+                       "the other models' maps, against its accuracy."})
+        corr = _read(table_path(study, "consensus", f"{method}_accuracy"), index_col=None)
+        if corr is not None and np.isfinite(corr["spearman"].iloc[0]):
+            text.append(f"Consensus score and accuracy ({method}): Spearman "
+                        f"{corr['spearman'].iloc[0]:.2f} (p = {corr['p_value'].iloc[0]:.3g}, "
+                        f"{int(corr['n_models'].iloc[0])} models).")
+    strata = _read(table_path(study, "joint", method, f"{metric}_stratified"), index_col=None)
+    if strata is not None and len(strata):
+        figures.append({"path": save(rp.plot_strata(strata), "lenses", "strata"),
+                        "caption": f"{method} / {metric} agreement of each pair on the images "
+                                   "both models get right, one gets right, neither gets right "
+                                   "(hollow: too few images for an interval)."})
+    sweep = _read(table_path(study, "agreement_sweep", method), index_col=None)
+    if sweep is not None and len(sweep):
+        figures.append({"path": save(rp.plot_agreement_sweep(sweep), "lenses", "topk_sweep"),
+                        "caption": f"{method}: do the models agree on their top-k pixels, "
+                                   "their signs and their order, and does it depend on k? "
+                                   "(Krishna et al. 2022: feature, sign, rank and signed "
+                                   "rank agreement, mean over model pairs.)"})
+    return {"title": "Explanations, representations and errors", "figures": figures,
+            "tables": tables, "text": "\n\n".join(text) or None}
