@@ -48,6 +48,19 @@ def _read(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path, comment="#", index_col=0)
 
 
+def metric_note(metric: str) -> str:
+    """What a reader needs to read a metric's numbers, from the metric's own declaration."""
+    from ..compare import METRICS
+
+    spec = METRICS.get(metric)
+    note = spec.properties.describe() if spec.properties else ""
+    if not (spec.properties and spec.properties.sign_aware):
+        note += ", ignores sign"
+    if spec.normalization:
+        note += f", on the maps as they are (normalisation '{spec.normalization}')"
+    return note
+
+
 def similarity_sections(study, save: FigureWriter) -> list[dict]:
     """Per method: a heatmap, tests and mean table per metric; structure plots for the first."""
     sections = []
@@ -67,7 +80,7 @@ def similarity_sections(study, save: FigureWriter) -> list[dict]:
                 D, study.families, order=order, title=f"{method} / {metric}"), method,
                 f"dissimilarity_{metric}"),
                 "caption": f"Dissimilarity sqrt((1 - mean)^2 + std^2) of per-image {metric} "
-                           "similarity, ordered by the dendrogram."})
+                           f"similarity ({metric_note(metric)}), ordered by the dendrogram."})
             family_tests = _read(table_path(study, "cluster", method, f"{metric}_tests"))
             if family_tests is not None:
                 tests += [{"name": f"{metric}: {name}", "statistic": row["statistic"],
@@ -77,7 +90,8 @@ def similarity_sections(study, save: FigureWriter) -> list[dict]:
                     readings.append(f"Family tests, {metric}: {reading}")
             mean = _read(table_path(study, "similarity", method, f"{metric}_mean"))
             tables.append({"table": mean.round(3),
-                           "caption": f"Mean per-image {metric} similarity"})
+                           "caption": f"Mean per-image {metric} similarity "
+                                      f"({metric_note(metric)})"})
         per_image = np.load(array_path(study, "similarity", f"{method}__{primary}"))
         figures.append({"path": save(_histograms(per_image), method, "similarity_histograms"),
                         "caption": f"Per-image {primary} similarity for every model pair."})
