@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
 from .classes import imagenet_wnid_names, is_wnid, readable_name
-from .imageset import FileImageSet, validate_files
+from .imageset import FOLDER_ORDER, FileImageSet, validate_files
 
 
 def _visible_files(folder: Path) -> list[Path]:
@@ -31,7 +31,8 @@ def _class_names_for(folders: list[str]) -> tuple[list[str], list[str] | None]:
 
 
 def open_folder(root: str | Path | Sequence[str | Path], size: int = 224,
-                policy: str = "resize_crop", class_names: Sequence[str] | None = None,
+                policy: str = "resize_crop",
+                class_names: Sequence[str] | Mapping[str, str] | None = None,
                 validate: bool = True) -> FileImageSet:
     """Images from a folder or a list of files.
 
@@ -41,6 +42,8 @@ def open_folder(root: str | Path | Sequence[str | Path], size: int = 224,
     Every candidate file (all visible files) is fully decoded once; bad ones land in
     `skipped` with their reason. `class_names` fixes the class space (order) of a labelled
     folder: entries match folder names or their readable names; other folders get label -1.
+    A mapping {folder: class name} instead renames folders into the model's class names
+    (order stays that of the sorted folders; a study then matches classes by name).
     """
     if isinstance(root, str | Path):
         return _open_directory(Path(root), size, policy, class_names, validate)
@@ -52,6 +55,8 @@ def _open_directory(root: Path, size: int, policy: str, class_names: Sequence[st
     if not root.is_dir():
         kind = "is not a folder" if root.exists() else "does not exist"
         raise UserError(f"image folder '{root}' {kind}")
+    option = dict(class_names) if isinstance(class_names, Mapping) else (
+        None if class_names is None else list(class_names))  # as given, for reopening
     files = _visible_files(root)
     rel = [f.relative_to(root).as_posix() for f in files]
     folders = sorted({r.split("/")[0] for r in rel if "/" in r})
@@ -60,6 +65,9 @@ def _open_directory(root: Path, size: int, policy: str, class_names: Sequence[st
         skipped += [(r, "not inside a class folder") for r in rel if "/" not in r]
         rel = [r for r in rel if "/" in r]
         names, wnids = _class_names_for(folders)
+        if isinstance(class_names, Mapping):  # folder -> class name in the model's terms
+            names = _renamed(root, folders, names, class_names)
+            class_names = None
         folder_label = _folder_labels(folders, names, class_names)
         if class_names is not None:
             names, wnids = list(class_names), _wnids_for(class_names, folders, names, wnids)
@@ -76,10 +84,22 @@ def _open_directory(root: Path, size: int, policy: str, class_names: Sequence[st
         labels=None if labels is None else labels[keep], class_names=names,
         class_wnids=wnids, size=size, policy=policy, skipped=skipped,
         provenance={"source": "folder", "root": str(root), "layout":
-                    "class_folders" if folders else "flat"},
+                    "class_folders" if folders else "flat",
+                    # sorted folder names are no class order a model knows: match by name
+                    **({"class_order": FOLDER_ORDER if class_names is None
+                        else "class_names option"} if folders else {})},
         options={"root": str(root), "size": size, "policy": policy,
-                 "class_names": None if class_names is None else list(class_names)},
+                 "class_names": option},
     )
+
+
+def _renamed(root: Path, folders: list[str], names: list[str],
+             mapping: Mapping[str, str]) -> list[str]:
+    unknown = sorted(set(mapping) - set(folders))
+    if unknown:
+        raise UserError(f"class_names maps folder(s) {unknown} that are not class folders of "
+                        f"'{root}'; its class folders: {', '.join(folders)}")
+    return [str(mapping.get(f, n)) for f, n in zip(folders, names, strict=True)]
 
 
 def _folder_labels(folders: list[str], names: list[str],

@@ -94,7 +94,8 @@ def run_diversity(study) -> dict:
         write(corruption_table(study, names, labels, metrics), "retention",
               corruptions=cfg.corruptions, severities=cfg.severities, seed=study.config.seed)
     joint_view(study, correct, names)
-    disagreement(study, probs.argmax(-1))
+    if len(names) >= 2:  # disagreement needs two models
+        disagreement(study, probs.argmax(-1))
     texture = study.dataset.attributes.get("object_texture")
     if texture is not None:  # the shapes benchmark: texture reliance on cue-conflict images
         n_textures = int(study.dataset.describe()["n_textures"])

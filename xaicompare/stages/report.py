@@ -366,6 +366,7 @@ def run_summary(study) -> dict:
                                 for m in study.models]),
         "images": {"dataset": study.config.dataset.name, "n_images": len(dataset),
                    **study.config.dataset.options},
+        "class_space": class_space_line(study),
         "methods": {name: json.dumps(params) for name, params in study.config.methods.items()},
         "versions": run.get("versions", {}),
         "seeds": {"study": study.config.seed, "dataset subset": study.config.dataset.seed},
@@ -373,6 +374,17 @@ def run_summary(study) -> dict:
         "skipped_images": [f"{path}: {reason}" for path, reason in dataset.skipped] or "none",
         "degenerate_maps": degenerate or "none",
     }
+
+
+def class_space_line(study) -> str:
+    """One line: the classes the study scores in, and how each model's outputs were matched."""
+    names = list(study.dataset.class_names)
+    if not names:
+        return "unlabelled images: each model's own classes"
+    shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+    rules = "; ".join(f"{m.model}: {m.rule}" for m in study.class_space)
+    return (f"{len(names)} classes ({shown}); accuracy and confidence are the softmax over "
+            f"these classes' logits only; outputs matched by {rules}")
 
 
 def report_fingerprint(study) -> str:
