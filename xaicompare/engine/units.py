@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..attribution import explain_full
+from ..attribution import METHODS, explain_full
 from ..errors import UserError
 from ..store import Entry, Store
 
@@ -36,7 +37,46 @@ def image_seeds(ids: Sequence[str], seed: int) -> torch.Tensor:
 
 
 def model_identity(model) -> dict:
-    return {"model": model.name, "weights": getattr(model, "weights_id", "unknown")}
+    """Everything about a model that changes its logits: name, weights, architecture and timm
+    kwargs, input size, resize, normalisation and the outputs kept (the class space)."""
+    meta = getattr(model, "metadata", None) or {}
+    indices = getattr(model, "class_indices", None)
+    size = getattr(model, "input_size", None)
+
+    def values(name: str):
+        tensor = getattr(model, name, None)
+        return tensor.flatten().tolist() if isinstance(tensor, torch.Tensor) else None
+
+    return {"model": model.name, "weights": getattr(model, "weights_id", "unknown"),
+            "arch": meta.get("arch"), "kwargs": meta.get("model_kwargs") or {},
+            "n_outputs": meta.get("num_classes"),
+            "classes": None if indices is None else [int(i) for i in indices.tolist()],
+            "input_size": None if size is None else list(size),
+            "resize": getattr(model, "resize_mode", None),
+            "mean": values("mean"), "std": values("std")}
+
+
+def logits_width(model) -> int | None:
+    """Class scores per image the model gives now (None when it cannot say)."""
+    indices = getattr(model, "class_indices", None)
+    if isinstance(indices, torch.Tensor):
+        return int(indices.numel())
+    width = (getattr(model, "metadata", None) or {}).get("num_classes")
+    return int(width) if isinstance(width, int) else None
+
+
+def cam_layer_name(model) -> str | None:
+    """Qualified name of the model's default Grad-CAM layer inside its network."""
+    layer, net = getattr(model, "cam_layer", None), getattr(model, "net", None)
+    if layer is None or net is None:
+        return None
+    return next((name for name, module in net.named_modules() if module is layer), "?")
+
+
+def uses_model_layer(method: str, params: dict) -> bool:
+    """The method reads the model's default layer (it takes `layer` and none was given)."""
+    return ("layer" in inspect.signature(METHODS.get(method)).parameters
+            and params.get("layer") is None)
 
 
 def _precision(autocast: str) -> dict:
@@ -48,13 +88,17 @@ def logits_entry(store: Store, model, dataset_identity: dict, condition: str = "
                  autocast: str = "none") -> Entry:
     identity = {**model_identity(model), "dataset": dataset_identity, "condition": condition,
                 **_precision(autocast)}
-    return store.entry("logits", f"{model.name}__{condition}", identity)
+    width = logits_width(model)
+    return store.entry("logits", f"{model.name}__{condition}", identity,
+                       expect=None if width is None else {"logits": (width,)})
 
 
 def maps_entry(store: Store, model, method: str, params: dict, dataset_identity: dict,
                target: str, autocast: str = "none") -> Entry:
     identity = {**model_identity(model), "method": method, "params": params,
                 "dataset": dataset_identity, "target": target, **_precision(autocast)}
+    if uses_model_layer(method, params):
+        identity["layer"] = cam_layer_name(model)
     return store.entry("maps", f"{model.name}__{method}", identity)
 
 
