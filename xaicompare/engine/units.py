@@ -282,7 +282,8 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
         values = out.cpu().numpy()
         logits.write(ids, {"logits": values, "finite": finite_rows(values)})
         report.add("logits", len(ids), 0, time.perf_counter() - start)
-    report.flag("logits", ids, finite_rows(out.cpu().numpy()))
+    logits_ok = finite_rows(out.cpu().numpy())
+    report.flag("logits", ids, logits_ok)
     targets = explained_targets(out, shard, job.target, model.name)
     for method, params in job.methods.items():
         if method not in todo:
@@ -297,8 +298,9 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
             call["segments"] = shared(params, images).to(device)
             call["image_seeds"] = image_seeds(ids, job.seed + params.get("seed", 0))
         with autocast(device, job.autocast, model):
-            result = explain_full(model, images, method, targets, **call)
+            result = explain_full(model, images, method, targets, check_logits=False, **call)
         maps = result.maps.detach().float().cpu().numpy()
+        maps[~logits_ok] = np.nan  # a map of a score that is not a number explains nothing
         arrays = {"maps": map_array(maps, job.map_dtype), "finite": finite_rows(maps)}
         for key, value in result.extras.items():
             if (isinstance(value, torch.Tensor) and value.shape[:1] == (len(ids),)

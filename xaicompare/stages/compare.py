@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..compare import CompareOptions, similarity_matrices, write_table_csv
 from ..compare.localisation import localisation_scores
+from .health import logit_rows, map_rows, report_degenerate
 from .paths import array_path, save_arrays, table_path
 
 log = logging.getLogger("xaicompare")
@@ -31,12 +32,16 @@ def run_compare(study) -> dict:
     """Similarity matrices for every method x metric; returns {(method, metric): result}."""
     cfg = study.config.compare
     options = compare_options(study)
-    preds = study.read_logits().argmax(-1)
+    logits = study.read_logits()
+    preds = logits.argmax(-1)
+    health = [row for name, model_logits in zip(study.model_names, logits, strict=True)
+              for row in logit_rows(name, model_logits)]
     labels = study.dataset.labels
     masks = study.dataset.masks(range(len(study.dataset)))
     results, localisation = {}, []
     for method in study.config.methods:
         maps = study.read_maps(method)
+        health += map_rows(study.model_names, method, maps)
         if masks is not None:
             localisation += localisation_rows(study, method, maps, masks.numpy())
         # every metric in one pass: each chunk of maps is converted and normalised once
@@ -61,6 +66,7 @@ def run_compare(study) -> dict:
                                 table_path(study, "similarity", method, "degenerate_maps"),
                                 provenance)
             results[(method, metric)] = result
+    report_degenerate(study, health)  # each degenerate model named once, with counts
     if localisation:
         write_table_csv(pd.DataFrame(localisation), table_path(study, "localisation"),
                         {"pointing_game": "argmax of the map inside the object mask",

@@ -17,6 +17,7 @@ import torch
 from .. import report as rp
 from ..store import atomic_write
 from .cluster import read_dissimilarity
+from .health import summary_line as degenerate_summary
 from .paths import array_path, figure_path, table_path
 
 log = logging.getLogger("xaicompare")
@@ -373,6 +374,7 @@ def run_summary(study) -> dict:
         "timings": {k: f"{v:.1f} s" for k, v in study.result.timings.items()},
         "skipped_images": [f"{path}: {reason}" for path, reason in dataset.skipped] or "none",
         "degenerate_maps": degenerate or "none",
+        "degenerate_models": degenerate_summary(study),
     }
 
 

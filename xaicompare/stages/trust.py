@@ -108,12 +108,17 @@ def stability(study, method: str, metric: str, values: np.ndarray) -> None:
 def prediction_intervals(study) -> None:
     """Bootstrap intervals for error consistency and the diversities, and ensemble gains."""
     labels = study.dataset.labels
-    names = study.model_names
+    logits = study.read_logits()
+    healthy = np.isfinite(logits).all(axis=(1, 2))  # resampled images must be scored by all
+    names = [n for n, ok in zip(study.model_names, healthy, strict=True) if ok]
     if labels is None or len(names) < 2:
         return
+    if not healthy.all():
+        log.warning("prediction intervals without models %s (non-finite logits)",
+                    [n for n, ok in zip(study.model_names, healthy, strict=True) if not ok])
     cfg = study.config.trust
     labels = np.asarray(labels)
-    probs = np.stack([to_probs(x, kind="logits") for x in study.read_logits()])
+    probs = np.stack([to_probs(x, kind="logits") for x in logits[healthy]])
     correct = (probs.argmax(-1) == labels[None]).astype(float)
     p_true = np.take_along_axis(probs, labels[None, :, None], axis=2)[..., 0]
     rows = []
