@@ -187,7 +187,10 @@ class Study:
                 "timings": self.result.timings,
                 "models": [{"name": m.name, "family": m.family, "weights": m.weights_id}
                            for m in self.models],
-                "class_space": self.class_space_record()}
+                "class_space": self.class_space_record(),
+                "not_applicable": {method: self.not_applicable(method)
+                                   for method in self.config.methods
+                                   if self.not_applicable(method)}}
         if self.result.explained is not None:  # counts, seconds and non-finite outputs
             meta["explain"] = dataclasses.asdict(self.result.explained)
         text = json.dumps(meta, indent=2, default=str)
@@ -198,6 +201,14 @@ class Study:
         from .engine.runner import run_explanations
 
         cfg = self.config
+        for method in cfg.methods:
+            skipped = self.not_applicable(method)
+            if len(skipped) == len(self.models):
+                raise UserError(f"methods.{method}: applies to none of the models "
+                                f"({', '.join(skipped)}); remove it or add a model it explains")
+            if skipped:
+                log.warning("%s: not applicable to models %s; computed for the others",
+                            method, skipped)
         self.result.explained = run_explanations(
             self.models, self.dataset, cfg.methods, self.store,
             dataset_identity=self.dataset_identity, target=cfg.target,
@@ -234,15 +245,24 @@ class Study:
     def read_maps(self, method: str, ids: Sequence[str] | None = None) -> np.ndarray:
         """Maps of every model for `method`, as float32 [M, N, H, W] (models x images);
         `ids` reads only those images (default: all of the study's)."""
+        from .attribution import applies_to
         from .engine.runner import maps_entry
 
         params = self.config.methods[method]
         ids = self.dataset.ids if ids is None else list(ids)
+        shape = (len(ids), self.dataset.size, self.dataset.size)
         out = [maps_entry(self.store, m, method, params, self.dataset_identity,
                           self.config.target, autocast=self.config.executor.autocast)
-               .read(ids, ["maps"])["maps"]
+               .read(ids, ["maps"])["maps"] if applies_to(method, m)
+               else np.full(shape, np.nan, np.float32)  # not applicable: no map at all
                for m in self.models]
         return np.stack(out).astype(np.float32)
+
+    def not_applicable(self, method: str) -> list[str]:
+        """Models `method` cannot explain (their maps read as NaN and are left out)."""
+        from .attribution import applies_to
+
+        return [m.name for m in self.models if not applies_to(method, m)]
 
     def read_logits(self, condition: str = "clean",
                     ids: Sequence[str] | None = None) -> np.ndarray:

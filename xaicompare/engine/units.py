@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..attribution import METHODS, explain_full
+from ..attribution import METHODS, applies_to, explain_full
 from ..errors import UserError
 from ..store import Entry, Store
 
@@ -238,7 +238,8 @@ class ModelEntries:
     def of(cls, store: Store, model, job: ExplainJob) -> ModelEntries:
         return cls(logits_entry(store, model, job.dataset_identity, autocast=job.autocast),
                    {m: maps_entry(store, model, m, p, job.dataset_identity, job.target,
-                                  job.autocast) for m, p in job.methods.items()})
+                                  job.autocast) for m, p in job.methods.items()
+                    if applies_to(m, model)})  # e.g. rollout: ViT-style models only
 
     def done(self, ids: Sequence[str]) -> bool:
         """Logits and every method's maps are stored for every image of `ids`."""
@@ -264,6 +265,7 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
     entries = entries or ModelEntries.of(store, model, job)
     logits, entries = entries.logits, entries.maps
     todo = {m for m, e in entries.items() if not e.has_all(ids)}
+    report.progress += len(ids) * (len(job.methods) - len(entries))  # not applicable: done
     if logits.has_all(ids) and not todo:
         report.add("logits", 0, len(ids))
         report.flag("logits", ids, stored_finite(logits, ids, "logits"))
@@ -286,6 +288,8 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
     report.flag("logits", ids, logits_ok)
     targets = explained_targets(out, shard, job.target, model.name)
     for method, params in job.methods.items():
+        if method not in entries:
+            continue  # the method does not apply to this model
         if method not in todo:
             report.add(method, 0, len(ids))
             report.flag(method, ids, stored_finite(entries[method], ids, "maps"))

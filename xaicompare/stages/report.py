@@ -267,6 +267,7 @@ def write_atlas(study, ids: list[str], prefix: str = "atlas",
     probs = torch.from_numpy(logits).softmax(-1).numpy()
     labels = study.dataset.labels
     maps = {method: study.read_maps(method, ids) for method in study.config.methods}
+    skip = {method: study.not_applicable(method) for method in maps}
     by_depth = None
     if depths:
         targets = probs.argmax(-1)
@@ -277,7 +278,8 @@ def write_atlas(study, ids: list[str], prefix: str = "atlas",
     page_images, page_maps, predictions, true_labels = {}, {}, {}, {}
     for k, image_id in enumerate(ids):
         page_images[image_id] = images[k].numpy()
-        page_maps[image_id] = {name: {method: maps[method][m, k] for method in maps}
+        page_maps[image_id] = {name: {method: "not applicable" if name in skip[method]
+                                      else maps[method][m, k] for method in maps}
                                for m, name in enumerate(study.model_names)}
         if by_depth is not None:  # Grad-CAM columns per depth, then the stored methods
             page_maps[image_id] = {
@@ -375,6 +377,9 @@ def run_summary(study) -> dict:
         "skipped_images": [f"{path}: {reason}" for path, reason in dataset.skipped] or "none",
         "degenerate_maps": degenerate or "none",
         "degenerate_models": degenerate_summary(study),
+        "not_applicable": {method: ", ".join(study.not_applicable(method))
+                           for method in study.config.methods
+                           if study.not_applicable(method)} or "none",
     }
 
 

@@ -153,7 +153,10 @@ def faithfulness(study) -> None:
     result = []
     for method in study.config.methods:
         maps = study.read_maps(method, ids)
+        skip = study.not_applicable(method)
         for m, model in enumerate(study.models):
+            if model.name in skip:
+                continue
             target = torch.from_numpy(logits[m].argmax(-1))
             for order in ("descending", "random"):
                 curves = deletion_insertion_curves(
@@ -178,7 +181,8 @@ def randomization(study) -> None:
     for method, params in study.config.methods.items():
         if method == "kernelshap":
             continue  # would need the stored superpixels; the gradient methods suffice here
-        for model in study.models:
+        skip = study.not_applicable(method)
+        for model in [m for m in study.models if m.name not in skip]:
             tables.append(randomization_similarity(model, images, method, metric="spearman",
                                                    mode="full", seed=study.config.seed,
                                                    **params))
