@@ -90,6 +90,10 @@ class Study:
             images = select_subset(full, cfg.n_images, seed=cfg.seed, stratify=cfg.stratify)
         else:
             images = full
+            if cfg.n_images is not None and cfg.n_images > len(full):
+                log.warning("dataset.n_images is %d but dataset '%s' has only %d usable "
+                            "images; all %d are used", cfg.n_images, cfg.name, len(full),
+                            len(full))
         if len(images) == 0:
             raise UserError(f"dataset '{cfg.name}' has no usable images "
                             f"({len(full.skipped)} skipped); check dataset.options")

@@ -10,6 +10,7 @@ when the dataset's class order is its own definition (shapes, Imagenette, a fold
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from functools import lru_cache
 from ..errors import UserError
 
 IMAGENET_OUTPUTS = 1000
+log = logging.getLogger("xaicompare")
 
 
 @dataclass(frozen=True)
@@ -149,10 +151,15 @@ def explicit_mapping(model, class_names: Sequence[str]) -> ClassMapping:
     """The mapping of a model loaded with an explicit class_indices (list, subset or None)."""
     indices = model.class_indices
     width = _own_outputs(model) if indices is None else int(indices.numel())
-    if class_names and width is not None and width != len(class_names):
+    if class_names and width is not None and width < len(class_names):
         raise UserError(
             f"model '{model.name}' gives {width} class scores (class_indices), but the dataset "
-            f"has {len(class_names)} classes ({_short(class_names)}); give one output index "
-            "per dataset class, or leave class_indices out to match classes by name")
+            f"has {len(class_names)} classes ({_short(class_names)}), so some labels lie "
+            "outside its class space; give one output index per dataset class, or leave "
+            "class_indices out to match classes by name")
+    if class_names and width is not None and width > len(class_names):
+        log.warning("model '%s' gives %d class scores (class_indices), %d more than the "
+                    "dataset's %d classes: accuracy and confidence are over all %d", model.name,
+                    width, width - len(class_names), len(class_names), width)
     return ClassMapping(model.name, None if indices is None else tuple(indices.tolist()),
                         "class_indices", _own_outputs(model))
