@@ -120,3 +120,11 @@ def test_a_study_never_reads_logits_of_another_class_space(tmp_path):
     model.set_class_indices([0, 217, 482])
     second = logits_entry(store, model, DATASET)
     assert second.directory != first.directory and not second.has_all(["a", "b"])
+
+
+def test_logits_entries_expect_the_models_current_width(tmp_path):
+    store = Store(tmp_path)
+    model = tiny(num_classes=None)
+    assert logits_entry(store, model, DATASET).expect == {"logits": (1000,)}
+    model.set_class_indices([0, 217, 482])
+    assert logits_entry(store, model, DATASET).expect == {"logits": (3,)}
