@@ -1,11 +1,12 @@
 """The class space of a study: which model output answers each dataset class.
 
 A model's outputs are named when its checkpoint says so (zoo models, fine-tuned checkpoints:
-`model.class_names`) or when it has ImageNet-1k's 1000 outputs (timm's ImageNetInfo). A
-dataset's classes are named (folder names, shapes names) and, for ImageNet-derived sets,
-carry wnids. Classes are matched by wnid, then by name; an unnamed head is used as it is only
-when the dataset's class order is its own definition (shapes, Imagenette, a folder with a
-`class_names:` option), never when the order is just the sorted folder names.
+`model.class_names`) or when its head has the size of an ImageNet label set (1000 outputs:
+ImageNet-1k; 12k / 22k heads too, from timm's ImageNetInfo). A dataset's classes are named
+(folder names, shapes names) and, for ImageNet-derived sets, carry wnids. Classes are
+matched by wnid, then by name; an unnamed head is used as it is only when the dataset's
+class order is its own definition (shapes, Imagenette, a folder with a `class_names:`
+option), never when the order is just the sorted folder names.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from functools import lru_cache
 
 from ..errors import UserError
 
-IMAGENET_OUTPUTS = 1000
 log = logging.getLogger("xaicompare")
 
 
@@ -41,12 +41,20 @@ def normalise(name: str) -> str:
     return re.sub(r"[\s_-]+", " ", str(name)).strip().lower()
 
 
-@lru_cache(maxsize=1)
-def _imagenet_lemmas() -> tuple[tuple[str, ...], tuple[str, ...], dict[str, list[int]]]:
-    """(wnids, short names, lemma -> output indices) of ImageNet-1k, from timm's metadata."""
+def imagenet_subset(n_outputs: int | None) -> str | None:
+    """timm's name of the ImageNet label set with `n_outputs` classes (1k, 12k, 22k, ...)."""
+    from timm.data import infer_imagenet_subset
+
+    return infer_imagenet_subset({"num_classes": n_outputs}) if n_outputs else None
+
+
+@lru_cache(maxsize=4)
+def _imagenet_lemmas(subset: str = "imagenet-1k"
+                     ) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, list[int]]]:
+    """(wnids, short names, lemma -> output indices) of an ImageNet label set, from timm."""
     from timm.data import ImageNetInfo
 
-    info = ImageNetInfo("imagenet-1k")
+    info = ImageNetInfo(subset)
     wnids = tuple(info.label_names())
     names, lemmas = [], {}
     for index, wnid in enumerate(wnids):
@@ -62,9 +70,11 @@ def model_classes(model) -> tuple[list[str] | None, list[str] | None]:
     names = getattr(model, "class_names", None)
     if names:
         return list(names), None
-    if _own_outputs(model) == IMAGENET_OUTPUTS:
-        wnids, short, _ = _imagenet_lemmas()
-        return list(short), list(wnids)
+    subset = imagenet_subset(_own_outputs(model))
+    if subset is not None:  # e.g. 1000 outputs: ImageNet-1k
+        wnids, short, _ = _imagenet_lemmas(subset)
+        if len(wnids) == _own_outputs(model):
+            return list(short), list(wnids)
     return None, None
 
 
@@ -117,7 +127,8 @@ def _match_names(class_names: Sequence[str], names: Sequence[str],
     for i, name in enumerate(names):
         by_name.setdefault(normalise(name), []).append(i)
     by_wnid = {w: i for i, w in enumerate(wnids or [])}
-    lemmas = _imagenet_lemmas()[2] if wnids else {}
+    subset = imagenet_subset(len(names)) if wnids else None
+    lemmas = _imagenet_lemmas(subset)[2] if subset else {}
     found: list[int | None] = []
     for cls in class_names:
         key = normalise(cls)
