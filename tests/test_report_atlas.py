@@ -100,6 +100,10 @@ def test_degenerate_and_missing_maps_are_labelled_not_drawn():
     fig = plot_atlas(_image(), maps, families=FAMILIES)
     texts = [t.get_text() for ax in _grid_axes(fig) for t in ax.texts]
     assert texts.count("all zero") == 1 and texts.count("missing") == 1
+    maps["mixer"]["kernelshap"] = "not applicable"  # a method that cannot explain the model
+    fig = plot_atlas(_image(), maps, families=FAMILIES)
+    texts = [t.get_text() for ax in _grid_axes(fig) for t in ax.texts]
+    assert texts.count("not applicable") == 1 and texts.count("missing") == 0
 
 
 def test_atlas_rejects_maps_in_another_frame_and_bad_images():

@@ -38,7 +38,9 @@ class ModelConfig(Section):
     num_classes: int | None = None
     family: Literal["cnn", "transformer", "hybrid", "mlp"] | None = None
     layer: str | float | None = None  # Grad-CAM layer: module name or relative depth
-    class_indices: str | list[int] | None = "imagenette"
+    # auto: match the dataset's classes to the model's by wnid / name (models/class_space.py);
+    # "imagenette", a list of output indices (one per dataset class), or null (all outputs)
+    class_indices: Literal["auto", "imagenette"] | list[int] | None = "auto"
     kwargs: dict[str, Any] = Field(default_factory=dict)  # passed to timm.create_model
 
 

@@ -59,6 +59,7 @@ class StudyResult:
 class Study:
     def __init__(self, config: StudyConfig, *, progress: bool = True) -> None:
         self.config = config
+        self.class_space: list = []  # one ClassMapping per model, set when models load
         self.progress = progress
         self.run_dir = config.output_dir
         self.result = StudyResult(self.run_dir)
@@ -89,6 +90,10 @@ class Study:
             images = select_subset(full, cfg.n_images, seed=cfg.seed, stratify=cfg.stratify)
         else:
             images = full
+            if cfg.n_images is not None and cfg.n_images > len(full):
+                log.warning("dataset.n_images is %d but dataset '%s' has only %d usable "
+                            "images; all %d are used", cfg.n_images, cfg.name, len(full),
+                            len(full))
         if len(images) == 0:
             raise UserError(f"dataset '{cfg.name}' has no usable images "
                             f"({len(full.skipped)} skipped); check dataset.options")
@@ -108,11 +113,14 @@ class Study:
         from .models import load_model
         from .models.zoo import load_zoo
 
-        loaded = []
+        loaded, specs = [], []
         for spec in self.config.models:
+            auto = spec.class_indices == "auto"
             if spec.source.startswith("zoo:"):
                 name = spec.source[4:]
-                loaded.extend(load_zoo(None if name == "all" else [name]))
+                zoo = load_zoo(None if name == "all" else [name])
+                loaded.extend(zoo)
+                specs.extend([spec] * len(zoo))
                 continue
             try:
                 # Random-init weights (pretrained: false) are seeded, so a rerun gets the
@@ -122,9 +130,10 @@ class Study:
                     model = load_model(
                         spec.source, pretrained=spec.pretrained, checkpoint=spec.checkpoint,
                         weights=spec.weights, num_classes=spec.num_classes, family=spec.family,
-                        layer=spec.layer, class_indices=spec.class_indices, name=spec.name,
-                        **spec.kwargs)
+                        layer=spec.layer, class_indices=None if auto else spec.class_indices,
+                        name=spec.name, **spec.kwargs)
                 loaded.append(model)
+                specs.append(spec)
             except (TypeError, AssertionError, ValueError) as err:  # timm rejects kwargs
                 raise UserError(f"model '{spec.source}' could not be built with kwargs "
                                 f"{spec.kwargs}: {err}") from err
@@ -132,7 +141,39 @@ class Study:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise UserError(f"models: duplicate model names {duplicates}; give each a `name:`")
+        self.class_space = self._map_classes(loaded, specs)
         return loaded
+
+    def _map_classes(self, models: list, specs: list) -> list:
+        """Put every model in the dataset's class space (by wnid or name, never by folder
+        order) before anything is explained; a class that matches nothing stops here."""
+        from .models.class_space import explicit_mapping, map_classes
+        from .models.loading import resolve_class_indices
+
+        data = self.dataset
+        mappings = []
+        for model, spec in zip(models, specs, strict=True):
+            if spec.class_indices == "auto":
+                mapping = map_classes(model, data.class_names, data.class_wnids,
+                                      data.class_order_defined)
+                model.set_class_indices(mapping.indices)
+            else:
+                if spec.source.startswith("zoo:"):  # zoo models load with their own head
+                    model.set_class_indices(resolve_class_indices(
+                        spec.class_indices, model.metadata.get("num_classes"), model.name))
+                mapping = explicit_mapping(model, data.class_names)
+            log.info("class space of model %s: %s", model.name, mapping.rule)
+            mappings.append(mapping)
+        return mappings
+
+    def class_space_record(self) -> dict:
+        """The study's class space as run.json records it (labels, and each model's outputs)."""
+        data, mappings = self.dataset, getattr(self, "class_space", None) or []
+        return {"classes": list(data.class_names), "wnids": data.class_wnids,
+                "order": "dataset definition" if data.class_order_defined
+                else "matched by name to each model",
+                "scores": "accuracy and confidence use the softmax over these classes' logits",
+                "models": [m.describe() for m in mappings]}
 
     @property
     def model_names(self) -> list[str]:
@@ -149,7 +190,11 @@ class Study:
         meta = {"versions": library_versions(), "seed": self.config.seed,
                 "timings": self.result.timings,
                 "models": [{"name": m.name, "family": m.family, "weights": m.weights_id}
-                           for m in self.models]}
+                           for m in self.models],
+                "class_space": self.class_space_record(),
+                "not_applicable": {method: self.not_applicable(method)
+                                   for method in self.config.methods
+                                   if self.not_applicable(method)}}
         if self.result.explained is not None:  # counts, seconds and non-finite outputs
             meta["explain"] = dataclasses.asdict(self.result.explained)
         text = json.dumps(meta, indent=2, default=str)
@@ -160,6 +205,14 @@ class Study:
         from .engine.runner import run_explanations
 
         cfg = self.config
+        for method in cfg.methods:
+            skipped = self.not_applicable(method)
+            if len(skipped) == len(self.models):
+                raise UserError(f"methods.{method}: applies to none of the models "
+                                f"({', '.join(skipped)}); remove it or add a model it explains")
+            if skipped:
+                log.warning("%s: not applicable to models %s; computed for the others",
+                            method, skipped)
         self.result.explained = run_explanations(
             self.models, self.dataset, cfg.methods, self.store,
             dataset_identity=self.dataset_identity, target=cfg.target,
@@ -196,15 +249,24 @@ class Study:
     def read_maps(self, method: str, ids: Sequence[str] | None = None) -> np.ndarray:
         """Maps of every model for `method`, as float32 [M, N, H, W] (models x images);
         `ids` reads only those images (default: all of the study's)."""
+        from .attribution import applies_to
         from .engine.runner import maps_entry
 
         params = self.config.methods[method]
         ids = self.dataset.ids if ids is None else list(ids)
+        shape = (len(ids), self.dataset.size, self.dataset.size)
         out = [maps_entry(self.store, m, method, params, self.dataset_identity,
                           self.config.target, autocast=self.config.executor.autocast)
-               .read(ids, ["maps"])["maps"]
+               .read(ids, ["maps"])["maps"] if applies_to(method, m)
+               else np.full(shape, np.nan, np.float32)  # not applicable: no map at all
                for m in self.models]
         return np.stack(out).astype(np.float32)
+
+    def not_applicable(self, method: str) -> list[str]:
+        """Models `method` cannot explain (their maps read as NaN and are left out)."""
+        from .attribution import applies_to
+
+        return [m.name for m in self.models if not applies_to(method, m)]
 
     def read_logits(self, condition: str = "clean",
                     ids: Sequence[str] | None = None) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import torch
 
@@ -88,13 +89,32 @@ def check_params(method: str, fn, params: dict) -> None:
             )
 
 
-def explain_full(model, images, method: str = "gradcam", target=None, **params) -> Attribution:
-    """Like `explain`, but returns the Attribution with its extras and resolved params."""
+def explain_full(model, images, method: str = "gradcam", target=None, *,
+                 check_logits: bool = True, **params) -> Attribution:
+    """Like `explain`, but returns the Attribution with its extras and resolved params.
+
+    check_logits: warn about images whose logits are not finite and set their maps to NaN
+    (a map explains no number there); the engine checks logits itself and passes False.
+    """
     fn = METHODS.get(method)
     check_params(method, fn, params)
     images = check_images(images)
+    bad = None
+    if check_logits:
+        with torch.no_grad():
+            logits = model(images)
+        bad = ~torch.isfinite(logits.reshape(len(logits), -1)).all(dim=1).cpu()
+        target = logits.argmax(dim=1) if target is None else target  # no second pass
     target = resolve_target(model, images, target)
-    return fn(model, images, target, **params)
+    result = fn(model, images, target, **params)
+    if bad is not None and bool(bad.any()):
+        name = getattr(model, "name", type(model).__name__)
+        warnings.warn(f"model '{name}': non-finite logits (NaN or inf) for {int(bad.sum())} "
+                      f"of {len(bad)} image(s); their {method} maps are set to NaN",
+                      RuntimeWarning, stacklevel=3)
+        result.maps = result.maps.masked_fill(bad.to(result.maps.device)[:, None, None],
+                                              float("nan"))
+    return result
 
 
 def explain(model, images, method: str = "gradcam", target=None, **params) -> torch.Tensor:

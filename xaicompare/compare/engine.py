@@ -226,8 +226,13 @@ def finish(
         sample = valid & torch.isfinite(raw)
         if self_pairs:  # each unordered pair once, no self-comparisons
             sample &= torch.ones(m, k, dtype=torch.bool).triu(1)[:, :, None]
-        params = metric.resolve(params, raw[sample], options.normalization)
-    values = metric.finalize(raw, params) if metric.finalize else raw
+        if bool(sample.any()):
+            params = metric.resolve(params, raw[sample], options.normalization)
+        else:  # every pair degenerate or filtered: nothing to resolve from, all undefined
+            params = {**params, "unresolved": "no valid pair"}
+            raw = torch.full_like(raw, float("nan"))
+    unresolved = "unresolved" in params
+    values = metric.finalize(raw, params) if metric.finalize and not unresolved else raw
     values = values.numpy().copy()
     undefined = np.isnan(values) & valid.numpy()
     values[degenerate] = 0.0 if options.degenerate == "zero" else np.nan

@@ -160,4 +160,11 @@ def prepare(
     if how != "none":
         after = degenerate_codes(normalized)
         codes = torch.where((codes == 0) & (after != 0), torch.full_like(codes, 4), codes)
+    bad = codes != 0
+    if bool(bad.any()):
+        # Their values are excluded by the codes; zeros keep NaN out of what metrics share
+        # across models (the RBF's common centre), so one bad model spoils no other pair.
+        if normalized is features and not inplace:
+            normalized = normalized.clone()
+        normalized[bad] = 0
     return normalized, codes

@@ -2,24 +2,69 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..errors import UserError
 from .classes import imagenet_wnid_names, is_wnid, readable_name
-from .imageset import FileImageSet, validate_files
+from .imageset import FOLDER_ORDER, FileImageSet, validate_files
 
 
-def _visible_files(folder: Path) -> list[Path]:
-    """Regular files below `folder`, recursively, skipping hidden files and folders."""
-    found = []
+def _visible_files(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Regular files below `folder`, recursively, skipping hidden files and folders; and
+    (path, reason) for what is not read: symlinked folders (not followed) and symlinks to
+    files outside `folder` (a folder of images never reads files elsewhere)."""
+    root = folder.resolve()
+    found, refused = [], []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames) if not f.startswith(".")]
-    return found
+        here = Path(dirpath)
+        links = sorted(d for d in dirnames if not d.startswith(".") and (here / d).is_symlink())
+        refused += [((here / d).relative_to(folder).as_posix() + "/",
+                     "symlinked folder, not followed (copy it into the image folder)")
+                    for d in links]
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in links)
+        for name in sorted(f for f in filenames if not f.startswith(".")):
+            path = here / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                refused.append((path.relative_to(folder).as_posix(),
+                                "symlink to a file outside the image folder, not read"))
+            else:
+                found.append(path)
+    return found, refused
+
+
+def _empty_class_folders(root: Path, folders: list[str]) -> list[tuple[str, str]]:
+    """Top-level folders without any image file: reported, since they are no class."""
+    present = set(folders)
+    return [(f"{d.name}/", "class folder without files, not a class")
+            for d in sorted(root.iterdir())
+            if d.is_dir() and not d.is_symlink() and not d.name.startswith(".")
+            and d.name not in present]
+
+
+def _warn_layout(root: Path, rel: list[str], size: int, keep: list[int]) -> None:
+    """Warn (not skip) about images that count but may surprise: files in sub-folders of a
+    class folder, and tiny images upscaled more than 4x to the canonical size."""
+    nested = [r for r in rel if r.count("/") >= 2]
+    if nested:
+        classes = sorted({r.split("/")[0] for r in nested})
+        warnings.warn(f"'{root}': {len(nested)} image(s) in sub-folders of class folder(s) "
+                      f"{classes[:5]} count for that class (e.g. '{nested[0]}')",
+                      UserWarning, stacklevel=4)
+    tiny = []
+    for i in keep:
+        with contextlib.suppress(OSError), Image.open(root / rel[i]) as im:
+            if min(im.size) * 4 <= size:
+                tiny.append(f"{rel[i]} ({im.size[0]}x{im.size[1]})")
+    if tiny:
+        warnings.warn(f"'{root}': {len(tiny)} tiny image(s) upscaled more than 4x to {size} px, "
+                      f"e.g. {', '.join(tiny[:3])}", UserWarning, stacklevel=4)
 
 
 def _class_names_for(folders: list[str]) -> tuple[list[str], list[str] | None]:
@@ -31,7 +76,8 @@ def _class_names_for(folders: list[str]) -> tuple[list[str], list[str] | None]:
 
 
 def open_folder(root: str | Path | Sequence[str | Path], size: int = 224,
-                policy: str = "resize_crop", class_names: Sequence[str] | None = None,
+                policy: str = "resize_crop",
+                class_names: Sequence[str] | Mapping[str, str] | None = None,
                 validate: bool = True) -> FileImageSet:
     """Images from a folder or a list of files.
 
@@ -41,6 +87,8 @@ def open_folder(root: str | Path | Sequence[str | Path], size: int = 224,
     Every candidate file (all visible files) is fully decoded once; bad ones land in
     `skipped` with their reason. `class_names` fixes the class space (order) of a labelled
     folder: entries match folder names or their readable names; other folders get label -1.
+    A mapping {folder: class name} instead renames folders into the model's class names
+    (order stays that of the sorted folders; a study then matches classes by name).
     """
     if isinstance(root, str | Path):
         return _open_directory(Path(root), size, policy, class_names, validate)
@@ -52,14 +100,19 @@ def _open_directory(root: Path, size: int, policy: str, class_names: Sequence[st
     if not root.is_dir():
         kind = "is not a folder" if root.exists() else "does not exist"
         raise UserError(f"image folder '{root}' {kind}")
-    files = _visible_files(root)
+    option = dict(class_names) if isinstance(class_names, Mapping) else (
+        None if class_names is None else list(class_names))  # as given, for reopening
+    files, skipped = _visible_files(root)
     rel = [f.relative_to(root).as_posix() for f in files]
     folders = sorted({r.split("/")[0] for r in rel if "/" in r})
-    skipped: list[tuple[str, str]] = []
     if folders:
+        skipped += _empty_class_folders(root, folders)
         skipped += [(r, "not inside a class folder") for r in rel if "/" not in r]
         rel = [r for r in rel if "/" in r]
         names, wnids = _class_names_for(folders)
+        if isinstance(class_names, Mapping):  # folder -> class name in the model's terms
+            names = _renamed(root, folders, names, class_names)
+            class_names = None
         folder_label = _folder_labels(folders, names, class_names)
         if class_names is not None:
             names, wnids = list(class_names), _wnids_for(class_names, folders, names, wnids)
@@ -71,15 +124,29 @@ def _open_directory(root: Path, size: int, policy: str, class_names: Sequence[st
     if not keep:
         raise UserError(f"no readable images in '{root}' ({len(skipped)} file(s) skipped"
                         + (f", e.g. '{skipped[0][0]}': {skipped[0][1]}" if skipped else "") + ")")
+    if validate:
+        _warn_layout(root, rel, size, keep)
     return FileImageSet(
         name="folder", root=root, ids=[rel[i] for i in keep],
         labels=None if labels is None else labels[keep], class_names=names,
         class_wnids=wnids, size=size, policy=policy, skipped=skipped,
         provenance={"source": "folder", "root": str(root), "layout":
-                    "class_folders" if folders else "flat"},
+                    "class_folders" if folders else "flat",
+                    # sorted folder names are no class order a model knows: match by name
+                    **({"class_order": FOLDER_ORDER if class_names is None
+                        else "class_names option"} if folders else {})},
         options={"root": str(root), "size": size, "policy": policy,
-                 "class_names": None if class_names is None else list(class_names)},
+                 "class_names": option},
     )
+
+
+def _renamed(root: Path, folders: list[str], names: list[str],
+             mapping: Mapping[str, str]) -> list[str]:
+    unknown = sorted(set(mapping) - set(folders))
+    if unknown:
+        raise UserError(f"class_names maps folder(s) {unknown} that are not class folders of "
+                        f"'{root}'; its class folders: {', '.join(folders)}")
+    return [str(mapping.get(f, n)) for f, n in zip(folders, names, strict=True)]
 
 
 def _folder_labels(folders: list[str], names: list[str],

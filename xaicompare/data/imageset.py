@@ -15,6 +15,8 @@ import torch
 from ..errors import UserError
 from .images import check_image, check_policy, load_image
 
+FOLDER_ORDER = "sorted folder names"
+
 
 class ImageSet:
     """A list of images in one canonical frame, with labels in the study class space.
@@ -58,6 +60,12 @@ class ImageSet:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, n={len(self)}, size={self.size}, "
                 f"classes={len(self.class_names)}, skipped={len(self.skipped)})")
+
+    @property
+    def class_order_defined(self) -> bool:
+        """The label order is the source's own definition (shapes, Imagenette, a folder with
+        a class_names option), not merely the sorted names of class folders."""
+        return self._provenance.get("class_order") != FOLDER_ORDER
 
     def _rows(self, indices: Sequence[int]) -> np.ndarray:
         rows = np.asarray(indices, dtype=np.int64).reshape(-1)

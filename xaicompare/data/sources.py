@@ -28,7 +28,8 @@ def _imagenette(root: str | Path = "data", size_variant: int | None = 320, split
 
 @DATASETS.register("folder")
 def _folder(root: str | Path | Sequence[str | Path], size: int = 224,
-            policy: str = "resize_crop", class_names: Sequence[str] | None = None,
+            policy: str = "resize_crop",
+            class_names: Sequence[str] | dict[str, str] | None = None,
             validate: bool = True) -> ImageSet:
     return open_folder(root, size=size, policy=policy, class_names=class_names,
                        validate=validate)

@@ -138,12 +138,14 @@ def expected_calibration_error(
 def top_k_accuracy(log_probs: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Share of rows whose label is among the k highest scores.
 
-    Ties: the label counts as in the top k when fewer than k classes score strictly higher
-    (the optimistic convention, which makes k=1 agree with argmax when there is no tie).
+    Ties count as misses: the label is in the top k only when fewer than k other classes
+    score at least as high (so a constant-score model gets 0, not 1; without ties k=1
+    agrees with argmax).
     """
-    true_score = log_probs[np.arange(len(labels)), labels]
-    n_higher = (log_probs > true_score[:, None]).sum(axis=1)
-    return float((n_higher < k).mean())
+    rows = np.arange(len(labels))
+    true_score = log_probs[rows, labels]
+    n_rivals = (log_probs >= true_score[:, None]).sum(axis=1) - 1  # others as high or higher
+    return float((n_rivals < k).mean())
 
 
 def model_metrics(
@@ -157,7 +159,8 @@ def model_metrics(
     """Accuracy, top-k accuracy, NLL, Brier score and ECE of one model.
 
     scores: [N, K] logits or probabilities (kind="auto"|"logits"|"probs"); labels: [N].
-    Returns keys: n, accuracy (top-1 by argmax), top{k}_accuracy for each k, nll (mean
+    Returns keys: n, accuracy (top-1 by argmax, a tie going to the lowest class index),
+    top{k}_accuracy (a tie counts as a miss) for each k, nll (mean
     negative log-likelihood, natural log), brier (multi-class: mean over images of
     sum_k (p_k - 1[y=k])^2, range [0, 2]), ece, ece_n_bins, ece_binning.
     A k larger than the number of classes gives NaN (with a warning), since top-k is

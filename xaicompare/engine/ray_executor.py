@@ -170,6 +170,6 @@ def run_explanations_on_ray(models: Sequence, dataset, job: ExplainJob, store: S
             run_units(ray, pool, units, refs.keys, submit, done, summary, options.retries,
                       lambda u: (models[u.model].name, shards[u.shard].name), inputs.release)
     bar.close()
-    summary.nonfinite = list(dict.fromkeys(summary.nonfinite))
+    summary.finish()
     raise_failures(summary, "explain")
     return summary

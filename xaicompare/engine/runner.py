@@ -75,17 +75,22 @@ class RunSummary:
         self.seconds[key] = self.seconds.get(key, 0.0) + seconds
 
     def merge(self, report: UnitReport) -> None:
-        """Counts and non-finite outputs of one unit; warns (once per unit and output)."""
+        """Counts and non-finite outputs of one unit (warned about by `finish`)."""
         for key, computed, skipped, seconds in report.counts:
             self.add(key, computed, skipped, seconds)
-        by_what: dict[str, list[str]] = {}
-        for _, what, image in report.nonfinite:
-            by_what.setdefault(what, []).append(image)
-        for what, bad in by_what.items():
-            log.warning("model '%s': non-finite %s (NaN or inf) for %d image(s): %s; excluded "
-                        "from the statistics they would corrupt", report.model, what, len(bad),
-                        ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
         self.nonfinite.extend(report.nonfinite)
+
+    def finish(self) -> RunSummary:
+        """Drop repeats (an OOM retry repeats shards) and warn once per model and output."""
+        self.nonfinite = list(dict.fromkeys(self.nonfinite))
+        by_output: dict[tuple[str, str], list[str]] = {}
+        for model, what, image in self.nonfinite:
+            by_output.setdefault((model, what), []).append(image)
+        for (model, what), bad in by_output.items():
+            log.warning("model '%s': non-finite %s (NaN or inf) for %d image(s): %s; excluded "
+                        "from the statistics they would corrupt", model, what, len(bad),
+                        ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+        return self
 
 
 def executor_options(executor):
@@ -181,8 +186,7 @@ def run_explanations(
 
             with_oom_backoff(run_all, size)
             bar.close()
-    summary.nonfinite = list(dict.fromkeys(summary.nonfinite))  # an OOM retry repeats shards
-    return summary
+    return summary.finish()
 
 
 def _shard_size(batch_size: int | str, model, dataset, job: ExplainJob, store: Store,

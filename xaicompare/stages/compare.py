@@ -9,6 +9,7 @@ Writes  tables/similarity/<method>/<metric>_<summary>.csv   (labelled, with prov
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,10 @@ import torch
 
 from ..compare import CompareOptions, conventions, similarity_matrices, write_table_csv
 from ..compare.localisation import localisation_scores
+from ..compare.matrix import SimilarityResult
 from ..compare.presets import Conventions, preset_ddof
 from ..errors import UserError
+from .health import logit_rows, map_rows, report_degenerate
 from .lenses import agreement_sweep, consensus_table, representation_tables
 from .paths import array_path, save_arrays, table_path
 
@@ -84,24 +87,33 @@ def run_compare(study) -> dict:
     """Similarity matrices for every method x metric; returns {(method, metric): result}."""
     cfg = study.config.compare
     options = compare_options(study)
-    preds = study.read_logits().argmax(-1)
+    logits = study.read_logits()
+    preds = logits.argmax(-1)
+    health = [row for name, model_logits in zip(study.model_names, logits, strict=True)
+              for row in logit_rows(name, model_logits)]
     labels = study.dataset.labels
     masks = study.dataset.masks(range(len(study.dataset)))
     results, localisation = {}, []
     for method in study.config.methods:
-        maps = study.read_maps(method)
-        consensus_table(study, method, maps)
-        if len(study.model_names) >= 2:
-            agreement_sweep(study, method, maps)
+        skip = study.not_applicable(method)  # e.g. rollout for CNNs: no maps, NaN pairs
+        keep = [i for i, name in enumerate(study.model_names) if name not in skip]
+        names = [study.model_names[i] for i in keep]
+        maps = study.read_maps(method)[keep]
+        health += map_rows(names, method, maps)
+        consensus_table(study, method, maps, names)
+        if len(names) >= 2:
+            agreement_sweep(study, method, maps, names)
         if masks is not None:
-            localisation += localisation_rows(study, method, maps, masks.numpy())
+            localisation += localisation_rows(study, method, maps, masks.numpy(), names)
         # every metric in one pass: each chunk of maps is converted and normalised once
         per_metric = similarity_matrices(
             maps, {metric: metric_options(study, method, metric) for metric in cfg.metrics},
-            options, names=study.model_names, preds=preds, labels=labels,
+            options, names=names, preds=preds[keep], labels=labels,
             preset=study_conventions(study), ddof=study_ddof(study))
         for metric, result in per_metric.items():
-            provenance = {"method": method, **result.provenance()}
+            result = with_all_models(result, study.model_names)
+            provenance = {"method": method, **result.provenance(),
+                          **({"not_applicable": skip} if skip else {})}
             for summary in SUMMARIES:
                 write_table_csv(getattr(result, summary),
                                 table_path(study, "similarity", method, f"{metric}_{summary}"),
@@ -119,6 +131,7 @@ def run_compare(study) -> dict:
                                 provenance)
             results[(method, metric)] = result
     representation_tables(study)
+    report_degenerate(study, health)  # each degenerate model named once, with counts
     if localisation:
         write_table_csv(pd.DataFrame(localisation), table_path(study, "localisation"),
                         {"pointing_game": "argmax of the map inside the object mask",
@@ -128,8 +141,28 @@ def run_compare(study) -> dict:
 
 
 
-def localisation_rows(study, method: str, maps: np.ndarray, masks: np.ndarray) -> list[dict]:
+def localisation_rows(study, method: str, maps: np.ndarray, masks: np.ndarray,
+                      names: list[str]) -> list[dict]:
     """Does each model's explanation point at the object (masks known, e.g. shapes)?"""
     return [{"model": name, "family": study.families[name], "method": method,
              **localisation_scores(model_maps, masks)}
-            for name, model_maps in zip(study.model_names, maps, strict=True)]
+            for name, model_maps in zip(names, maps, strict=True)]
+
+
+def with_all_models(result: SimilarityResult, names: list[str]) -> SimilarityResult:
+    """A result over some models widened to all: pairs with a model the method does not
+    apply to are NaN (summaries) with 0 images (counts)."""
+    if result.rows == names:
+        return result
+    position = [names.index(n) for n in result.rows]
+    per_image = np.full((len(names), len(names), result.per_image.shape[-1]), np.nan)
+    per_image[np.ix_(position, position)] = result.per_image
+
+    def widen(frame: pd.DataFrame, fill) -> pd.DataFrame:
+        return frame.reindex(index=names, columns=names, fill_value=fill)
+
+    return replace(result, rows=list(names), cols=list(names), per_image=per_image,
+                   **{key: widen(getattr(result, key), np.nan)
+                      for key in ("mean", "std", "median", "dissimilarity")},
+                   **{key: widen(getattr(result, key), 0)
+                      for key in ("n", "n_degenerate", "n_filtered", "n_undefined")})

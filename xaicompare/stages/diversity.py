@@ -68,41 +68,57 @@ def run_diversity(study) -> dict:
         log.warning("diversity needs labels; the dataset has none, stage skipped")
         return {}
     logits = study.read_logits()
-    probs = np.stack([to_probs(x, kind="logits") for x in logits])
+    finite = np.isfinite(logits).all(-1)  # [M, N]: images whose logits are numbers
+    probs = np.full(logits.shape, np.nan)
+    for m, model_logits in enumerate(logits):
+        if finite[m].any():
+            probs[m, finite[m]] = to_probs(model_logits[finite[m]], kind="logits")
     correct = probs.argmax(-1) == labels[None]
     provenance = {"n_images": len(labels), "models": names, "condition": "clean"}
 
     def write(df, *parts, **extra):
         write_table_csv(df, table_path(study, "diversity", *parts), {**provenance, **extra})
 
-    metrics = pd.DataFrame({name: model_metrics(p, labels, n_bins=cfg.calibration_bins,
-                                                binning=cfg.calibration_binning)
-                            for name, p in zip(names, probs, strict=True)}).T
+    metrics = pd.DataFrame({name: finite_metrics(p, labels, ok, cfg)
+                            for name, p, ok in zip(names, probs, finite, strict=True)}).T
     metrics.insert(0, "family", pd.Series(study.families))
-    write(metrics, "model_metrics", bins=cfg.calibration_bins, binning=cfg.calibration_binning)
+    write(metrics, "model_metrics", bins=cfg.calibration_bins, binning=cfg.calibration_binning,
+          left_out="images with non-finite logits of that model (n_left_out)")
     reliability = pd.concat(
-        {name: reliability_data(p, labels, n_bins=cfg.calibration_bins,
+        {name: reliability_data(p[ok], labels[ok], n_bins=cfg.calibration_bins,
                                 binning=cfg.calibration_binning)
-         for name, p in zip(names, probs, strict=True)}, names=["model"]).reset_index(level=0)
+         for name, p, ok in zip(names, probs, finite, strict=True) if ok.any()},
+        names=["model"]).reset_index(level=0)
     write(reliability, "reliability", bins=cfg.calibration_bins, binning=cfg.calibration_binning)
-    p_true = np.take_along_axis(probs, labels[None, :, None], axis=2)[..., 0]
+    p_true = np.take_along_axis(np.nan_to_num(probs), labels[None, :, None], axis=2)[..., 0]
+    healthy = finite.all(axis=1)
+    if not healthy.all():  # named once; pairs still use every image both models score
+        log.warning("diversity: models %s have non-finite logits; each is scored on its "
+                    "finite images and each pair on the images both score, and they are left "
+                    "out of ensembles, components, retention, disagreement and the joint view",
+                    [n for n, ok in zip(names, healthy, strict=True) if not ok])
     if len(names) >= 2:
-        write(pairwise_matrix(correct, "error_consistency", names), "error_consistency")
-        write(pairwise_matrix(correct, "zero_one_diversity", names), "zero_one_diversity")
-        write(pairwise_matrix(p_true, "ce_diversity", names), "ce_diversity")
+        for kind, values in (("error_consistency", correct), ("zero_one_diversity", correct),
+                             ("ce_diversity", p_true)):
+            write(pairwise_over_finite(values, finite, kind, names), kind,
+                  images="per pair: those both models score with finite logits")
+    keep = np.flatnonzero(healthy)
+    names, probs, correct = [names[i] for i in keep], probs[keep], correct[keep]
+    if len(names) >= 2:
         write(diversity_components(correct, names), "zero_one_components")
         sizes = [k for k in range(2, cfg.ensemble_size + 1) if k <= len(names)]
         ensembles = ensemble_table(probs, labels, names, k=sizes)
         ensembles["members"] = ensembles["members"].map(" + ".join)
         write(ensembles, "ensembles")
     if cfg.corruptions:
-        write(corruption_table(study, names, labels, metrics), "retention",
+        write(corruption_table(study, names, labels, metrics, keep), "retention",
               corruptions=cfg.corruptions, severities=cfg.severities, seed=study.config.seed)
-    joint_view(study, correct, names)
+    joint_view(study, correct, names, keep)
     if len(names) >= 3:
         joint_lenses(study, correct, pairwise_matrix(correct, "error_consistency", names),
-                     metrics["accuracy"])
-    disagreement(study, probs.argmax(-1))
+                     metrics["accuracy"], keep)
+    if len(names) >= 2:  # disagreement needs two models
+        disagreement(study, probs.argmax(-1))
     texture = study.dataset.attributes.get("object_texture")
     if texture is not None:  # the shapes benchmark: texture reliance on cue-conflict images
         n_textures = int(study.dataset.describe()["n_textures"])
@@ -112,36 +128,66 @@ def run_diversity(study) -> dict:
     return {"metrics": metrics}
 
 
-def corruption_table(study, names, labels, metrics) -> pd.DataFrame:
-    """Accuracy per model and per ensemble of all models, per corruption and severity."""
+def finite_metrics(probs: np.ndarray, labels: np.ndarray, finite: np.ndarray, cfg) -> dict:
+    """model_metrics over the images whose logits are finite; n_left_out counts the rest."""
+    left_out = {"n_left_out": int((~finite).sum())}
+    if not finite.any():
+        return {"n": 0, "accuracy": np.nan, **left_out}
+    return {**model_metrics(probs[finite], labels[finite], n_bins=cfg.calibration_bins,
+                            binning=cfg.calibration_binning, kind="probs"), **left_out}
+
+
+def pairwise_over_finite(values: np.ndarray, finite: np.ndarray, kind: str,
+                         names: list[str]) -> pd.DataFrame:
+    """pairwise_matrix, each pair over the images both models score (all when all do)."""
+    if finite.all():
+        return pairwise_matrix(values, kind, names)
+    out = pd.DataFrame(np.nan, index=names, columns=names)
+    for i in range(len(names)):
+        if finite[i].any():
+            out.iloc[i, i] = pairwise_matrix(values[[i]][:, finite[i]], kind)[0, 0]
+        for j in range(i + 1, len(names)):
+            rows = finite[i] & finite[j]
+            if rows.any():
+                pair = pairwise_matrix(values[[i, j]][:, rows], kind)
+                out.iloc[i, j], out.iloc[j, i] = pair[0, 1], pair[1, 0]
+    return out
+
+
+def corruption_table(study, names, labels, metrics, keep) -> pd.DataFrame:
+    """Accuracy per model and per ensemble of all models, per corruption and severity
+    (names: the models at positions `keep`, those with finite clean logits)."""
     cfg = study.config.diversity
     run_corrupted_logits(study)
     rows = []
     for name, severity in [(c, s) for c in cfg.corruptions for s in cfg.severities]:
         condition = corrupted_condition(name, severity, study.config.seed)
-        probs = np.stack([to_probs(x, kind="logits") for x in study.read_logits(condition)])
+        probs = np.stack([to_probs(x, kind="logits")
+                          for x in study.read_logits(condition)[keep]])
         for model, p in zip(names, probs, strict=True):
             rows.append({"model": model, "corruption": name, "severity": severity,
                          "accuracy": float((p.argmax(-1) == labels).mean())})
         if len(names) >= 2:
             rows.append({"model": "ensemble(all)", "corruption": name, "severity": severity,
                          "accuracy": float((probs.mean(0).argmax(-1) == labels).mean())})
-    clean = metrics["accuracy"].astype(float).to_dict()
+    clean = metrics.loc[names, "accuracy"].astype(float).to_dict()
     if len(names) >= 2:
-        probs = np.stack([to_probs(x, kind="logits") for x in study.read_logits()])
+        probs = np.stack([to_probs(x, kind="logits") for x in study.read_logits()[keep]])
         clean["ensemble(all)"] = float((probs.mean(0).argmax(-1) == labels).mean())
     return retention_table(clean, pd.DataFrame(rows))
 
 
-def joint_view(study, correct, names) -> None:
-    """Do models that explain alike also err alike? Mantel test + similarity by outcome."""
+def joint_view(study, correct, names, keep) -> None:
+    """Do models that explain alike also err alike? Mantel test + similarity by outcome.
+    names, correct: the models at positions `keep` of the study's models."""
     if len(names) < 3:
         return
     errors = pairwise_matrix(correct, "error_consistency", names)
     rows = []
     for method in study.config.methods:
         for metric in study.config.compare.metrics:
-            D = defined_part(read_dissimilarity(study, method, metric), f"{method}/{metric}")
+            D = read_dissimilarity(study, method, metric).loc[names, names]
+            D = defined_part(D, f"{method}/{metric}")
             errors_here = errors.loc[D.index, D.index]
             if len(D) < 3 or errors_here.isna().to_numpy().any():
                 log.warning("%s/%s: Mantel test skipped (fewer than 3 models with defined "
@@ -151,8 +197,8 @@ def joint_view(study, correct, names) -> None:
             result = mantel_test(D, errors_here, seed=study.config.seed, alternative="less")
             rows.append({"method": method, "metric": metric, **result})
             per_image = np.load(array_path(study, "similarity", f"{method}__{metric}"))
-            by_outcome = similarity_by_outcome(per_image["per_image"], correct, names,
-                                               by_pair=False)
+            by_outcome = similarity_by_outcome(per_image["per_image"][np.ix_(keep, keep)],
+                                               correct, names, by_pair=False)
             write_table_csv(by_outcome, table_path(study, "joint", method,
                                                    f"{metric}_by_outcome"),
                             {"method": method, "metric": metric})

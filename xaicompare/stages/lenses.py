@@ -40,6 +40,11 @@ SWEEP_METRICS = ("topk", "topk_sign", "rank", "signed_rank")  # Krishna et al.'s
 def representation_tables(study) -> dict[str, pd.DataFrame]:
     """Debiased CKA (linear and RBF) between the models' penultimate features."""
     features = study.read_features()
+    broken = [name for name, f in features.items() if not np.isfinite(f).all()]
+    if broken:  # named in degenerate_models.csv too (non-finite logits come with them)
+        log.warning("representation similarity: models %s left out (non-finite features)",
+                    broken)
+        features = {n: f for n, f in features.items() if n not in broken}
     if len(features) < 2 or len(study.dataset) < 4:
         log.warning("representation similarity skipped: needs 2 models with a readable "
                     "classifier input and 4 images (have %d and %d)", len(features),
@@ -60,11 +65,13 @@ def read_cka(study, kernel: str = "linear") -> pd.DataFrame | None:
     return pd.read_csv(path, comment="#", index_col=0) if path.exists() else None
 
 
-def consensus_table(study, method: str, maps: np.ndarray) -> pd.DataFrame | None:
-    """Each model's leave-one-out consensus score for `method` (3 models or more)."""
-    if len(study.model_names) < 3:
+def consensus_table(study, method: str, maps: np.ndarray, names: list[str]
+                    ) -> pd.DataFrame | None:
+    """Each model's leave-one-out consensus score for `method` (3 models or more); maps
+    and names: the models the method applies to."""
+    if len(names) < 3:
         return None
-    result = consensus(maps, study.model_names, n_resamples=study.config.trust.n_resamples,
+    result = consensus(maps, names, n_resamples=study.config.trust.n_resamples,
                        seed=study.config.seed)
     write_table_csv(result.table, table_path(study, "consensus", method), result.params)
     save_arrays(array_path(study, "consensus", method), consensus=result.consensus,
@@ -72,10 +79,10 @@ def consensus_table(study, method: str, maps: np.ndarray) -> pd.DataFrame | None
     return result.table
 
 
-def agreement_sweep(study, method: str, maps: np.ndarray) -> pd.DataFrame:
+def agreement_sweep(study, method: str, maps: np.ndarray, names: list[str]) -> pd.DataFrame:
     """Mean top-k agreement of every model pair at each k (feature, sign, rank, signed
     rank agreement), so a reader sees whether a finding depends on the chosen k."""
-    names, families = study.model_names, study.families
+    families = study.families
     rows = []
     for fraction in SWEEP_FRACTIONS:
         results = similarity_matrices(maps, {m: {"fraction": fraction} for m in SWEEP_METRICS},
@@ -93,9 +100,11 @@ def agreement_sweep(study, method: str, maps: np.ndarray) -> pd.DataFrame:
     return table
 
 
-def joint_lenses(study, correct: np.ndarray, errors: pd.DataFrame, accuracy: pd.Series) -> None:
-    """Stratified agreement, consensus vs accuracy and the Mantel table of all matrices."""
-    names, labels = study.model_names, np.asarray(study.dataset.labels)
+def joint_lenses(study, correct: np.ndarray, errors: pd.DataFrame, accuracy: pd.Series,
+                 keep: np.ndarray) -> None:
+    """Stratified agreement, consensus vs accuracy and the Mantel table of all matrices.
+    correct, errors: the models at positions `keep` of the study's (finite logits)."""
+    names, labels = list(errors.index), np.asarray(study.dataset.labels)
     matrices = {"error consistency (1 - kappa)": 1.0 - errors}
     cka = read_cka(study)
     if cka is not None:
@@ -104,7 +113,8 @@ def joint_lenses(study, correct: np.ndarray, errors: pd.DataFrame, accuracy: pd.
     for method in study.config.methods:
         for metric in study.config.compare.metrics:
             per_image = np.load(array_path(study, "similarity", f"{method}__{metric}"))
-            table = stratified_agreement(per_image["per_image"], correct, labels, names,
+            table = stratified_agreement(per_image["per_image"][np.ix_(keep, keep)], correct,
+                                         labels, names,
                                          class_names=class_names, min_count=MIN_STRATUM,
                                          n_resamples=study.config.trust.n_resamples,
                                          seed=study.config.seed)
@@ -112,10 +122,11 @@ def joint_lenses(study, correct: np.ndarray, errors: pd.DataFrame, accuracy: pd.
                             {"method": method, "metric": metric, "min_count": MIN_STRATUM})
             dissimilarity = table_path(study, "similarity", method, f"{metric}_dissimilarity")
             matrices[f"explanation {method}/{metric}"] = pd.read_csv(
-                dissimilarity, comment="#", index_col=0)
+                dissimilarity, comment="#", index_col=0).loc[names, names]
         consensus_path = table_path(study, "consensus", method)
         if consensus_path.exists():
             scores = pd.read_csv(consensus_path, comment="#")
+            scores = scores[np.isfinite(scores["model"].map(accuracy).astype(float))]
             rows = consensus_accuracy_correlation(scores, accuracy)
             write_table_csv(pd.DataFrame([{"method": method, **rows}]),
                             table_path(study, "consensus", f"{method}_accuracy"),

@@ -19,6 +19,7 @@ from ..cluster import read_family_tests
 from ..store import atomic_write
 from . import report_lenses
 from .cluster import read_dissimilarity
+from .health import summary_line as degenerate_summary
 from .paths import array_path, figure_path, table_path
 from .report_lenses import lenses_section
 
@@ -299,6 +300,7 @@ def write_atlas(study, ids: list[str], prefix: str = "atlas",
     probs = torch.from_numpy(logits).softmax(-1).numpy()
     labels = study.dataset.labels
     maps = {method: study.read_maps(method, ids) for method in study.config.methods}
+    skip = {method: study.not_applicable(method) for method in maps}
     by_depth = None
     if depths:
         targets = probs.argmax(-1)
@@ -309,7 +311,8 @@ def write_atlas(study, ids: list[str], prefix: str = "atlas",
     page_images, page_maps, predictions, true_labels = {}, {}, {}, {}
     for k, image_id in enumerate(ids):
         page_images[image_id] = images[k].numpy()
-        page_maps[image_id] = {name: {method: maps[method][m, k] for method in maps}
+        page_maps[image_id] = {name: {method: "not applicable" if name in skip[method]
+                                      else maps[method][m, k] for method in maps}
                                for m, name in enumerate(study.model_names)}
         if by_depth is not None:  # Grad-CAM columns per depth, then the stored methods
             page_maps[image_id] = {
@@ -399,13 +402,29 @@ def run_summary(study) -> dict:
                                 for m in study.models]),
         "images": {"dataset": study.config.dataset.name, "n_images": len(dataset),
                    **study.config.dataset.options},
+        "class_space": class_space_line(study),
         "methods": {name: json.dumps(params) for name, params in study.config.methods.items()},
         "versions": run.get("versions", {}),
         "seeds": {"study": study.config.seed, "dataset subset": study.config.dataset.seed},
         "timings": {k: f"{v:.1f} s" for k, v in study.result.timings.items()},
         "skipped_images": [f"{path}: {reason}" for path, reason in dataset.skipped] or "none",
         "degenerate_maps": degenerate or "none",
+        "degenerate_models": degenerate_summary(study),
+        "not_applicable": {method: ", ".join(study.not_applicable(method))
+                           for method in study.config.methods
+                           if study.not_applicable(method)} or "none",
     }
+
+
+def class_space_line(study) -> str:
+    """One line: the classes the study scores in, and how each model's outputs were matched."""
+    names = list(study.dataset.class_names)
+    if not names:
+        return "unlabelled images: each model's own classes"
+    shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
+    rules = "; ".join(f"{m.model}: {m.rule}" for m in study.class_space)
+    return (f"{len(names)} classes ({shown}); accuracy and confidence are the softmax over "
+            f"these classes' logits only; outputs matched by {rules}")
 
 
 def report_fingerprint(study) -> str:

@@ -114,12 +114,17 @@ def stability(study, method: str, metric: str, values: np.ndarray) -> None:
 def prediction_intervals(study) -> None:
     """Bootstrap intervals for error consistency and the diversities, and ensemble gains."""
     labels = study.dataset.labels
-    names = study.model_names
+    logits = study.read_logits()
+    healthy = np.isfinite(logits).all(axis=(1, 2))  # resampled images must be scored by all
+    names = [n for n, ok in zip(study.model_names, healthy, strict=True) if ok]
     if labels is None or len(names) < 2:
         return
+    if not healthy.all():
+        log.warning("prediction intervals without models %s (non-finite logits)",
+                    [n for n, ok in zip(study.model_names, healthy, strict=True) if not ok])
     cfg = study.config.trust
     labels = np.asarray(labels)
-    probs = np.stack([to_probs(x, kind="logits") for x in study.read_logits()])
+    probs = np.stack([to_probs(x, kind="logits") for x in logits[healthy]])
     correct = (probs.argmax(-1) == labels[None]).astype(float)
     p_true = np.take_along_axis(probs, labels[None, :, None], axis=2)[..., 0]
     rows = []
@@ -154,7 +159,10 @@ def faithfulness(study) -> None:
     result = []
     for method in study.config.methods:
         maps = study.read_maps(method, ids)
+        skip = study.not_applicable(method)
         for m, model in enumerate(study.models):
+            if model.name in skip:
+                continue
             target = torch.from_numpy(logits[m].argmax(-1))
             for order in ("descending", "random"):
                 curves = deletion_insertion_curves(
@@ -179,7 +187,8 @@ def randomization(study) -> None:
     for method, params in study.config.methods.items():
         if method == "kernelshap":
             continue  # would need the stored superpixels; the gradient methods suffice here
-        for model in study.models:
+        skip = study.not_applicable(method)
+        for model in [m for m in study.models if m.name not in skip]:
             tables.append(randomization_similarity(model, images, method, metric="spearman",
                                                    mode="full", seed=study.config.seed,
                                                    **params))

@@ -78,9 +78,11 @@ def atomic_write(path: Path, write) -> None:
 class Entry:
     """One keyed collection of per-image arrays."""
 
-    def __init__(self, directory: Path, identity: dict) -> None:
+    def __init__(self, directory: Path, identity: dict,
+                 expect: dict[str, tuple[int, ...]] | None = None) -> None:
         self.directory = directory
         self.identity = identity
+        self.expect = dict(expect or {})  # per-image shape an array must have to be served
         self._index: dict[str, tuple[Path, int]] | None = None
 
     # -- writing ------------------------------------------------------------------------
@@ -158,6 +160,7 @@ class Entry:
                 keys = [k for k in data.files if k != "ids"] if names is None else list(names)
                 for key in keys:
                     array = data[key]
+                    self._check_shape(key, array, path)
                     if key not in out:
                         out[key] = np.empty((len(ids), *array.shape[1:]), dtype=array.dtype)
                     elif np.result_type(out[key], array) != out[key].dtype:
@@ -169,14 +172,27 @@ class Entry:
         return out
 
 
+    def _check_shape(self, key: str, array: np.ndarray, path: Path) -> None:
+        """Never serve an array whose per-image shape is not the one expected now."""
+        expected = self.expect.get(key)
+        if expected is not None and tuple(array.shape[1:]) != tuple(expected):
+            raise UserError(
+                f"store entry '{self.directory}' holds '{key}' of shape {tuple(array.shape[1:])} "
+                f"per image (chunk {path.name}), but {tuple(expected)} is expected now (e.g. "
+                "the model's number of classes changed): it is stale, written for another "
+                "configuration; delete that folder and run again to recompute it")
+
+
 class Store:
     """A folder of entries. `entry(kind, prefix, identity)` gets or creates one."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def entry(self, kind: str, prefix: str, identity: dict) -> Entry:
-        return Entry(self.root / kind / entry_key(prefix, identity), identity)
+    def entry(self, kind: str, prefix: str, identity: dict,
+              expect: dict[str, tuple[int, ...]] | None = None) -> Entry:
+        """expect: per-image shapes reads must find (a stale entry is refused, not served)."""
+        return Entry(self.root / kind / entry_key(prefix, identity), identity, expect)
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files left by killed writers; returns how many were removed.

@@ -1,0 +1,77 @@
+"""Degenerate models: named once, with counts, and left out only where they break a number.
+
+A model is degenerate on an image when its logits hold NaN or inf, or are the same for
+every class (it predicts nothing), or when its map of a method is non-finite, all-zero or
+constant. The compare stage leaves such maps out per pair (counts in
+tables/similarity/<method>/<metric>_n_degenerate.csv); the diversity stage leaves images with
+non-finite logits out per model and per pair. This module names those models once: one
+warning per model in the run log, tables/degenerate_models.csv and a line in the report.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..compare import write_table_csv
+from ..compare.preprocess import DEGENERATE_REASONS, degenerate_codes
+from .paths import table_path
+
+log = logging.getLogger("xaicompare")
+
+COLUMNS = ["model", "output", "reason", "n_images", "n_total"]
+
+
+def logit_rows(name: str, logits: np.ndarray) -> list[dict]:
+    """Rows for a model's logits [N, K]: non-finite images and constant (no prediction)."""
+    nonfinite = ~np.isfinite(logits.reshape(len(logits), -1)).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        constant = ~nonfinite & (logits.max(axis=-1) == logits.min(axis=-1))
+    return [{"model": name, "output": "logits", "reason": reason, "n_images": int(mask.sum()),
+             "n_total": len(logits)}
+            for reason, mask in (("non-finite", nonfinite), ("constant", constant)) if mask.any()]
+
+
+def map_rows(names, method: str, maps: np.ndarray) -> list[dict]:
+    """Rows for maps [M, N, H, W] of one method: counts per model and degenerate reason."""
+    flat = torch.from_numpy(np.ascontiguousarray(maps)).reshape(maps.shape[0], maps.shape[1], -1)
+    codes = degenerate_codes(flat.float()).numpy()
+    rows = []
+    for name, model_codes in zip(names, codes, strict=True):
+        for code in sorted(set(model_codes.tolist()) - {0}):
+            rows.append({"model": name, "output": method, "reason": DEGENERATE_REASONS[code],
+                         "n_images": int((model_codes == code).sum()),
+                         "n_total": len(model_codes)})
+    return rows
+
+
+def report_degenerate(study, rows: list[dict]) -> pd.DataFrame:
+    """Write tables/degenerate_models.csv and warn once per model that has any row."""
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    write_table_csv(table, table_path(study, "degenerate_models"),
+                    {"rule": "left out per pair (similarity) and per model / pair (diversity) "
+                             "where they would corrupt a number; every other pair is computed"})
+    for name, part in table.groupby("model", sort=False):
+        log.warning("model '%s' is degenerate: %s; left out of the pairs and metrics those "
+                    "images would break (tables/degenerate_models.csv)", name, describe(part))
+    return table
+
+
+def describe(part: pd.DataFrame) -> str:
+    return ", ".join(f"{r.output} {r.reason} on {r.n_images}/{r.n_total} images"
+                     for r in part.itertuples())
+
+
+def summary_line(study) -> str:
+    """The report's line: every degenerate model with its counts, or "none"."""
+    path = table_path(study, "degenerate_models")
+    if not path.is_file():
+        return "not checked (compare stage not run)"
+    table = pd.read_csv(path, comment="#")
+    if table.empty:
+        return "none"
+    return "; ".join(f"{name}: {describe(part)}"
+                     for name, part in table.groupby("model", sort=False))
