@@ -125,7 +125,7 @@ def upsample_maps(maps: torch.Tensor, size: tuple[int, int], mode: str) -> torch
     return F.interpolate(maps[:, None], size=size, mode=mode, align_corners=align)[:, 0]
 
 
-@register_method("gradcam")
+@register_method("gradcam", display_name="Grad-CAM", family="cam")
 def gradcam(
     model: nn.Module,
     images: torch.Tensor,

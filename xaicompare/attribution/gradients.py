@@ -64,7 +64,7 @@ def _raw(kind: str, inputs: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     return grads.abs() if kind == "saliency" else inputs * grads
 
 
-@register_method("saliency")
+@register_method("saliency", display_name="Saliency")
 def saliency(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
              reduction: str = "max", internal_batch_size: int | None = None) -> Attribution:
     """|dF/dx| reduced over channels ("max" default; "sum"/"abs"/"l2" as for IG)."""
@@ -75,7 +75,7 @@ def saliency(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                        params={"reduction": reduction})
 
 
-@register_method("input_x_gradient")
+@register_method("input_x_gradient", signed=True, display_name="Input x Gradient")
 def input_x_gradient(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                      reduction: str = "sum", internal_batch_size: int | None = None
                      ) -> Attribution:
@@ -99,7 +99,7 @@ def smoothgrad_noise(images: torch.Tensor, n_samples: int, noise_level: float,
     return torch.stack(out).to(images)
 
 
-@register_method("smoothgrad")
+@register_method("smoothgrad", signed=True, display_name="SmoothGrad")
 def smoothgrad(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                base: str = "saliency", n_samples: int = 25, noise_level: float = 0.15,
                reduction: str | None = None, seed: int = 0,

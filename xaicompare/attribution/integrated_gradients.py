@@ -104,7 +104,7 @@ def reduce_channels(attributions: torch.Tensor, reduction: str) -> torch.Tensor:
     raise UserError(f"unknown reduction '{reduction}'; accepted: {', '.join(REDUCTIONS)}")
 
 
-@register_method("integrated_gradients")
+@register_method("integrated_gradients", signed=True, display_name="Integrated Gradients")
 def integrated_gradients(
     model: nn.Module,
     images: torch.Tensor,

@@ -81,7 +81,7 @@ def evaluate_coalitions(
     return values
 
 
-@register_method("kernelshap")
+@register_method("kernelshap", signed=True, display_name="KernelSHAP", family="perturbation")
 def kernelshap(
     model,
     images: torch.Tensor,

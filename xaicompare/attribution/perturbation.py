@@ -72,7 +72,7 @@ def _scores(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                                              strict=True)])
 
 
-@register_method("occlusion")
+@register_method("occlusion", signed=True, display_name="Occlusion", family="perturbation")
 def occlusion(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
               window: int | tuple[int, int] = 8, stride: int | tuple[int, int] = 4,
               baseline: str | float = "black", internal_batch_size: int | None = None
@@ -113,7 +113,7 @@ def rise_masks(seed: int, n_masks: int, grid: int, p: float, height: int,
     return up[:, 0][index, rows[:, :, None], cols[:, None, :]]
 
 
-@register_method("rise")
+@register_method("rise", display_name="RISE", family="perturbation")
 def rise(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
          n_masks: int = 1000, grid: int = 7, p: float = 0.5, seed: int = 0,
          image_seeds: torch.Tensor | None = None, internal_batch_size: int | None = None

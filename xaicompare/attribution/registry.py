@@ -27,5 +27,31 @@ class Attribution:
     params: dict = field(default_factory=dict)  # resolved parameters, recorded with outputs
 
 
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the rest of the toolkit asks about a method, declared where it is registered."""
+
+    name: str
+    signed: bool  # maps carry a sign (evidence for / against): diverging colours in figures
+    display_name: str
+    family: str  # "cam" | "gradient" | "perturbation" | "attention"
+
+
 METHODS: Registry = Registry("attribution method")
-register_method = METHODS.register
+
+
+def register_method(name: str, *, signed: bool = False, display_name: str | None = None,
+                    family: str = "gradient"):
+    """Decorator: register `fn(model, images, target, **params) -> Attribution` as `name`,
+    with its MethodInfo as `fn.info`."""
+
+    def decorate(fn):
+        fn.info = MethodInfo(name, signed, display_name or name, family)
+        return METHODS.register(name)(fn)
+
+    return decorate
+
+
+def method_info(name: str) -> MethodInfo:
+    """The MethodInfo of a registered method (UserError naming the methods if unknown)."""
+    return METHODS.get(name).info

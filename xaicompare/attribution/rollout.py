@@ -102,7 +102,7 @@ def patch_grid(net: nn.Module, n_patches: int) -> tuple[int, int]:
     return side, side
 
 
-@register_method("rollout")
+@register_method("rollout", display_name="Attention rollout", family="attention")
 def rollout(
     model: nn.Module,
     images: torch.Tensor,

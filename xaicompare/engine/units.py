@@ -37,6 +37,13 @@ def image_seeds(ids: Sequence[str], seed: int) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.long)
 
 
+def takes_image_seeds(method: str) -> bool:
+    """Does the method draw random numbers per image (coalitions, noise, masks)?"""
+    from ..attribution import METHODS
+
+    return "image_seeds" in inspect.signature(METHODS.get(method)).parameters
+
+
 def model_identity(model) -> dict:
     """Everything about a model that changes its logits: name, weights, architecture and timm
     kwargs, input size, resize, normalisation and the outputs kept (the class space)."""
@@ -315,6 +322,7 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
             shared = segments or (lambda p, x: shard_segments(store, shard, p,
                                                               job.dataset_identity, x))
             call["segments"] = shared(params, images).to(device)
+        if takes_image_seeds(method):  # random draws per image id: shared by every model
             call["image_seeds"] = image_seeds(ids, job.seed + params.get("seed", 0))
         with autocast(device, job.autocast, model):
             result = explain_full(model, images, method, targets, check_logits=False, **call)

@@ -40,10 +40,11 @@ SWEEP_METRICS = ("topk", "topk_sign", "rank", "signed_rank")  # Krishna et al.'s
 def representation_tables(study) -> dict[str, pd.DataFrame]:
     """Debiased CKA (linear and RBF) between the models' penultimate features."""
     features = study.read_features()
-    broken = [name for name, f in features.items() if not np.isfinite(f).all()]
-    if broken:  # named in degenerate_models.csv too (non-finite logits come with them)
-        log.warning("representation similarity: models %s left out (non-finite features)",
-                    broken)
+    broken = [name for name, f in features.items()
+              if not np.isfinite(f).all() or not (f != f[:1]).any()]
+    if broken:  # degenerate models (named in degenerate_models.csv) have such features
+        log.warning("representation similarity: models %s left out (non-finite features, or "
+                    "the same features for every image)", broken)
         features = {n: f for n, f in features.items() if n not in broken}
     if len(features) < 2 or len(study.dataset) < 4:
         log.warning("representation similarity skipped: needs 2 models with a readable "

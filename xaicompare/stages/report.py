@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from .. import report as rp
+from ..attribution.registry import METHODS, method_info
 from ..cluster import read_family_tests
 from ..store import atomic_write
 from . import report_lenses
@@ -25,7 +26,6 @@ from .report_lenses import lenses_section
 
 log = logging.getLogger("xaicompare")
 
-SIGNED = {"gradcam": False, "rollout": False, "integrated_gradients": True, "kernelshap": True}
 
 
 class FigureWriter:
@@ -326,7 +326,8 @@ def write_atlas(study, ids: list[str], prefix: str = "atlas",
             name: (class_names[int(probs[m, k].argmax())], float(probs[m, k].max()),
                    None if label is None or label < 0 else bool(probs[m, k].argmax() == label))
             for m, name in enumerate(study.model_names)}
-    signed = {**SIGNED, **{f"Grad-CAM {d:.0%}": False for d in depths or []}}
+    signed = {**{m: method_info(m).signed for m in METHODS.names()},
+              **{f"Grad-CAM {d:.0%}": False for d in depths or []}}
     paths = rp.write_atlas_pages(page_images, page_maps, predictions, study.families,
                                  study.run_dir / "figures" / "atlas", ids=ids,
                                  formats=("png", "pdf"), true_labels=true_labels, signed=signed,
