@@ -233,6 +233,9 @@ class Study:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise UserError(f"unknown stage(s) {unknown}; accepted: {', '.join(STAGES)}")
+        from .config_checks import check_executor
+
+        check_executor(self.config)  # a device set after parsing is checked before compute
         with run_lock(self.run_dir), contextlib.ExitStack() as cleanup:
             try:
                 self.store.remove_stale_temporaries()  # left by a killed run; we hold the lock

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..devices import resolve_device
 from ..errors import UserError, unknown_name_error
 from .base import LoadedModel
 from .catalog import CLASS_SUBSETS
@@ -60,6 +61,7 @@ def load_model(
     model_kwargs:  passed to timm.create_model (e.g. img_size=64 for ViTs).
     """
     meta: dict[str, Any] = {}
+    device = resolve_device(device)  # an absent device fails here, naming those there are
     if isinstance(source, LoadedModel):
         return source.to(device)
     if isinstance(source, nn.Module):

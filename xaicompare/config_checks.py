@@ -1,0 +1,212 @@
+"""Checks of a parsed study config against this machine and the registries, before compute.
+
+The schema (config.py) checks each value alone; these check what a value means here: the
+device exists, the output folder can be made, the dataset takes those options, the compare
+options and metric options are accepted, zoo entries carry no option that loading ignores,
+`cluster.k` fits the models, and every method applies to at least one model. Each problem is
+one UserError naming the key path and what is accepted, so `xaicompare validate` stops a
+study that `run` would fail on minutes or hours in.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import UserError, did_you_mean
+
+if TYPE_CHECKING:
+    from .config import ModelConfig, StudyConfig
+
+log = logging.getLogger("xaicompare")
+
+# ModelConfig fields that `zoo:` entries do not use: the zoo loads its recorded models as they
+# were trained (layer, weights, head, family and name included).
+ZOO_IGNORED_FIELDS = ("name", "pretrained", "checkpoint", "weights", "num_classes", "family",
+                      "layer", "kwargs")
+
+
+def check_study(config: StudyConfig) -> None:
+    """Every machine- and registry-dependent check; raises the first problem as a UserError."""
+    check_executor(config)
+    check_output(config)
+    check_dataset(config)
+    check_compare(config)
+    check_models(config)
+
+
+def check_executor(config: StudyConfig) -> None:
+    """A local run needs its device here; Ray workers bring their own (name checked only)."""
+    from .devices import check_device, check_device_syntax
+
+    if config.executor.kind == "local":
+        check_device(config.executor.device, "executor.device")
+    else:
+        check_device_syntax(config.executor.device, "executor.device")
+
+
+def check_output(config: StudyConfig) -> None:
+    """The run folder is a folder, or can be made: not a file, not under a file, writable."""
+    text = str(config.output_dir)
+    if "\0" in text:
+        raise UserError(f"output: {text!r} contains a NUL character; accepted: a folder path")
+    folder = Path(text)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"output: '{folder}' is an existing file, not a folder; accepted: a "
+                        "folder path (existing or new)")
+    ancestor = folder.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if ancestor.exists() and not ancestor.is_dir():
+        raise UserError(f"output: '{folder}' cannot be made: '{ancestor}' is a file; accepted: "
+                        "a folder path whose parents are folders")
+    target = folder if folder.is_dir() else ancestor
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UserError(f"output: '{folder}' cannot be written: no write permission on "
+                        f"'{target}'; choose another `output:` folder")
+
+
+def check_dataset(config: StudyConfig) -> None:
+    """The dataset's options against its opener's signature (names, required ones)."""
+    from .data.sources import DATASETS
+
+    cfg = config.dataset
+    opener = DATASETS.get(cfg.name)
+    parameters = inspect.signature(opener).parameters
+    accepted = list(parameters)
+    for key in cfg.options:
+        if key not in parameters:
+            raise UserError(f"dataset.options.{key}: unknown option for dataset '{cfg.name}'"
+                            f"{did_you_mean(key, accepted)}; accepted: {', '.join(accepted)}")
+    required = [name for name, p in parameters.items() if p.default is inspect.Parameter.empty]
+    for name in required:
+        if name not in cfg.options and not cfg.manifest:
+            raise UserError(f"dataset.options.{name}: required for dataset '{cfg.name}' "
+                            f"(e.g. options: {{{name}: path/to/images}})")
+    if cfg.manifest is not None and not Path(cfg.manifest).is_file():
+        raise UserError(f"dataset.manifest: '{cfg.manifest}' does not exist; accepted: the "
+                        "manifest.json of an earlier run")
+    if cfg.name == "folder" and not cfg.manifest:
+        roots = cfg.options["root"]
+        for root in roots if isinstance(roots, list | tuple) else [roots]:
+            if not Path(str(root)).is_dir():
+                raise UserError(f"dataset.options.root: folder '{root}' does not exist; "
+                                "accepted: a folder with one sub-folder of images per class")
+    if cfg.name == "shapes" and cfg.n_images is not None:
+        available = cfg.options.get("n", parameters["n"].default)
+        if isinstance(available, int) and cfg.n_images > available:
+            log.warning("dataset.n_images %d is more than the %d images of dataset 'shapes' "
+                        "(options.n); the study uses all %d", cfg.n_images, available,
+                        available)
+
+
+def check_compare(config: StudyConfig) -> None:
+    """Normalisation, resolution, degenerate rule, filter and metric options, before explain."""
+    from .compare import FILTERS, METRICS, CompareOptions
+    from .compare.options import NORMALIZATIONS, RESOLUTIONS
+
+    cfg = config.compare
+    if cfg.filter is not None and cfg.filter not in FILTERS:
+        choices = FILTERS.names()
+        raise UserError(f"compare.filter: unknown filter '{cfg.filter}'"
+                        f"{did_you_mean(cfg.filter, choices)}; accepted: {', '.join(choices)}")
+    for key, choices in (("normalization", NORMALIZATIONS), ("resolution", RESOLUTIONS)):
+        value = getattr(cfg, key)
+        if value not in choices:
+            raise UserError(f"compare.{key}: got {value!r}{did_you_mean(value, choices)}; "
+                            f"accepted: {', '.join(choices)}")
+    try:
+        CompareOptions(normalization=cfg.normalization, resolution=cfg.resolution,
+                       degenerate=cfg.degenerate, filter=cfg.filter or "all")
+    except UserError as err:
+        raise UserError(f"compare.{err}") from None
+    for metric, options in cfg.metric_options.items():
+        if metric not in cfg.metrics:
+            raise UserError(f"compare.metric_options.{metric}: not one of compare.metrics "
+                            f"({', '.join(cfg.metrics)}); options for a metric that is not "
+                            "computed would be ignored")
+        try:
+            METRICS.get(metric).params(options)
+        except UserError as err:
+            raise UserError(f"compare.metric_options.{metric}: {err}") from None
+
+
+def check_models(config: StudyConfig) -> None:
+    """Zoo entries carry no ignored option; cluster.k fits; each method applies somewhere."""
+    from .models.zoo import zoo_names
+
+    count = 0
+    for i, model in enumerate(config.models):
+        if model.source.startswith("zoo:"):
+            fields = type(model).model_fields  # a field differing from its default
+            ignored = [f for f in ZOO_IGNORED_FIELDS if getattr(model, f)
+                       != fields[f].get_default(call_default_factory=True)]
+            if ignored:
+                raise UserError(f"models[{i}].{ignored[0]}: not used for zoo models "
+                                f"('{model.source}' loads the recorded model as trained); "
+                                "remove it, or load the architecture by its timm name")
+            count += len(zoo_names()) if model.source == "zoo:all" else 1
+        else:
+            count += 1
+    k = config.cluster.k
+    if k is not None and k > count:
+        raise UserError(f"cluster.k: {k} clusters asked for, but the study has {count} "
+                        f"model(s); accepted: 1 to {count}")
+    check_methods_apply(config)
+
+
+def check_methods_apply(config: StudyConfig) -> None:
+    """A method limited to some architectures (rollout: ViT-style attention) must apply to
+    at least one model; a model whose architecture is only known at load time counts."""
+    from .attribution.rollout import supports_rollout
+
+    limited = {"rollout": supports_rollout}  # until methods describe themselves (#19)
+    for method, applies in limited.items():
+        if method not in config.methods:
+            continue
+        nets = [_skeleton(model, name) for model in config.models
+                for name in _zoo_members(model)]
+        if any(net is None or applies(net) for net in nets):
+            continue
+        names = ", ".join(model.source for model in config.models)
+        raise UserError(f"methods.{method}: applies to none of the study's models ({names}); "
+                        "rollout needs a ViT-style model (timm VisionTransformer blocks); "
+                        "remove it or add such a model")
+
+
+def _zoo_members(model: ModelConfig) -> list[str | None]:
+    """The zoo names an entry stands for (zoo:all: every one); [None] for other sources."""
+    from .models.zoo import zoo_names
+
+    if model.source == "zoo:all":
+        return zoo_names()
+    return [model.source[4:]] if model.source.startswith("zoo:") else [None]
+
+
+def _skeleton(model: ModelConfig, zoo_name: str | None) -> Any:
+    """The model's network without weights (on the meta device), or None when its
+    architecture is only known once its files are read (checkpoints)."""
+    import timm
+    import torch
+
+    if model.checkpoint is not None:
+        return None
+    if zoo_name is not None:
+        from .models.zoo import zoo_entries
+
+        entry = zoo_entries().get(zoo_name)
+        if entry is None:
+            return None
+        arch, kwargs = entry["arch"], entry.get("kwargs") or {}
+    else:
+        arch, kwargs = model.source.split(".")[0], dict(model.kwargs)
+    if model.num_classes is not None:
+        kwargs["num_classes"] = model.num_classes
+    try:
+        with torch.device("meta"):
+            return timm.create_model(arch, pretrained=False, **kwargs)
+    except Exception:  # noqa: BLE001 - unknown here; loading names the problem
+        return None
