@@ -319,10 +319,14 @@ def load_config(path: str | Path, *, check_names: bool = True) -> StudyConfig:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"study config '{path}' does not exist; pass the path of a YAML file")
+    from .safe_yaml import load_yaml
+
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from None
+        data = load_yaml(path.read_text())
+    except UserError as err:  # invalid YAML, duplicate keys, alias bombs
+        raise UserError(f"{path}: {err}") from None
+    except (UnicodeDecodeError, OSError) as err:
+        raise UserError(f"{path}: cannot be read as text ({err}); pass a YAML file") from None
     try:
         return parse_config(data, check_names=check_names)
     except UserError as err:

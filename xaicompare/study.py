@@ -89,6 +89,10 @@ class Study:
             images = select_subset(full, cfg.n_images, seed=cfg.seed, stratify=cfg.stratify)
         else:
             images = full
+            if cfg.n_images is not None and cfg.n_images > len(full) and cfg.name != "shapes":
+                log.warning("dataset.n_images %d is more than the %d images of dataset '%s'; "
+                            "the study uses all %d", cfg.n_images, len(full), cfg.name,
+                            len(full))  # shapes: warned when the config is parsed
         if len(images) == 0:
             raise UserError(f"dataset '{cfg.name}' has no usable images "
                             f"({len(full.skipped)} skipped); check dataset.options")
