@@ -136,10 +136,14 @@ def check_compare(config: StudyConfig) -> None:
 
 def check_models(config: StudyConfig) -> None:
     """Zoo entries carry no ignored option; cluster.k fits; each method applies somewhere."""
+    from .models.checkpoint_meta import forbidden_kwargs_error
     from .models.zoo import zoo_names
 
     count = 0
     for i, model in enumerate(config.models):
+        refused = forbidden_kwargs_error(model.kwargs, f"models[{i}].kwargs")
+        if refused:
+            raise refused
         if model.source.startswith("zoo:"):
             fields = type(model).model_fields  # a field differing from its default
             ignored = [f for f in ZOO_IGNORED_FIELDS if getattr(model, f)

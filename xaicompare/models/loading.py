@@ -13,6 +13,7 @@ from ..devices import resolve_device
 from ..errors import UserError, unknown_name_error
 from .base import LoadedModel
 from .catalog import CLASS_SUBSETS
+from .checkpoint_meta import forbidden_kwargs_error
 from .checkpoints import load_state_dict_strict, read_state_dict, save_checkpoint, weights_hash
 from .families import check_family, detect_family
 from .layers import find_cam_layer, probe_cam_layer, resolve_layer
@@ -77,6 +78,9 @@ def load_model(
         interpolation = "bilinear"
     elif isinstance(source, (str, Path)):
         arch, state, meta = _resolve_source(source, checkpoint)
+        refused = forbidden_kwargs_error(model_kwargs, "model kwargs")
+        if refused:  # weights come from pretrained=, checkpoint= or weights= only
+            raise refused
         kwargs = {**meta.get("model_kwargs", {}), **model_kwargs}
         if num_classes is None and meta.get("num_classes") is not None:
             num_classes = int(meta["num_classes"])
