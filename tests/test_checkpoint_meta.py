@@ -63,9 +63,11 @@ def test_a_saved_checkpoint_passes_its_own_schema(good):
     ({"model_kwargs": {"checkpoint_path": "/etc/passwd"}},
      "metadata.model_kwargs.checkpoint_path: not accepted: it makes timm torch.load a file"),
     ({"model_kwargs": {"pretrained_cfg_overlay": {"file": "/tmp/evil.pth"}}},
-     "metadata.model_kwargs.pretrained_cfg_overlay: not accepted"),
+     "metadata.model_kwargs.pretrained_cfg_overlay.file: not accepted: it says where weights"),
     ({"model_kwargs": {"pretrained_cfg": {"url": "http://x/evil.pth"}}},
-     "metadata.model_kwargs.pretrained_cfg: not accepted"),
+     "metadata.model_kwargs.pretrained_cfg.url: not accepted"),
+    ({"model_kwargs": {"pretrained_cfg": "a1_in1k"}},
+     "metadata.model_kwargs.pretrained_cfg: got 'a1_in1k'; accepted: a mapping"),
     ({"model_kwargs": {"pretrained": True}}, "metadata.model_kwargs.pretrained: not accepted"),
     ({"model_kwargs": {"cache_dir": "/tmp"}}, "metadata.model_kwargs.cache_dir: not accepted"),
     ({"model_kwargs": "layers=1"}, "metadata.model_kwargs: Input should be a valid dictionary"),
@@ -98,7 +100,7 @@ def test_timm_loading_kwargs_are_refused_from_the_python_api_and_the_study_file(
     data = {"name": "k", "output": str(tmp_path / "run"), "methods": {"gradcam": {}},
             "models": [{"source": "resnet18", "pretrained": False,
                         "kwargs": {"pretrained_cfg_overlay": {"file": "x.pth"}}}]}
-    with pytest.raises(UserError, match=r"models\[0\].kwargs.pretrained_cfg_overlay: not "):
+    with pytest.raises(UserError, match=r"models\[0\].kwargs.pretrained_cfg_overlay.file: not "):
         parse_config(data)
 
 

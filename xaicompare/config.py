@@ -268,8 +268,20 @@ def _check_listed(names: list[str], registry, path: str, kind: str) -> None:
 
 
 def _check_model_source(model: ModelConfig, where: str) -> None:
+    from .models.loading import looks_like_path
+
     if model.checkpoint is not None:
+        if not Path(model.checkpoint).is_file():
+            raise UserError(f"{where}.checkpoint: file '{model.checkpoint}' does not exist; "
+                            "accepted: the path of a weights file")
+        if looks_like_path(model.source) and not Path(model.source).is_file():
+            raise UserError(f"{where}.source: checkpoint file '{model.source}' does not exist")
         return  # the architecture is read from the checkpoint or `source`; checked at load
+    if looks_like_path(model.source):
+        if not Path(model.source).is_file():
+            raise UserError(f"{where}.source: checkpoint file '{model.source}' does not exist; "
+                            "accepted: a checkpoint path, a timm name or 'zoo:<name>'")
+        return  # its metadata names the architecture; checked at load
     if model.source.startswith("zoo:"):
         from .models.zoo import zoo_names
 

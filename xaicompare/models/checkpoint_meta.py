@@ -4,8 +4,8 @@ A `.safetensors` file may come from anyone: its JSON metadata decides which arch
 built, with which keyword arguments, normalisation and input size. Every key is known, every
 value has a type and a range, and `model_kwargs` may not hold timm's own loading arguments
 (`checkpoint_path` makes timm torch.load a file, `pretrained_cfg(_overlay)` can name a file,
-URL or hub id, `pretrained` downloads, `cache_dir` picks where): the weights come from the
-checkpoint itself, nowhere else. save_model checks the same schema, so every checkpoint the
+URL or hub id (its data-config keys are allowed), `pretrained` downloads, `cache_dir` picks
+where): the weights come from the checkpoint itself, nowhere else. save_model checks the same schema, so every checkpoint the
 toolkit writes loads again.
 """
 
@@ -24,22 +24,34 @@ from .base import FAMILIES
 FORBIDDEN_TIMM_KWARGS = {
     "checkpoint_path": "makes timm torch.load a file",
     "pretrained": "downloads weights (pass pretrained= to load_model instead)",
-    "pretrained_cfg": "can name a weights file, URL or hub id",
-    "pretrained_cfg_overlay": "can name a weights file, URL or hub id",
     "cache_dir": "chooses where downloaded weights are read from",
     "pretrained_strict": "changes how weights are loaded",
     "features_only": "returns feature maps instead of class logits",
     "num_classes": "is the checkpoint's own `num_classes` (or load_model's num_classes=)",
 }
+# pretrained_cfg(_overlay) may change the data config (input_size, mean, crop_pct, ...), but
+# not say where weights come from.
+WEIGHT_LOCATION_KEYS = ("url", "file", "state_dict", "hf_hub_id", "hf_hub_filename",
+                        "hf_hub_revision", "source", "custom_load")
 MAX_INPUT_SIDE = 8192
 
 
 def forbidden_kwargs_error(kwargs: dict[str, Any], where: str) -> UserError | None:
     """A UserError naming the first timm loading argument in `kwargs`, or None."""
-    for key in kwargs:
+    for key, value in kwargs.items():
         if key in FORBIDDEN_TIMM_KWARGS:
             return UserError(f"{where}.{key}: not accepted: it {FORBIDDEN_TIMM_KWARGS[key]}; "
                              "pass architecture options only (e.g. img_size, drop_rate)")
+        if key in ("pretrained_cfg", "pretrained_cfg_overlay"):
+            if not isinstance(value, dict):
+                return UserError(f"{where}.{key}: got {str(value)[:80]!r}; accepted: a mapping "
+                                 "of data-config keys (e.g. {input_size: [3, 64, 64]}); a "
+                                 "weights tag belongs in the source name (arch.tag)")
+            located = [k for k in value if k in WEIGHT_LOCATION_KEYS]
+            if located:
+                return UserError(f"{where}.{key}.{located[0]}: not accepted: it says where "
+                                 "weights are loaded from; weights come from pretrained=, "
+                                 "checkpoint= or weights= only")
     return None
 
 

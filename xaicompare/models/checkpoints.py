@@ -95,6 +95,12 @@ def load_state_dict_strict(net: nn.Module, state: Mapping[str, torch.Tensor], so
             + "; ".join(parts)
             + ". Check the architecture name and num_classes= (the head size)."
         )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:  # say so here, not later as a layer with zero gradient or NaN maps
+        count = sum(int((~state[k].isfinite()).sum()) for k in bad)
+        raise UserError(f"checkpoint {source}: the weights contain NaN or inf ({count} values "
+                        f"in {len(bad)} tensors, e.g. '{bad[0]}'); the file is damaged or its "
+                        "training diverged: use another checkpoint")
     net.load_state_dict(state, strict=True)
 
 
