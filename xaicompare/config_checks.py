@@ -93,8 +93,9 @@ def check_dataset(config: StudyConfig) -> None:
         roots = cfg.options["root"]
         for root in roots if isinstance(roots, list | tuple) else [roots]:
             if not Path(str(root)).is_dir():
-                raise UserError(f"dataset.options.root: folder '{root}' does not exist; "
-                                "accepted: a folder with one sub-folder of images per class")
+                problem = "is a file" if Path(str(root)).exists() else "does not exist"
+                raise UserError(f"dataset.options.root: folder '{root}' {problem}; accepted: "
+                                "a folder with one sub-folder of images per class")
     if cfg.name == "shapes" and cfg.n_images is not None:
         available = cfg.options.get("n", parameters["n"].default)
         if isinstance(available, int) and cfg.n_images > available:
@@ -118,6 +119,9 @@ def check_compare(config: StudyConfig) -> None:
         if value not in choices:
             raise UserError(f"compare.{key}: got {value!r}{did_you_mean(value, choices)}; "
                             f"accepted: {', '.join(choices)}")
+    if cfg.resolution == "pixels":  # needs size=(h, w), which the study schema has no key for
+        raise UserError("compare.resolution: 'pixels' needs a target size, which a study "
+                        "file cannot give; accepted: native, superpixels")
     try:
         CompareOptions(normalization=cfg.normalization, resolution=cfg.resolution,
                        degenerate=cfg.degenerate, filter=cfg.filter or "all")
