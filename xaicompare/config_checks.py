@@ -86,6 +86,7 @@ def check_dataset(config: StudyConfig) -> None:
         if name not in cfg.options and not cfg.manifest:
             raise UserError(f"dataset.options.{name}: required for dataset '{cfg.name}' "
                             f"(e.g. options: {{{name}: path/to/images}})")
+    check_dataset_values(cfg.name, cfg.options)
     if cfg.manifest is not None and not Path(cfg.manifest).is_file():
         raise UserError(f"dataset.manifest: '{cfg.manifest}' does not exist; accepted: the "
                         "manifest.json of an earlier run")
@@ -102,6 +103,27 @@ def check_dataset(config: StudyConfig) -> None:
             log.warning("dataset.n_images %d is more than the %d images of dataset 'shapes' "
                         "(options.n); the study uses all %d", cfg.n_images, available,
                         available)
+
+
+def check_dataset_values(name: str, options: dict[str, Any]) -> None:
+    """Option values the openers would refuse at run time: policy, split, size variant."""
+    from .data import imagenette, shapes
+    from .data.images import POLICIES
+
+    choices = {"policy": POLICIES}
+    if name == "imagenette":
+        choices.update(split=imagenette.SPLITS, size_variant=tuple(imagenette.ARCHIVES))
+    if name == "shapes":
+        choices["split"] = shapes.SPLITS
+    for key, accepted in choices.items():
+        if key in options and options[key] not in accepted:
+            raise UserError(f"dataset.options.{key}: got {options[key]!r} for dataset '{name}'"
+                            f"; accepted: {', '.join(str(a) for a in accepted)}")
+    for key in ("size", "n", "n_classes"):
+        value = options.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 1):
+            raise UserError(f"dataset.options.{key}: got {value!r}; accepted: an integer >= 1")
 
 
 def check_compare(config: StudyConfig) -> None:
