@@ -295,3 +295,16 @@ def test_the_real_command_exits_2_without_traceback(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
         assert expected in lines[0], lines[0]
+
+
+def test_modest_aliases_and_merge_keys_still_load(tmp_path):
+    """The limits leave room for what a hand-written study file does with anchors."""
+    from xaicompare.config import load_config
+
+    text = doc(models="[&m {source: test_resnet, pretrained: false, num_classes: 10, "
+                      "class_indices: null, name: a}, {<<: *m, name: b}]",
+               compare="{metrics: &metrics [cosine, rbf]}",
+               cluster="{k: 2}")
+    config = load_config(write_case(tmp_path, text))
+    assert [m.name for m in config.models] == ["a", "b"]
+    assert config.models[1].source == "test_resnet" and config.compare.metrics == ["cosine", "rbf"]

@@ -95,12 +95,8 @@ def _study(path: Path, device: str | None = None, batch_size: str | None = None,
         config.executor.device = check_device_syntax(device, "--device")
     if batch_size is not None:
         config.executor.batch_size = _parse_batch_size(batch_size)
-    try:
-        check_executor(config)  # the flags' device must exist here too, before any compute
-    except UserError as err:
-        flag = "--device" if device is not None else None
-        raise UserError(str(err).replace("executor.device", flag, 1) if flag else str(err)
-                        ) from None
+    # the flag's device (or the file's, under --executor) must exist here, before any compute
+    check_executor(config, "--device" if device is not None else "executor.device")
     return Study(config, progress=not quiet)
 
 

@@ -38,14 +38,14 @@ def check_study(config: StudyConfig) -> None:
     check_models(config)
 
 
-def check_executor(config: StudyConfig) -> None:
+def check_executor(config: StudyConfig, where: str = "executor.device") -> None:
     """A local run needs its device here; Ray workers bring their own (name checked only)."""
     from .devices import check_device, check_device_syntax
 
     if config.executor.kind == "local":
-        check_device(config.executor.device, "executor.device")
+        check_device(config.executor.device, where)
     else:
-        check_device_syntax(config.executor.device, "executor.device")
+        check_device_syntax(config.executor.device, where)
 
 
 def check_output(config: StudyConfig) -> None:
