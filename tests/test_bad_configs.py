@@ -308,3 +308,11 @@ def test_modest_aliases_and_merge_keys_still_load(tmp_path):
     config = load_config(write_case(tmp_path, text))
     assert [m.name for m in config.models] == ["a", "b"]
     assert config.models[1].source == "test_resnet" and config.compare.metrics == ["cosine", "rbf"]
+
+
+def test_more_images_than_the_dataset_is_a_warning(tmp_path, capsys):
+    text = doc(dataset="{name: shapes, options: {n: 32, size: 32}, n_images: 10000}")
+    assert main(["validate", str(write_case(tmp_path, text))]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err == ("WARNING: dataset.n_images 10000 is more than the 32 images of dataset "
+                   "'shapes' (options.n); the study uses all 32")

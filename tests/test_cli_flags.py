@@ -107,3 +107,17 @@ def test_ray_checks_only_the_device_name(tmp_path):
     assert config.executor.device == "cuda"
     with pytest.raises(UserError, match="executor.device: got 'tpu'"):
         parse_config(study_dict(tmp_path, kind="ray", device="tpu"))
+
+
+def test_device_rule_on_a_machine_with_two_gpus(monkeypatch):
+    """The rule as a GPU machine sees it (torch's answers replaced; no GPU needed)."""
+    from xaicompare.devices import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert available_devices()[:3] == ["cpu", "cuda:0", "cuda:1"]
+    assert check_device("cuda") == "cuda" and check_device("cuda:1") == "cuda:1"
+    with pytest.raises(UserError, match=r"'cuda:2' is not available on this machine; it has: "
+                                        r"cpu, cuda:0, cuda:1"):
+        check_device("cuda:2")
+    assert resolve_device("auto") == torch.device("cuda")
