@@ -36,6 +36,8 @@ def check_study(config: StudyConfig) -> None:
     check_dataset(config)
     check_compare(config)
     check_models(config)
+    for method, params in config.methods.items():
+        check_method_values(method, params or {})
 
 
 def check_executor(config: StudyConfig, where: str = "executor.device") -> None:
@@ -83,17 +85,17 @@ def check_dataset(config: StudyConfig) -> None:
                             f"{did_you_mean(key, accepted)}; accepted: {', '.join(accepted)}")
     required = [name for name, p in parameters.items() if p.default is inspect.Parameter.empty]
     for name in required:
-        if name not in cfg.options and not cfg.manifest:
+        if name not in cfg.options:  # the dataset is opened even under a manifest
             raise UserError(f"dataset.options.{name}: required for dataset '{cfg.name}' "
                             f"(e.g. options: {{{name}: path/to/images}})")
     check_dataset_values(cfg.name, cfg.options)
     if cfg.manifest is not None and not Path(cfg.manifest).is_file():
         raise UserError(f"dataset.manifest: '{cfg.manifest}' does not exist; accepted: the "
                         "manifest.json of an earlier run")
-    if cfg.name == "folder" and not cfg.manifest:
-        roots = cfg.options["root"]
-        for root in roots if isinstance(roots, list | tuple) else [roots]:
-            if not Path(str(root)).is_dir():
+    if cfg.name == "folder":
+        root = cfg.options["root"]
+        if isinstance(root, str):  # a folder (a list of image files is checked when read)
+            if not Path(root).is_dir():
                 problem = "is a file" if Path(str(root)).exists() else "does not exist"
                 raise UserError(f"dataset.options.root: folder '{root}' {problem}; accepted: "
                                 "a folder with one sub-folder of images per class")
@@ -124,6 +126,61 @@ def check_dataset_values(name: str, options: dict[str, Any]) -> None:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value < 1):
             raise UserError(f"dataset.options.{key}: got {value!r}; accepted: an integer >= 1")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _parameter_rules() -> dict[str, tuple]:
+    """(accepts(value), what is accepted) for the methods' parameters, by parameter name (the
+    methods check them again when they run); until methods describe themselves (#19)."""
+    from .attribution.baselines import BASELINES
+    from .attribution.gradcam import UPSAMPLE_MODES
+    from .attribution.integrated_gradients import QUADRATURES, REDUCTIONS
+    from .attribution.rollout import HEAD_FUSIONS
+
+    def choice(choices):
+        return (lambda v: v in choices), f"one of {', '.join(choices)}"
+
+    return {
+        "upsample": choice(UPSAMPLE_MODES),
+        "quadrature": choice(QUADRATURES),
+        "reduction": choice(REDUCTIONS),
+        "head_fusion": choice(HEAD_FUSIONS),
+        "baseline": (lambda v: v in BASELINES or _is_number(v),
+                     f"one of {', '.join(BASELINES)}, or a number"),
+        "relu": (lambda v: isinstance(v, bool), "true or false"),
+        "layer": (lambda v: v is None or (isinstance(v, str) and v != "")
+                  or (_is_number(v) and 0 < v <= 1),
+                  "a module name or a relative depth in (0, 1]"),
+        "seed": (lambda v: _is_int(v, 0), "an integer >= 0"),
+        "start_layer": (lambda v: _is_int(v, 0), "an integer >= 0"),
+        "internal_batch_size": (lambda v: v is None or _is_int(v, 1), "null or an integer >= 1"),
+        "batch_size": (lambda v: v is None or _is_int(v, 1), "null or an integer >= 1"),
+        "discard_ratio": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+        "compactness": (lambda v: _is_number(v) and v > 0, "a number > 0"),
+    }
+
+
+# per-image inputs the study derives itself (from image ids): never set in a study file
+STUDY_INPUTS = ("segments", "image_seeds")
+
+
+def check_method_values(method: str, params: dict[str, Any]) -> None:
+    """Each method parameter's value, before the explain stage reaches it."""
+    rules = _parameter_rules()
+    for key, value in params.items():
+        if key in STUDY_INPUTS:
+            raise UserError(f"methods.{method}.{key}: not set in a study file; the study "
+                            "derives it per image from the image ids")
+        rule = rules.get(key)
+        if rule is not None and not rule[0](value):
+            raise UserError(f"methods.{method}.{key}: got {value!r}; accepted: {rule[1]}")
 
 
 def check_compare(config: StudyConfig) -> None:
