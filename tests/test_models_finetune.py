@@ -121,7 +121,7 @@ def test_bad_options_are_user_errors():
     with pytest.raises(UserError, match="epochs must be an int >= 1, got 0"):
         finetune("resnet18", dataset, pretrained=False, epochs=0, **TINY_RESNET)
     if not torch.cuda.is_available():
-        with pytest.raises(UserError, match="sees no CUDA GPU"):
+        with pytest.raises(UserError, match="not available on this machine; it has: cpu"):
             finetune("resnet18", dataset, pretrained=False, device="cuda", **TINY_RESNET)
     unlabelled = toy_set(images, np.full(6, -1))
     with pytest.raises(UserError, match="at least 2 images with a label"):

@@ -101,7 +101,8 @@ def test_unknown_name_and_offline_hub_give_user_errors(monkeypatch):
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(UserError, match="pretrained weights for 'resnet10t.c3_in1k'.*Offline"):
+    with pytest.raises(UserError, match="pretrained weights for 'resnet10t.c3_in1k' are not in "
+                                        "the Hugging Face cache .*HF_HUB_OFFLINE is set"):
         load_model("resnet10t.c3_in1k")
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 KILL_BUDGET_S = float(os.environ.get("XAICOMPARE_KILL_BUDGET_S", "40"))
 HOSTILE_MODEL = "<script>alert(1)</script>"
@@ -205,8 +206,13 @@ def test_killed_runs_resume_to_the_uninterrupted_results(runs):
         assert store_contents(run_dir) == store_contents(ref_dir)
         assert output_files(run_dir) == output_files(ref_dir)
         assert (run_dir / "report.html").read_text().rstrip().endswith("</html>")
-        # half-written temporaries of killed runs were removed by the run that followed
-        assert not list((run_dir / "store").rglob("*.tmp"))
+        # half-written temporaries of killed runs were removed by the run that followed,
+        # anywhere in the run folder; no figure is half a file
+        assert not list(run_dir.rglob(".*.tmp"))
+        for figure in (run_dir / "figures").rglob("*.png"):
+            Image.open(figure).load()
+        for figure in (run_dir / "figures").rglob("*.pdf"):
+            assert figure.read_bytes().rstrip().endswith(b"%%EOF"), figure
     total = sum(kills.values())
     print(f"\nkill points: {total} ({kills}) over {chains} resumed chain(s); "
           f"uninterrupted run {full_seconds:.1f} s")

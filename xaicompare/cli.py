@@ -46,8 +46,11 @@ TERMINAL_LOG = _StderrHandler()
 TERMINAL_LOG.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
 
 StudyPath = Annotated[Path, typer.Argument(help="Study YAML file.", show_default=False)]
-Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
-BatchSize = Annotated[str, typer.Option("--batch-size", help="auto or an integer")]
+# None: the study file's executor.device / executor.batch_size (a flag overrides only if typed)
+Device = Annotated[str | None, typer.Option(
+    help="auto | cpu | cuda | cuda:N | mps (default: executor.device of the study file)")]
+BatchSize = Annotated[str | None, typer.Option(
+    "--batch-size", help="auto or an integer (default: executor.batch_size of the study file)")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="Logs only, no progress bars.")]
 Executor = Annotated[str | None, typer.Option(
     "--executor", help="local | ray (default: executor.kind of the study file)")]
@@ -79,6 +82,8 @@ def main_options(
 def _study(path: Path, device: str | None = None, batch_size: str | None = None,
            quiet: bool = False, executor: str | None = None):
     from .config import load_config
+    from .config_checks import check_executor
+    from .devices import check_device_syntax
     from .study import Study
 
     config = load_config(path)
@@ -87,9 +92,11 @@ def _study(path: Path, device: str | None = None, batch_size: str | None = None,
             raise UserError(f"--executor '{executor}' is not valid; accepted: local, ray")
         config.executor.kind = executor
     if device is not None:
-        config.executor.device = device
+        config.executor.device = check_device_syntax(device, "--device")
     if batch_size is not None:
         config.executor.batch_size = _parse_batch_size(batch_size)
+    # the flag's device (or the file's, under --executor) must exist here, before any compute
+    check_executor(config, "--device" if device is not None else "executor.device")
     return Study(config, progress=not quiet)
 
 
@@ -116,7 +123,7 @@ def validate(study: StudyPath) -> None:
 
 
 @app.command()
-def explain(study: StudyPath, device: Device = "auto", batch_size: BatchSize = "auto",
+def explain(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
             quiet: Quiet = False, executor: Executor = None) -> None:
     """Compute (or resume) logits and explanation maps for every model and method."""
     s = _study(study, device, batch_size, quiet, executor)
@@ -126,7 +133,7 @@ def explain(study: StudyPath, device: Device = "auto", batch_size: BatchSize = "
 
 
 def _stage_command(stage: str, doc: str):
-    def command(study: StudyPath, device: Device = "auto", quiet: Quiet = False) -> None:
+    def command(study: StudyPath, device: Device = None, quiet: Quiet = False) -> None:
         s = _study(study, device, None, quiet)
         s.run((stage,))
         typer.echo(f"{stage}: done, outputs in {s.run_dir}")
@@ -146,7 +153,7 @@ app.command("report")(_stage_command("report", "Figures, atlases and the HTML re
 
 
 @app.command()
-def run(study: StudyPath, device: Device = "auto", batch_size: BatchSize = "auto",
+def run(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
         quiet: Quiet = False, executor: Executor = None) -> None:
     """Every stage of a study, each resuming from the store."""
     s = _study(study, device, batch_size, quiet, executor)

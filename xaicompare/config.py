@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import UserError, did_you_mean
 
@@ -24,7 +24,7 @@ class DatasetConfig(Section):
     name: Literal["shapes", "imagenette", "folder"] = "shapes"
     options: dict[str, Any] = Field(default_factory=dict)  # passed to the dataset opener
     n_images: int | None = Field(default=None, ge=1)  # None: all images
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy seeds are non-negative
     stratify: bool = True
     manifest: str | None = None  # a manifest.json from an earlier run: use exactly its images
 
@@ -45,7 +45,8 @@ class ModelConfig(Section):
 
 
 class CompareConfig(Section):
-    metrics: list[str] = Field(default_factory=lambda: ["cosine", "rbf", "kappa", "spearman"])
+    metrics: list[str] = Field(default_factory=lambda: ["cosine", "rbf", "kappa", "spearman"],
+                               min_length=1)
     normalization: str = "minmax"
     resolution: str = "native"
     filter: str | None = None
@@ -102,7 +103,7 @@ class ReportConfig(Section):
 
 class ExecutorConfig(Section):
     kind: Literal["local", "ray"] = "local"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (checked: config_checks)
     batch_size: int | Literal["auto"] = "auto"
     # torch intra-op threads (local run and each Ray worker); None: torch's default locally,
     # cpus_per_worker on Ray. Equal thread counts give bitwise-equal results on CPU.
@@ -118,21 +119,51 @@ class ExecutorConfig(Section):
     # bf16 changed IG maps of a CNN by up to 0.89 of their max on CPU: measure before use.
     autocast: Literal["none", "bf16", "fp16"] = "none"
 
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_name(cls, value: Any) -> Any:
+        from .devices import device_syntax_problem
+
+        problem = device_syntax_problem(value)
+        if problem:  # whether this machine has it is checked with the other names
+            raise ValueError(problem)
+        return value
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch_size(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool)
+                               and value >= 1):
+            return value
+        raise ValueError(f"got {value!r}; accepted: auto or an integer >= 1")
+
 
 class StudyConfig(Section):
-    name: str
-    output: str = "runs/{name}"
-    seed: int = 0
+    name: str = Field(min_length=1)
+    output: str = Field(default="runs/{name}", min_length=1)
+    seed: int = Field(default=0, ge=0)  # numpy seeds are non-negative
     target: Literal["predicted", "label"] = "predicted"
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     models: list[ModelConfig] = Field(min_length=1)
-    methods: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"gradcam": {}})
+    methods: dict[str, dict[str, Any]] = Field(default_factory=lambda: {"gradcam": {}},
+                                               min_length=1)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     diversity: DiversityConfig = Field(default_factory=DiversityConfig)
     trust: TrustConfig = Field(default_factory=TrustConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        # the name becomes a folder (output: runs/{name}): never the runs folder itself,
+        # its parent, or a path elsewhere
+        if value.strip() in (".", "..") or any(c in value for c in "/\\\0") or \
+                value != value.strip():
+            raise ValueError(f"got {value!r}; accepted: a non-empty folder name without "
+                             "slashes or surrounding spaces, other than '.' and '..'")
+        return value
 
     @property
     def output_dir(self) -> Path:
@@ -178,7 +209,9 @@ def _format_validation_error(err: ValidationError) -> str:
     first = err.errors()[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function")))
     message = first["msg"]
-    if first["type"] == "literal_error":
+    if first["type"] == "value_error":  # our validators: the message says what was given
+        message = str(first["ctx"]["error"])
+    elif first["type"] == "literal_error":
         message = f"got {first['input']!r}; {message[0].lower()}{message[1:]}"
     elif "input" in first and first["type"] != "missing":
         message = f"{message} (got {first['input']!r})"
@@ -243,8 +276,20 @@ def _check_listed(names: list[str], registry, path: str, kind: str) -> None:
 
 
 def _check_model_source(model: ModelConfig, where: str) -> None:
+    from .models.loading import looks_like_path
+
     if model.checkpoint is not None:
+        if not Path(model.checkpoint).is_file():
+            raise UserError(f"{where}.checkpoint: file '{model.checkpoint}' does not exist; "
+                            "accepted: the path of a weights file")
+        if looks_like_path(model.source) and not Path(model.source).is_file():
+            raise UserError(f"{where}.source: checkpoint file '{model.source}' does not exist")
         return  # the architecture is read from the checkpoint or `source`; checked at load
+    if looks_like_path(model.source):
+        if not Path(model.source).is_file():
+            raise UserError(f"{where}.source: checkpoint file '{model.source}' does not exist; "
+                            "accepted: a checkpoint path, a timm name or 'zoo:<name>'")
+        return  # its metadata names the architecture; checked at load
     if model.source.startswith("zoo:"):
         from .models.zoo import zoo_names
 
@@ -282,7 +327,10 @@ def parse_config(data: Any, *, check_names: bool = True) -> StudyConfig:
         raise UserError(f"output: '{config.output}' is not a valid folder template ({err!r}); "
                         "accepted: a path, optionally containing {name}") from None
     if check_names:
+        from .config_checks import check_study
+
         _check_names(config)
+        check_study(config)  # the device, output folder, dataset and compare options here
     return config
 
 
@@ -291,10 +339,14 @@ def load_config(path: str | Path, *, check_names: bool = True) -> StudyConfig:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"study config '{path}' does not exist; pass the path of a YAML file")
+    from .safe_yaml import load_yaml
+
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from None
+        data = load_yaml(path.read_text())
+    except UserError as err:  # invalid YAML, duplicate keys, alias bombs
+        raise UserError(f"{path}: {err}") from None
+    except (UnicodeDecodeError, OSError) as err:
+        raise UserError(f"{path}: cannot be read as text ({err}); pass a YAML file") from None
     try:
         return parse_config(data, check_names=check_names)
     except UserError as err:

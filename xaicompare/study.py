@@ -80,7 +80,8 @@ class Study:
     @cached_property
     def dataset(self):
         """The study's images: opened once, subset chosen by seed, manifest written."""
-        from .data import open_dataset, open_manifest, select_subset, write_manifest
+        from .data import open_dataset, open_manifest, select_subset
+        from .data.imageset import manifest_json
 
         cfg = self.config.dataset
         full = open_dataset(cfg.name, **cfg.options)
@@ -90,7 +91,8 @@ class Study:
             images = select_subset(full, cfg.n_images, seed=cfg.seed, stratify=cfg.stratify)
         else:
             images = full
-            if cfg.n_images is not None and cfg.n_images > len(full):
+            if cfg.n_images is not None and cfg.n_images > len(full) and cfg.name != "shapes":
+                # (shapes: warned when the config is parsed)
                 log.warning("dataset.n_images is %d but dataset '%s' has only %d usable "
                             "images; all %d are used", cfg.n_images, cfg.name, len(full),
                             len(full))
@@ -98,7 +100,8 @@ class Study:
             raise UserError(f"dataset '{cfg.name}' has no usable images "
                             f"({len(full.skipped)} skipped); check dataset.options")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_manifest(images, self.run_dir / "manifest.json")
+        text = manifest_json(images)  # complete or absent, as every file a run writes
+        atomic_write(self.run_dir / "manifest.json", lambda h: h.write(text.encode()))
         for path, reason in full.skipped:
             log.warning("skipped image %s: %s", path, reason)
         return images
@@ -301,18 +304,22 @@ class Study:
         import contextlib
 
         from .engine.lock import run_lock
-        from .store.arrays import UNWRITABLE, unwritable_folder_error
+        from .store.arrays import UNWRITABLE, remove_stale_temporaries, unwritable_folder_error
 
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise UserError(f"unknown stage(s) {unknown}; accepted: {', '.join(STAGES)}")
+        from .config_checks import check_executor
+
+        check_executor(self.config)  # a device set after parsing is checked before compute
         if "compare" in stages:
             from .stages.compare import check_compare_settings
 
             check_compare_settings(self)  # before hours of explaining
         with run_lock(self.run_dir), contextlib.ExitStack() as cleanup:
             try:
-                self.store.remove_stale_temporaries()  # left by a killed run; we hold the lock
+                # left by a killed run anywhere in the run folder; we hold the lock
+                remove_stale_temporaries(self.run_dir)
                 handler = logging.FileHandler(self.run_dir / "log.txt")
                 cleanup.callback(handler.close)
                 handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

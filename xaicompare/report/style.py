@@ -21,6 +21,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ..errors import UserError  # noqa: E402
+from ..store import atomic_write  # noqa: E402
 
 # Okabe & Ito (2008): distinguishable under the common colour-vision deficiencies.
 OKABE_ITO = {
@@ -195,6 +196,8 @@ def save_figure(
         for fmt in (f.lower().lstrip(".") for f in formats):
             path = base.with_name(base.name + "." + fmt)
             metadata = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}.get(fmt)
-            fig.savefig(path, format=fmt, dpi=dpi, metadata=metadata)
+            # temp file + rename: a kill or a full disk never leaves a truncated figure
+            atomic_write(path, lambda handle, fmt=fmt, metadata=metadata: fig.savefig(
+                handle, format=fmt, dpi=dpi, metadata=metadata))
             written.append(path)
     return written

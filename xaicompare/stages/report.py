@@ -26,6 +26,7 @@ from .report_lenses import lenses_section
 
 log = logging.getLogger("xaicompare")
 
+FINGERPRINT_NAME = "report.fingerprint"
 
 
 class FigureWriter:
@@ -429,8 +430,10 @@ def class_space_line(study) -> str:
 
 
 def report_fingerprint(study) -> str:
-    """Hash of everything the report draws from: config, weights, tables and arrays (the
-    store's maps are keyed by config and weights). Equal hash = the same report."""
+    """Hash of everything the report draws from (config, weights, tables and arrays; the
+    store's maps are keyed by config and weights) and of what it drew (the figures' and the
+    HTML's own bytes, so a truncated or deleted figure is redrawn). Equal hash = the same
+    report, complete."""
     from .. import __version__
 
     digest = hashlib.sha256()
@@ -439,11 +442,13 @@ def report_fingerprint(study) -> str:
     code = Path(rp.__file__).parent
     for source in [*sorted(code.glob("*.py")), Path(__file__), Path(report_lenses.__file__)]:
         digest.update(source.read_bytes())
-    for folder in ("tables", "arrays"):
+    for folder in ("tables", "arrays", "figures"):
         for path in sorted((study.run_dir / folder).rglob("*")):
-            if path.is_file():
+            if path.is_file() and path.name != FINGERPRINT_NAME:
                 digest.update(str(path.relative_to(study.run_dir)).encode())
                 digest.update(path.read_bytes())
+    html = study.run_dir / "report.html"
+    digest.update(html.read_bytes() if html.is_file() else b"no report")
     return digest.hexdigest()
 
 
@@ -451,9 +456,8 @@ def run_report(study) -> Path | None:
     if not study.config.report.enabled:
         return None
     path = study.run_dir / "report.html"
-    stamp = study.run_dir / "figures" / "report.fingerprint"
-    fingerprint = report_fingerprint(study)
-    if path.is_file() and stamp.is_file() and stamp.read_text() == fingerprint:
+    stamp = study.run_dir / "figures" / FINGERPRINT_NAME
+    if path.is_file() and stamp.is_file() and stamp.read_text() == report_fingerprint(study):
         log.info("report unchanged (same config, weights and results): %s", path)
         return path
     save = FigureWriter(study)
@@ -467,6 +471,7 @@ def run_report(study) -> Path | None:
                            summary=run_summary(study), sections=sections,
                            subtitle=f"{len(study.models)} models, {len(study.dataset)} images, "
                                     f"methods: {', '.join(study.config.methods)}")
+    fingerprint = report_fingerprint(study)  # of the inputs and of what was just drawn
     atomic_write(stamp, lambda handle: handle.write(fingerprint.encode()))
     log.info("report written to %s", path)
     return path

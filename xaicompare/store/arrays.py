@@ -36,6 +36,25 @@ UNWRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, er
 TMP_SUFFIX = ".tmp"
 
 
+# `.<name>.<pid>.tmp`: what atomic_write leaves behind when its writer is killed
+_TEMPORARY = re.compile(rf"^\..+\.\d+{re.escape(TMP_SUFFIX)}$")
+
+
+def remove_stale_temporaries(folder: str | Path) -> int:
+    """Delete atomic_write's temporary files anywhere under `folder` (store, tables, arrays,
+    figures) left by killed writers; returns how many. Only while no other process writes
+    there (hold the run lock)."""
+    removed = 0
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in folder.rglob(f".*{TMP_SUFFIX}"):
+            if _TEMPORARY.match(path.name) and path.is_file():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+    return removed
+
+
 def unwritable_folder_error(folder: Path, err: OSError) -> UserError:
     """A UserError naming `folder` for a write that failed for a reason the user can fix."""
     reason = os.strerror(err.errno) if err.errno else str(err)
@@ -199,13 +218,7 @@ class Store:
 
         Only safe while no other process writes this store (hold the run lock).
         """
-        removed = 0
-        if self.root.is_dir():
-            for path in self.root.glob(f"*/*/**/.*{TMP_SUFFIX}"):
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                    removed += 1
-        return removed
+        return remove_stale_temporaries(self.root)
 
     def entries(self, kind: str) -> list[Entry]:
         folder = self.root / kind
