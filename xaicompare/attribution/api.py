@@ -100,7 +100,8 @@ def explain_full(model, images, method: str = "gradcam", target=None, **params) 
 def explain(model, images, method: str = "gradcam", target=None, **params) -> torch.Tensor:
     """Attribution maps [B, H, W] in the canonical frame of `images`.
 
-    method: a registered name ("gradcam", "integrated_gradients", "kernelshap", "rollout")
+    method: a registered name ("gradcam", "integrated_gradients", "kernelshap", "rollout",
+            "gradient_rollout")
     target: None (predicted class), an int, or a LongTensor [B].
     params: the method's own keyword parameters (e.g. n_steps=64 for integrated_gradients).
     A map never depends on the other images in its batch.

@@ -21,7 +21,8 @@ from .paths import array_path, figure_path, table_path
 
 log = logging.getLogger("xaicompare")
 
-SIGNED = {"gradcam": False, "rollout": False, "integrated_gradients": True, "kernelshap": True}
+SIGNED = {"gradcam": False, "rollout": False, "gradient_rollout": False,
+          "integrated_gradients": True, "kernelshap": True}
 
 
 class FigureWriter:
