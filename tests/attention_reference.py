@@ -45,18 +45,18 @@ def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:  # [B, N, C] -> [B, hea
     return t.reshape(t.shape[0], t.shape[1], heads, -1).transpose(1, 2)
 
 
-def explicit_probs(attn, x: torch.Tensor, kwargs: dict) -> torch.Tensor:
-    """[B, heads, q, k] attention of one module, written out from its weights."""
+def explicit_probs(attn, x: torch.Tensor, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """([B, heads, q, k] attention, [B, heads, k, d] values) of one module, written out."""
     from timm.models import beit, cait, eva
 
     h = attn.num_heads
     if isinstance(attn, cait.ClassAttn):  # the class token queries every token
-        q, k = _heads(attn.q(x[:, :1]), h), _heads(attn.k(x), h)
-        return (q * attn.scale @ k.transpose(-2, -1)).softmax(-1)
+        q, k, v = _heads(attn.q(x[:, :1]), h), _heads(attn.k(x), h), _heads(attn.v(x), h)
+        return (q * attn.scale @ k.transpose(-2, -1)).softmax(-1), v
     if isinstance(attn, cait.TalkingHeadAttn):  # per-head softmax, read before proj_w
-        q, k, _ = _heads(attn.qkv(x), 3 * h).chunk(3, dim=1)
+        q, k, v = _heads(attn.qkv(x), 3 * h).chunk(3, dim=1)
         logits = attn.proj_l((q * attn.scale @ k.transpose(-2, -1)).permute(0, 2, 3, 1))
-        return logits.permute(0, 3, 1, 2).softmax(-1)
+        return logits.permute(0, 3, 1, 2).softmax(-1), v
     bias = 0.0
     if isinstance(attn, beit.Attention | eva.EvaAttention) and attn.q_bias is not None:
         qkv = F.linear(x, attn.qkv.weight, torch.cat([attn.q_bias, attn.k_bias, attn.v_bias]))
@@ -64,8 +64,9 @@ def explicit_probs(attn, x: torch.Tensor, kwargs: dict) -> torch.Tensor:
         qkv = attn.qkv(x)
     else:
         qkv = torch.cat([attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)], dim=-1)
-    q, k, _ = _heads(qkv, 3 * h).chunk(3, dim=1)
-    q, k = attn.q_norm(q) if hasattr(attn, "q_norm") else q, attn.k_norm(k) if hasattr(attn, "k_norm") else k
+    q, k, v = _heads(qkv, 3 * h).chunk(3, dim=1)
+    if hasattr(attn, "q_norm"):
+        q, k = attn.q_norm(q), attn.k_norm(k)
     if isinstance(attn, beit.Attention) and attn.relative_position_bias_table is not None:
         n = x.shape[1]
         table = attn.relative_position_bias_table[attn.relative_position_index.view(-1)]
@@ -74,7 +75,39 @@ def explicit_probs(attn, x: torch.Tensor, kwargs: dict) -> torch.Tensor:
         p, half = attn.num_prefix_tokens, getattr(attn, "rotate_half", False)
         q = torch.cat([q[:, :, :p], apply_rot_embed_cat(q[:, :, p:], kwargs["rope"], half=half)], dim=2)
         k = torch.cat([k[:, :, :p], apply_rot_embed_cat(k[:, :, p:], kwargs["rope"], half=half)], dim=2)
-    return (q * attn.scale @ k.transpose(-2, -1) + bias).softmax(-1)
+    return (q * attn.scale @ k.transpose(-2, -1) + bias).softmax(-1), v
+
+
+def explicit_output(attn, probs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The module's output from its written-out attention (CaiT mixes heads first)."""
+    if hasattr(attn, "proj_w"):
+        probs = attn.proj_w(probs.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    mixed = (probs @ v).transpose(1, 2).flatten(2)
+    return attn.proj(attn.norm(mixed) if hasattr(attn, "norm") else mixed)
+
+
+def hand_attention_forward(model: LoadedModel, x: torch.Tensor):
+    """(logits, per-block probabilities in the graph): every attention module's forward
+    replaced by the written-out one for this call."""
+    probs = []
+
+    def forward(attn):
+        def run(inp, *args, **kwargs):
+            p, v = explicit_probs(attn, inp, kwargs)
+            probs.append(p)
+            return explicit_output(attn, p, v)
+
+        return run
+
+    blocks = attention_blocks(model)
+    for attn, _ in blocks:
+        attn.forward = forward(attn)
+    try:
+        logits = model(x)
+    finally:
+        for attn, _ in blocks:
+            del attn.forward
+    return logits, probs
 
 
 def attention_blocks(model: LoadedModel) -> list:
@@ -98,7 +131,7 @@ def reference_probs(model: LoadedModel, x: torch.Tensor) -> list[tuple[np.ndarra
         for hook in hooks:
             hook.remove()
     with torch.no_grad():
-        return [(explicit_probs(m, a, kw).numpy(), kind)
+        return [(explicit_probs(m, a, kw)[0].numpy(), kind)
                 for (m, a, kw), (_, kind) in zip(inputs, blocks, strict=True)]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from attention_reference import images, tiny_model
+from attention_reference import attention_blocks, hand_attention_forward, images, tiny_model
 
 from xaicompare.attribution import explain, explain_full
 
@@ -78,11 +78,41 @@ def test_start_layer_and_class_dependence():
                                explain(model, x, "rollout", target=4))
 
 
-@pytest.mark.parametrize("family", ["beit", "eva", "cait"])
-def test_other_families_give_a_right_grid_nonnegative_map(family):
-    model, x = tiny_model(family), images(batch=1)
-    native = explain_full(model, x, "gradient_rollout", target=2).extras["native"]
-    assert native.shape == (1, 4, 4) and (native >= 0).all() and native.std() > 0
+# family -> (prefix tokens, rows the head reads); BEiT and EVA-02 average the patch tokens
+OTHER_FAMILIES = {"beit": (1, "patches"), "eva": (1, "patches"), "cait": (1, [0])}
+
+
+@pytest.mark.parametrize("family", sorted(OTHER_FAMILIES))
+def test_other_families_match_written_out_attention(family):
+    """Every attention module's forward replaced by its written-out softmax(q k^T + bias);
+    CaiT's self-attention blocks fill the patch rows, its class-attention blocks row 0."""
+    model, x = tiny_model(family), images()
+    prefix, rows = OTHER_FAMILIES[family]
+    target = torch.tensor([2, 0])
+    logits, probs = hand_attention_forward(model, x)
+    torch.testing.assert_close(logits, model(x), rtol=1e-9, atol=1e-9)
+    grads = torch.autograd.grad(logits[torch.arange(2), target].sum(), probs)
+    kinds = [kind for _, kind in attention_blocks(model)]
+    total = max(p.shape[-1] for p in probs)
+    expected = []
+    for b in range(2):
+        relevance = np.eye(total)
+        for a, g, kind in zip(probs, grads, kinds, strict=True):
+            cam = np.clip(g[b].numpy() * a[b].detach().numpy(), 0, None).mean(axis=0)
+            full = np.zeros((total, total))
+            if kind == "full":
+                full = cam
+            elif kind == "patches":
+                full[prefix:, prefix:] = cam
+            else:
+                full[: cam.shape[0], :] = cam
+            relevance = relevance + full @ relevance
+        read = list(range(prefix, total)) if rows == "patches" else rows
+        expected.append(relevance[read, prefix:].mean(axis=0))
+    native = explain_full(model, x, "gradient_rollout", target=target).extras["native"]
+    assert native.shape == (2, 4, 4) and (native >= 0).all() and native.std() > 0
+    np.testing.assert_allclose(native.reshape(2, -1).numpy(), np.stack(expected), rtol=1e-9,
+                               atol=1e-12)
 
 
 def test_frozen_parameters_still_give_gradients():
