@@ -2,6 +2,6 @@
 
 # Each method module registers its method on import.
 from . import gradcam, gradient_rollout, integrated_gradients, kernelshap, rollout  # noqa: F401
-from .api import explain, explain_full, resolve_target  # noqa: F401
+from .api import explain, explain_full, resolve_target, resolved_params  # noqa: F401
 from .attention import supports_rollout  # noqa: F401
 from .registry import METHODS, Attribution, register_method  # noqa: F401

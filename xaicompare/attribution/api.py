@@ -88,6 +88,15 @@ def check_params(method: str, fn, params: dict) -> None:
             )
 
 
+def resolved_params(method: str, params: dict) -> dict:
+    """The method's keyword defaults updated with `params`: what a store key must name, so
+    maps computed under an old default are never reused after the default changes."""
+    signature = inspect.signature(METHODS.get(method))
+    defaults = {name: p.default for name, p in list(signature.parameters.items())[3:]
+                if p.default is not inspect.Parameter.empty}
+    return {**defaults, **params}
+
+
 def explain_full(model, images, method: str = "gradcam", target=None, **params) -> Attribution:
     """Like `explain`, but returns the Attribution with its extras and resolved params."""
     fn = METHODS.get(method)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..attribution import explain_full
+from ..attribution import explain_full, resolved_params
 from ..errors import UserError
 from ..store import Entry, Store
 
@@ -53,7 +53,8 @@ def logits_entry(store: Store, model, dataset_identity: dict, condition: str = "
 
 def maps_entry(store: Store, model, method: str, params: dict, dataset_identity: dict,
                target: str, autocast: str = "none") -> Entry:
-    identity = {**model_identity(model), "method": method, "params": params,
+    identity = {**model_identity(model), "method": method,
+                "params": resolved_params(method, params),  # defaults included
                 "dataset": dataset_identity, "target": target, **_precision(autocast)}
     return store.entry("maps", f"{model.name}__{method}", identity)
 
