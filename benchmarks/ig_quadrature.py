@@ -120,12 +120,12 @@ def main() -> None:
         print(f"{name:36s}{row}   {time.perf_counter() - start:7.1f}", flush=True)
 
     print(f"\nover {len(args.models)} models x {args.images} images:")
-    print(f"{'rule':20s}{'median':>11s}{'max':>11s}{'share < 0.05':>14s}")
+    print(f"{'rule':20s}{'median':>11s}{'max':>11s}{'share < 0.01':>14s}{'share < 0.05':>14s}")
     for rule, values in per_rule.items():
         v = np.asarray(values)
         finite = np.where(np.isfinite(v), v, np.inf)
         print(f"{rule:20s}{fmt(float(np.median(finite))):>11s}{fmt(float(finite.max())):>11s}"
-              f"{float(np.mean(finite < 0.05)):>14.2f}")
+              f"{float(np.mean(finite < 0.01)):>14.2f}{float(np.mean(finite < 0.05)):>14.2f}")
 
 
 if __name__ == "__main__":
