@@ -186,3 +186,26 @@ def test_gausslegendre_completeness_on_resnet18_and_equality_with_captum():
         internal_batch_size=32, return_convergence_delta=True)
     torch.testing.assert_close(ours.maps, attr.sum(dim=1), rtol=1e-4, atol=1e-4 * attr.abs().max())
     torch.testing.assert_close(ours.extras["delta"], delta, rtol=0, atol=1e-4 * f_diff.abs().item())
+
+
+def test_default_rule_never_evaluates_mobilevits_exploding_baseline_gradient():
+    """Fast subset of benchmarks/ig_quadrature.py: MobileViT normalises with mean 0 / std 1,
+    so the black baseline is an all-zero input, where its gradient explodes; a rule that
+    evaluates the path's ends (trapezoid) is off by orders of magnitude, the default is not."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("mobilevit_xxs", pretrained=False, num_classes=10)
+    model = LoadedModel(net, name="mobilevit_xxs", family="hybrid", mean=(0, 0, 0),
+                        std=(1, 1, 1), input_size=(64, 64))
+    x = photo(64)
+    target = model(x).argmax(dim=1)
+    with torch.no_grad():
+        f_diff = (model(x) - model(torch.zeros_like(x)))[0, target].abs()
+    errors = {rule: (explain_full(model, x, "integrated_gradients", target=target, n_steps=16,
+                                  **({} if rule == "default" else {"quadrature": rule}))
+                     .extras["completeness_gap"] / f_diff).item()
+              for rule in ("default", "riemann_trapezoid")}
+    alphas, _ = quadrature_rule("gausslegendre", 16)
+    assert 0 < alphas.min() and alphas.max() < 1
+    assert errors["riemann_trapezoid"] > 1e4 and errors["default"] < 10, errors
