@@ -6,6 +6,9 @@ float32 `torch.linspace`, so its path points carry float32 rounding.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from captum.attr import IntegratedGradients
@@ -148,3 +151,61 @@ def test_bad_parameters_are_user_errors():
         explain(model, x, "integrated_gradients", n_steps=0)
     with pytest.raises(UserError, match="baseline"):
         explain(model, x, "integrated_gradients", baseline="grey")
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+
+
+def photo(size: int) -> torch.Tensor:
+    """One real ImageNet photo from ../shared (seeded noise where the checkout has none)."""
+    paths = sorted(SAMPLES.glob("*.JPEG"))[:1] if SAMPLES.is_dir() else []
+    if not paths:
+        return torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    from PIL import Image
+
+    picture = Image.open(paths[0]).convert("RGB").resize((size, size))
+    return torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def test_gausslegendre_completeness_on_resnet18_and_equality_with_captum():
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("resnet18", pretrained=False, num_classes=10, zero_init_last=False)
+    model = LoadedModel(net, name="resnet18", family="cnn", input_size=(64, 64))
+    x = photo(64)
+    target = model(x).argmax(dim=1)
+    with torch.no_grad():
+        f_diff = (model(x) - model(torch.zeros_like(x)))[0, target]
+    ours = explain_full(model, x, "integrated_gradients", target=target, n_steps=128,
+                        quadrature="gausslegendre", baseline="black")
+    # ReLU networks are only piecewise smooth along the path: 128 nodes for 1e-2 (32 give 4e-2)
+    assert (ours.extras["completeness_gap"] / f_diff.abs()).item() < 1e-2
+    attr, delta = IntegratedGradients(model).attribute(
+        x, baselines=torch.zeros_like(x), target=target, n_steps=128, method="gausslegendre",
+        internal_batch_size=32, return_convergence_delta=True)
+    torch.testing.assert_close(ours.maps, attr.sum(dim=1), rtol=1e-4, atol=1e-4 * attr.abs().max())
+    torch.testing.assert_close(ours.extras["delta"], delta, rtol=0, atol=1e-4 * f_diff.abs().item())
+
+
+def test_default_rule_never_evaluates_mobilevits_exploding_baseline_gradient():
+    """Fast subset of benchmarks/ig_quadrature.py: MobileViT normalises with mean 0 / std 1,
+    so the black baseline is an all-zero input, where its gradient explodes; a rule that
+    evaluates the path's ends (trapezoid) is off by orders of magnitude, the default is not."""
+    import timm
+
+    torch.manual_seed(0)
+    net = timm.create_model("mobilevit_xxs", pretrained=False, num_classes=10)
+    model = LoadedModel(net, name="mobilevit_xxs", family="hybrid", mean=(0, 0, 0),
+                        std=(1, 1, 1), input_size=(64, 64))
+    x = photo(64)
+    target = model(x).argmax(dim=1)
+    with torch.no_grad():
+        f_diff = (model(x) - model(torch.zeros_like(x)))[0, target].abs()
+    errors = {rule: (explain_full(model, x, "integrated_gradients", target=target, n_steps=16,
+                                  **({} if rule == "default" else {"quadrature": rule}))
+                     .extras["completeness_gap"] / f_diff).item()
+              for rule in ("default", "riemann_trapezoid")}
+    alphas, _ = quadrature_rule("gausslegendre", 16)
+    assert 0 < alphas.min() and alphas.max() < 1
+    assert errors["riemann_trapezoid"] > 1e4 and errors["default"] < 10, errors

@@ -128,3 +128,21 @@ def test_study_with_autocast_in_the_config_reads_back_its_own_results(tmp_path):
     with pytest.raises(UserError, match="autocast"):
         parse_config({"name": "x", "models": [{"source": "resnet10t"}],
                       "executor": {"autocast": "fp8"}})
+
+
+def test_store_keys_name_the_methods_defaults(tmp_path):
+    """A key holds the resolved parameters, so maps made under an old default (IG's
+    quadrature was riemann_trapezoid) are never read back as maps of the new one."""
+    import inspect
+
+    from xaicompare.attribution.integrated_gradients import integrated_gradients
+
+    default = inspect.signature(integrated_gradients).parameters["quadrature"].default
+    store, model = Store(tmp_path), tiny_cnn()
+
+    def key(params):
+        return maps_entry(store, model, "integrated_gradients", params, DATASET, "predicted").directory
+
+    assert key({}) == key({"quadrature": default}) == key({"quadrature": default, "n_steps": 32})
+    other = next(q for q in ("riemann_trapezoid", "gausslegendre") if q != default)
+    assert key({}) != key({"quadrature": other})

@@ -261,11 +261,11 @@ def check_models(config: StudyConfig) -> None:
 def check_methods_apply(config: StudyConfig) -> None:
     """A method limited to some architectures (rollout: ViT-style attention) must apply to
     at least one model; a model whose architecture is only known at load time counts."""
-    from .attribution.rollout import supports_rollout
+    from .attribution import METHODS
 
-    limited = {"rollout": supports_rollout}  # until methods describe themselves (#19)
-    for method, applies in limited.items():
-        if method not in config.methods:
+    for method in config.methods:
+        applies = METHODS.get(method).info.applies_to if method in METHODS else None
+        if applies is None:
             continue
         nets = [_skeleton(model, name) for model in config.models
                 for name in _zoo_members(model)]
@@ -273,7 +273,8 @@ def check_methods_apply(config: StudyConfig) -> None:
             continue
         names = ", ".join(model.source for model in config.models)
         raise UserError(f"methods.{method}: applies to none of the study's models ({names}); "
-                        "rollout needs a ViT-style model (timm VisionTransformer blocks); "
+                        f"{method} needs a model with standard multi-head self-attention "
+                        "(ViT, DeiT, BEiT, EVA, CaiT, ...); "
                         "remove it or add such a model")
 
 

@@ -89,6 +89,15 @@ def check_params(method: str, fn, params: dict) -> None:
             )
 
 
+def resolved_params(method: str, params: dict) -> dict:
+    """The method's keyword defaults updated with `params`: what a store key must name, so
+    maps computed under an old default are never reused after the default changes."""
+    signature = inspect.signature(METHODS.get(method))
+    defaults = {name: p.default for name, p in list(signature.parameters.items())[3:]
+                if p.default is not inspect.Parameter.empty}
+    return {**defaults, **params}
+
+
 def explain_full(model, images, method: str = "gradcam", target=None, *,
                  check_logits: bool = True, **params) -> Attribution:
     """Like `explain`, but returns the Attribution with its extras and resolved params.
@@ -120,7 +129,8 @@ def explain_full(model, images, method: str = "gradcam", target=None, *,
 def explain(model, images, method: str = "gradcam", target=None, **params) -> torch.Tensor:
     """Attribution maps [B, H, W] in the canonical frame of `images`.
 
-    method: a registered name ("gradcam", "integrated_gradients", "kernelshap", "rollout")
+    method: a registered name ("gradcam", "integrated_gradients", "kernelshap", "rollout",
+            "gradient_rollout")
     target: None (predicted class), an int, or a LongTensor [B].
     params: the method's own keyword parameters (e.g. n_steps=64 for integrated_gradients).
     A map never depends on the other images in its batch.

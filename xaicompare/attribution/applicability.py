@@ -1,20 +1,16 @@
 """Which models a method can explain: most explain any classifier, some only one kind
-(attention rollout: ViT-style attention). A study computes a method for the models it
-applies to and marks it "not applicable" for the others."""
+(attention rollout: ViT-style attention), as the method declares where it registers. A
+study computes a method for the models it applies to and marks it "not applicable" for
+the others."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from torch import nn
 
-from .rollout import supports_rollout
-
-# method -> test of a model; a method not listed applies to every model
-APPLIES_TO: dict[str, Callable[[nn.Module], bool]] = {"rollout": supports_rollout}
+from .registry import method_info
 
 
 def applies_to(method: str, model: nn.Module) -> bool:
     """Whether `method` can explain `model`."""
-    test = APPLIES_TO.get(method)
+    test = method_info(method).applies_to
     return True if test is None else bool(test(model))

@@ -13,6 +13,14 @@ Quadrature (`quadrature=`, captum's `method` names): "riemann_left", "riemann_ri
 "riemann_trapezoid": captum weights its n points spaced 1/(n-1) apart by 1/n (halved at the
 ends), which sums to (n-1)/n and shrinks every attribution by that factor; here the weights
 are the true trapezoid rule, 1/(n-1) halved at the ends, so they sum to 1.
+
+Default "gausslegendre" (captum's default), chosen by `benchmarks/ig_quadrature.py`: over 22
+small timm models (CNNs, ViTs, BEiT, EVA, CaiT, Swin, PVT, MobileViT, Mixer, ResMLP,
+PoolFormer; random weights, black baseline) at n_steps=32 its median relative completeness
+error is 1e-5 against 2e-3 (riemann_middle) and 4e-3 (riemann_trapezoid). The rules that
+evaluate the path's ends (trapezoid, left) explode where the gradient at the baseline does:
+MobileViT (mean 0 / std 1, so black is an all-zero input) gives errors of 1e8-1e25 with
+them. On piecewise-linear (ReLU) CNNs, riemann_middle is often closer at equal steps.
 """
 
 from __future__ import annotations
@@ -112,7 +120,7 @@ def integrated_gradients(
     *,
     n_steps: int = 32,
     baseline: str | float | torch.Tensor = "black",
-    quadrature: str = "riemann_trapezoid",
+    quadrature: str = "gausslegendre",
     reduction: str = "sum",
     internal_batch_size: int | None = None,
     seed: int = 0,

@@ -11,9 +11,11 @@ target: LongTensor [B] of class indices in the model's (study) class space
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from ..registry import Registry
 
@@ -35,18 +37,20 @@ class MethodInfo:
     signed: bool  # maps carry a sign (evidence for / against): diverging colours in figures
     display_name: str
     family: str  # "cam" | "gradient" | "perturbation" | "attention"
+    applies_to: Callable[[nn.Module], bool] | None = None  # None: every classifier
 
 
 METHODS: Registry = Registry("attribution method")
 
 
 def register_method(name: str, *, signed: bool = False, display_name: str | None = None,
-                    family: str = "gradient"):
+                    family: str = "gradient",
+                    applies_to: Callable[[nn.Module], bool] | None = None):
     """Decorator: register `fn(model, images, target, **params) -> Attribution` as `name`,
     with its MethodInfo as `fn.info`."""
 
     def decorate(fn):
-        fn.info = MethodInfo(name, signed, display_name or name, family)
+        fn.info = MethodInfo(name, signed, display_name or name, family, applies_to)
         return METHODS.register(name)(fn)
 
     return decorate

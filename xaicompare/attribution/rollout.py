@@ -1,8 +1,8 @@
-"""Attention rollout (Abnar & Zuidema, 2020) for timm Vision Transformers.
+"""Attention rollout (Abnar & Zuidema, 2020) for timm transformers with standard attention.
 
 Follows jacobgil/vit-explain (`vit_rollout.py`): fuse heads (mean/max/min), zero the lowest
 `discard_ratio` fraction of each layer's fused attention, add the identity for the residual
-path, renormalise rows, multiply the layers together, and read the CLS row over the patch
+path, renormalise rows, multiply the layers together, and read the class row over the patch
 tokens. Three deliberate differences from that code, each a bug there:
 - rows are renormalised (`a / a.sum(-1, keepdim=True)`); vit-explain divides by a
   [B, N] sum that broadcasts over columns;
@@ -10,9 +10,14 @@ tokens. Three deliberate differences from that code, each a bug there:
 - attention *to* the prefix tokens (the CLS column, and register/distillation tokens) is
   never discarded; vit-explain only protects the single entry CLS->CLS.
 
-timm computes attention with fused `scaled_dot_product_attention`, so the probabilities
-never exist as a tensor that a hook could see; they are recomputed here from the hooked
-`qkv` projection, exactly as the unfused path of `timm.layers.Attention` does.
+Which models, and how the probabilities are read with fused attention left on for every other
+forward: see `attention.py`. The row read out is the one the classifier head reads
+(`attention.readout`): the class token (DeiT-distilled: class and distillation tokens
+averaged), else the mean of the patch rows (average / attention pooling). CaiT: its
+self-attention blocks (patches only) and then its class-attention blocks are rolled out
+together, so the class row collects the patches through the class-attention layers that
+actually feed the head; discard applies to each block's own matrix (a class-attention block's
+one row per class token).
 Rollout is class-agnostic: `target` is ignored.
 """
 
@@ -24,45 +29,17 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from .attention import (
+    attention_modules,
+    captured_attention,
+    checked_probs,
+    readout,
+    supports_rollout,
+)
 from .gradcam import upsample_maps
 from .registry import Attribution, register_method
 
 HEAD_FUSIONS = ("mean", "max", "min")
-
-
-def vit_attention_modules(model: nn.Module) -> list[nn.Module]:
-    """The `timm.layers.Attention` of every block, in order; UserError for other models."""
-    from timm.layers import Attention
-
-    net = getattr(model, "net", model)
-    blocks = getattr(net, "blocks", None)
-    attns = [getattr(block, "attn", None) for block in blocks] if blocks is not None else []
-    if not attns or not all(isinstance(attn, Attention) for attn in attns):
-        name = getattr(model, "name", type(net).__name__)
-        raise UserError(
-            f"rollout needs a ViT-family model (timm VisionTransformer-style blocks whose .attn "
-            f"is a standard multi-head Attention with qkv); model '{name}' "
-            f"({type(net).__name__}) is not one. Use gradcam or integrated_gradients instead."
-        )
-    return attns
-
-
-def supports_rollout(model: nn.Module) -> bool:
-    """Whether attention rollout can explain `model` (ViT-style blocks, standard attention)."""
-    try:
-        vit_attention_modules(model)
-    except UserError:
-        return False
-    return True
-
-
-def attention_probs(attn: nn.Module, qkv: torch.Tensor) -> torch.Tensor:
-    """Softmax attention [B, heads, N, N] from the output of `attn.qkv` [B, N, 3 * dim]."""
-    batch, tokens, _ = qkv.shape
-    heads = attn.num_heads
-    qkv = qkv.reshape(batch, tokens, 3, heads, -1).permute(2, 0, 3, 1, 4)
-    q, k = attn.q_norm(qkv[0]), attn.k_norm(qkv[1])
-    return ((q * attn.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
 
 
 def fuse_heads(probs: torch.Tensor, head_fusion: str) -> torch.Tensor:
@@ -74,22 +51,33 @@ def fuse_heads(probs: torch.Tensor, head_fusion: str) -> torch.Tensor:
     return probs.amin(dim=1)
 
 
+def discard_weakest(fused: torch.Tensor, discard_ratio: float, protected: int) -> torch.Tensor:
+    """Zero the lowest `discard_ratio` fraction of each image's [q, k] entries, except in
+    the first `protected` key columns (attention to CLS/prefix tokens is kept)."""
+    batch, queries, keys = fused.shape
+    n_discard = int(queries * keys * discard_ratio)
+    if n_discard == 0:
+        return fused
+    lowest = fused.reshape(batch, -1).topk(n_discard, dim=-1, largest=False).indices
+    drop = torch.zeros(batch, queries * keys, dtype=torch.bool, device=fused.device)
+    drop.scatter_(1, lowest, True)
+    drop = drop.view(batch, queries, keys)
+    drop[:, :, :protected] = False
+    return fused.masked_fill(drop, 0.0)
+
+
+def residual_normalised(fused: torch.Tensor) -> torch.Tensor:
+    """(A + I) / 2 with rows renormalised: the residual path's share of each token."""
+    eye = torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
+    a = (fused + eye) / 2
+    return a / a.sum(dim=-1, keepdim=True)
+
+
 def rollout_layer_matrix(
     fused: torch.Tensor, discard_ratio: float, num_prefix_tokens: int
 ) -> torch.Tensor:
     """One layer's factor: discard the weakest links, add the residual, renormalise rows."""
-    batch, tokens, _ = fused.shape
-    n_discard = int(tokens * tokens * discard_ratio)
-    if n_discard > 0:
-        lowest = fused.reshape(batch, -1).topk(n_discard, dim=-1, largest=False).indices
-        drop = torch.zeros(batch, tokens * tokens, dtype=torch.bool, device=fused.device)
-        drop.scatter_(1, lowest, True)
-        drop = drop.view(batch, tokens, tokens)
-        drop[:, :, :num_prefix_tokens] = False  # attention to CLS/prefix tokens is kept
-        fused = fused.masked_fill(drop, 0.0)
-    eye = torch.eye(tokens, dtype=fused.dtype, device=fused.device)
-    a = (fused + eye) / 2
-    return a / a.sum(dim=-1, keepdim=True)
+    return residual_normalised(discard_weakest(fused, discard_ratio, num_prefix_tokens))
 
 
 def patch_grid(net: nn.Module, n_patches: int) -> tuple[int, int]:
@@ -102,7 +90,24 @@ def patch_grid(net: nn.Module, n_patches: int) -> tuple[int, int]:
     return side, side
 
 
-@register_method("rollout", display_name="Attention rollout", family="attention")
+def check_start_layer(start_layer: int, n_blocks: int) -> None:
+    if isinstance(start_layer, bool) or not isinstance(start_layer, int) or not (
+            0 <= start_layer < n_blocks):
+        raise UserError(
+            f"start_layer={start_layer!r} is out of range; the model has {n_blocks} attention "
+            f"blocks (accepted: 0 to {n_blocks - 1})"
+        )
+
+
+def token_maps(model: nn.Module, images: torch.Tensor, scores: torch.Tensor) -> tuple:
+    """Patch scores [B, patches] -> (maps [B, H, W], native grid [B, h, w])."""
+    grid = patch_grid(getattr(model, "net", model), scores.shape[-1])
+    native = scores.reshape(-1, *grid)
+    return upsample_maps(native, tuple(images.shape[-2:]), "bilinear"), native
+
+
+@register_method("rollout", display_name="Attention rollout", family="attention",
+                 applies_to=supports_rollout)
 def rollout(
     model: nn.Module,
     images: torch.Tensor,
@@ -117,7 +122,8 @@ def rollout(
     head_fusion:   "mean" | "max" | "min" over heads
     discard_ratio: fraction of each layer's fused attention entries set to zero (lowest
                    first); attention to the prefix tokens is never discarded
-    start_layer:   first block included in the product (0 = all)
+    start_layer:   first attention block included in the product (0 = all; CaiT counts its
+                   self-attention blocks, then its class-attention blocks)
     """
     if head_fusion not in HEAD_FUSIONS:
         raise UserError(
@@ -125,39 +131,19 @@ def rollout(
         )
     if not 0.0 <= discard_ratio < 1.0:
         raise UserError(f"discard_ratio must be in [0, 1), got {discard_ratio}")
-    attns = vit_attention_modules(model)
-    if not 0 <= start_layer < len(attns):
-        raise UserError(
-            f"start_layer={start_layer} is out of range; the model has {len(attns)} blocks"
-        )
-    net = getattr(model, "net", model)
-    num_prefix = int(getattr(net, "num_prefix_tokens", 1))
-    joint: list[torch.Tensor] = []  # running product, updated block by block
+    modules = attention_modules(model, "rollout")
+    check_start_layer(start_layer, len(modules))
+    with torch.no_grad(), captured_attention(modules, keep_graph=False) as records:
+        model(images)
+    probs, layout = checked_probs(model, "rollout", modules, records, images.shape[0])
 
-    def make_hook(attn: nn.Module):
-        def hook(_module, _inputs, qkv):
-            fused = fuse_heads(attention_probs(attn, qkv), head_fusion)
-            fused = fused.to(torch.promote_types(fused.dtype, torch.float32))  # fp16 products drift
-            factor = rollout_layer_matrix(fused, discard_ratio, num_prefix)
-            joint.append(factor if not joint else factor @ joint.pop())
-
-        return hook
-
-    handles = [attn.qkv.register_forward_hook(make_hook(attn)) for attn in attns[start_layer:]]
-    try:
-        with torch.no_grad():
-            model(images)
-    finally:
-        for handle in handles:
-            handle.remove()
-
-    (product,) = joint
-    if getattr(net, "cls_token", None) is not None:
-        scores = product[:, 0, num_prefix:]
-    else:  # no CLS token (average/attention pooling): mean over the patch rows
-        scores = product[:, num_prefix:, num_prefix:].mean(dim=1)
-    grid = patch_grid(net, scores.shape[-1])
-    native = scores.reshape(-1, *grid)
-    maps = upsample_maps(native, tuple(images.shape[-2:]), "bilinear")
+    product = None
+    for (_, kind), p in list(zip(modules, probs, strict=True))[start_layer:]:
+        fused = fuse_heads(p, head_fusion)
+        fused = fused.to(torch.promote_types(fused.dtype, torch.float32))  # fp16 products drift
+        fused = discard_weakest(fused, discard_ratio, layout.protected(fused.shape[-1]))
+        factor = residual_normalised(layout.embed(fused, kind))
+        product = factor if product is None else factor @ product
+    maps, native = token_maps(model, images, readout(model, product, layout))
     params = {"head_fusion": head_fusion, "discard_ratio": discard_ratio, "start_layer": start_layer}
     return Attribution(maps=maps, extras={"native": native}, params=params)

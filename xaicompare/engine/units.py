@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..attribution import METHODS, applies_to, explain_full
+from ..attribution import METHODS, applies_to, explain_full, resolved_params
 from ..errors import UserError
 from ..models.representation import logits_and_features
 from ..store import Entry, Store
@@ -39,8 +39,6 @@ def image_seeds(ids: Sequence[str], seed: int) -> torch.Tensor:
 
 def takes_image_seeds(method: str) -> bool:
     """Does the method draw random numbers per image (coalitions, noise, masks)?"""
-    from ..attribution import METHODS
-
     return "image_seeds" in inspect.signature(METHODS.get(method)).parameters
 
 
@@ -110,7 +108,8 @@ def features_entry(store: Store, model, dataset_identity: dict, autocast: str = 
 
 def maps_entry(store: Store, model, method: str, params: dict, dataset_identity: dict,
                target: str, autocast: str = "none") -> Entry:
-    identity = {**model_identity(model), "method": method, "params": params,
+    identity = {**model_identity(model), "method": method,
+                "params": resolved_params(method, params),  # defaults included
                 "dataset": dataset_identity, "target": target, **_precision(autocast)}
     if uses_model_layer(method, params):
         identity["layer"] = cam_layer_name(model)
