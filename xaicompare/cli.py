@@ -210,6 +210,21 @@ def models(
         typer.echo(f"  {name}")
 
 
+@app.command()
+def methods() -> None:
+    """List every explanation method: family, signed, which models, parameters."""
+    from .attribution.catalog import method_rows
+
+    for row in method_rows():
+        params = ", ".join(f"{k}={v!r}" for k, v in row["parameters"].items()) or "(none)"
+        typer.echo(f"{row['method']:<20} {row['family']:<13} "
+                   f"{'signed' if row['signed'] else 'unsigned':<9} {row['display_name']}")
+        typer.echo(f"{'':<20} applies to: {row['applies_to']}")
+        typer.echo(f"{'':<20} parameters: {params}")
+    typer.echo("a study may name a group: methods: {group: cam | gradient | perturbation | "
+               "attention | all}, beside methods with their own parameters")
+
+
 @datasets_app.command("prepare")
 def datasets_prepare(
     name: Annotated[str, typer.Argument(help="Dataset to prepare: imagenette.")],

@@ -7,6 +7,7 @@ Every error names the key path and what would be accepted, e.g.
 from __future__ import annotations
 
 import inspect
+import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import UserError, did_you_mean
+
+log = logging.getLogger("xaicompare")
 
 
 class Section(BaseModel):
@@ -316,6 +319,12 @@ def parse_config(data: Any, *, check_names: bool = True) -> StudyConfig:
     """Validate a dict (parsed YAML) into a StudyConfig; raises UserError."""
     if not isinstance(data, dict):
         raise UserError(f"a study config must be a mapping of keys, got {type(data).__name__}")
+    grouped: list[str] = []
+    if isinstance(data.get("methods"), dict) and "group" in data["methods"]:
+        from .attribution.catalog import expand_groups
+
+        methods, grouped = expand_groups(data["methods"])
+        data = {**data, "methods": methods}
     _find_unknown_keys(data, StudyConfig)
     try:
         config = StudyConfig.model_validate(data)
@@ -327,8 +336,13 @@ def parse_config(data: Any, *, check_names: bool = True) -> StudyConfig:
         raise UserError(f"output: '{config.output}' is not a valid folder template ({err!r}); "
                         "accepted: a path, optionally containing {name}") from None
     if check_names:
-        from .config_checks import check_study
+        from .config_checks import applies_to_any_model, check_study
 
+        for method in grouped:  # a group's attention methods on a CNN-only study: left out
+            if not applies_to_any_model(config, method):
+                del config.methods[method]
+                log.warning("methods: %s (from the group) applies to none of the study's "
+                            "models and is left out", method)
         _check_names(config)
         check_study(config)  # the device, output folder, dataset and compare options here
     return config

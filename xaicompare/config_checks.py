@@ -167,10 +167,6 @@ def _parameter_rules() -> dict[str, tuple]:
     }
 
 
-# per-image inputs the study derives itself (from image ids): never set in a study file
-STUDY_INPUTS = ("segments", "image_seeds")
-
-
 def _method_reductions(method: str) -> tuple[str, ...] | None:
     import sys
 
@@ -183,6 +179,8 @@ def _method_reductions(method: str) -> tuple[str, ...] | None:
 
 def check_method_values(method: str, params: dict[str, Any]) -> None:
     """Each method parameter's value, before the explain stage reaches it."""
+    from .attribution.catalog import STUDY_INPUTS  # derived per image from the image ids
+
     rules = _parameter_rules()
     for key, value in params.items():
         if key in STUDY_INPUTS:
@@ -258,24 +256,29 @@ def check_models(config: StudyConfig) -> None:
     check_methods_apply(config)
 
 
-def check_methods_apply(config: StudyConfig) -> None:
-    """A method limited to some architectures (rollout: ViT-style attention) must apply to
-    at least one model; a model whose architecture is only known at load time counts."""
+def applies_to_any_model(config: StudyConfig, method: str) -> bool:
+    """Whether a method limited to some architectures (rollout: multi-head self-attention)
+    applies to at least one model; a model whose architecture is only known at load time
+    counts as applicable."""
     from .attribution import METHODS
 
+    applies = METHODS.get(method).info.applies_to if method in METHODS else None
+    if applies is None:
+        return True
+    nets = [_skeleton(model, name) for model in config.models for name in _zoo_members(model)]
+    return any(net is None or applies(net) for net in nets)
+
+
+def check_methods_apply(config: StudyConfig) -> None:
+    """Every method named in the study applies to at least one of its models."""
+    from .attribution.registry import method_info
+
     for method in config.methods:
-        applies = METHODS.get(method).info.applies_to if method in METHODS else None
-        if applies is None:
-            continue
-        nets = [_skeleton(model, name) for model in config.models
-                for name in _zoo_members(model)]
-        if any(net is None or applies(net) for net in nets):
-            continue
-        names = ", ".join(model.source for model in config.models)
-        raise UserError(f"methods.{method}: applies to none of the study's models ({names}); "
-                        f"{method} needs a model with standard multi-head self-attention "
-                        "(ViT, DeiT, BEiT, EVA, CaiT, ...); "
-                        "remove it or add such a model")
+        if not applies_to_any_model(config, method):
+            names = ", ".join(model.source for model in config.models)
+            raise UserError(f"methods.{method}: applies to none of the study's models "
+                            f"({names}); {method} needs {method_info(method).applies_note}; "
+                            "remove it or add such a model")
 
 
 def _zoo_members(model: ModelConfig) -> list[str | None]:

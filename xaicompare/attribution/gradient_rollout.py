@@ -31,7 +31,8 @@ from .rollout import check_start_layer, token_maps
 
 
 @register_method("gradient_rollout", display_name="Gradient rollout", family="attention",
-                 applies_to=supports_rollout)
+                 applies_to=supports_rollout,
+                 applies_note="models with standard multi-head self-attention (ViT, DeiT, BEiT, EVA, CaiT)")
 def gradient_rollout(
     model: nn.Module,
     images: torch.Tensor,

@@ -74,13 +74,21 @@ def _scores(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
 
 @register_method("occlusion", signed=True, display_name="Occlusion", family="perturbation")
 def occlusion(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
-              window: int | tuple[int, int] = 8, stride: int | tuple[int, int] = 4,
+              window: int | tuple[int, int] | None = None,
+              stride: int | tuple[int, int] | None = None,
               baseline: str | float = "black", internal_batch_size: int | None = None
               ) -> Attribution:
     """Occlusion maps [B, H, W]: mean drop of the target score over the windows covering
-    each pixel (signed: a negative value means occluding there raised the score)."""
-    window, stride = _pair(window, "window"), _pair(stride, "stride")
+    each pixel (signed: a negative value means occluding there raised the score).
+
+    window / stride: pixels, or None for 1/8 / 1/16 of the image side (15 x 15 = 225
+    windows at any size; captum's tutorials use 15 / 8 at 224 px, 729 windows).
+    """
     batch, _, height, width = images.shape
+    window = _pair(window if window is not None else (max(1, height // 8),
+                                                      max(1, width // 8)), "window")
+    stride = _pair(stride if stride is not None else (max(1, height // 16),
+                                                      max(1, width // 16)), "stride")
     masks = occlusion_windows(height, width, window, stride).to(images)  # [W, H, W]
     base = make_baseline(images, baseline)
     chunk = _chunk(images, internal_batch_size)

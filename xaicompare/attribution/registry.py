@@ -38,6 +38,7 @@ class MethodInfo:
     display_name: str
     family: str  # "cam" | "gradient" | "perturbation" | "attention"
     applies_to: Callable[[nn.Module], bool] | None = None  # None: every classifier
+    applies_note: str = "every classifier"  # the same, in words
 
 
 METHODS: Registry = Registry("attribution method")
@@ -45,12 +46,14 @@ METHODS: Registry = Registry("attribution method")
 
 def register_method(name: str, *, signed: bool = False, display_name: str | None = None,
                     family: str = "gradient",
-                    applies_to: Callable[[nn.Module], bool] | None = None):
+                    applies_to: Callable[[nn.Module], bool] | None = None,
+                    applies_note: str = "every classifier"):
     """Decorator: register `fn(model, images, target, **params) -> Attribution` as `name`,
     with its MethodInfo as `fn.info`."""
 
     def decorate(fn):
-        fn.info = MethodInfo(name, signed, display_name or name, family, applies_to)
+        fn.info = MethodInfo(name, signed, display_name or name, family, applies_to,
+                             applies_note)
         return METHODS.register(name)(fn)
 
     return decorate

@@ -107,7 +107,8 @@ def token_maps(model: nn.Module, images: torch.Tensor, scores: torch.Tensor) -> 
 
 
 @register_method("rollout", display_name="Attention rollout", family="attention",
-                 applies_to=supports_rollout)
+                 applies_to=supports_rollout,
+                 applies_note="models with standard multi-head self-attention (ViT, DeiT, BEiT, EVA, CaiT)")
 def rollout(
     model: nn.Module,
     images: torch.Tensor,
