@@ -98,8 +98,8 @@ def bad_checkpoint(tmp_path, kind: str):
     model = load_model("resnet10t", pretrained=False, num_classes=10, input_size=64,
                        probe=False, name="bad")
     with torch.no_grad():
-        if kind == "inf":
-            model.net.fc.bias.fill_(float("inf"))
+        if kind == "inf":  # finite weights (inf weights are refused at load) that overflow
+            model.net.fc.weight.fill_(3e38)
         else:  # all weights zero: constant logits and all-zero maps
             for param in model.net.parameters():
                 param.zero_()

@@ -48,7 +48,8 @@ def run(store, data=None):
 
 def test_full_disk_names_the_folder_and_keeps_finished_work(tmp_path, monkeypatch):
     store = Store(tmp_path / "store")
-    fail_nth_savez(monkeypatch, 5)  # batch 1: logits + 2 maps; batch 2: logits ok, gradcam fails
+    fail_nth_savez(monkeypatch, 7)  # batch 1: features, logits, 2 maps; batch 2: features,
+    # logits ok, gradcam fails
     with pytest.raises(UserError, match="No space left on device") as err:
         run(store)
     assert str(tmp_path / "store") in str(err.value) and "finished work is kept" in str(err.value)

@@ -262,11 +262,11 @@ def applies_to_any_model(config: StudyConfig, method: str) -> bool:
     counts as applicable."""
     from .attribution import METHODS
 
-    applies = METHODS.get(method).info.applies_to if method in METHODS else None
-    if applies is None:
+    info = METHODS.get(method).info if method in METHODS else None
+    if info is None or info.check_model is None:
         return True
     nets = [_skeleton(model, name) for model in config.models for name in _zoo_members(model)]
-    return any(net is None or applies(net) for net in nets)
+    return any(net is None or info.applies(net) for net in nets)
 
 
 def check_methods_apply(config: StudyConfig) -> None:

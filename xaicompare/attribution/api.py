@@ -108,6 +108,8 @@ def explain_full(model, images, method: str = "gradcam", target=None, *,
     fn = METHODS.get(method)
     check_params(method, fn, params)
     images = check_images(images)
+    if fn.info.check_model is not None:  # e.g. rollout on a CNN: say why, before any pass
+        fn.info.check_model(model, method)
     bad = None
     if check_logits:
         with torch.no_grad():

@@ -12,5 +12,4 @@ from .registry import method_info
 
 def applies_to(method: str, model: nn.Module) -> bool:
     """Whether `method` can explain `model`."""
-    test = method_info(method).applies_to
-    return True if test is None else bool(test(model))
+    return method_info(method).applies(model)

@@ -24,14 +24,13 @@ from .attention import (
     captured_attention,
     checked_probs,
     readout,
-    supports_rollout,
 )
 from .registry import Attribution, register_method
 from .rollout import check_start_layer, token_maps
 
 
 @register_method("gradient_rollout", display_name="Gradient rollout", family="attention",
-                 applies_to=supports_rollout,
+                 check_model=attention_modules,
                  applies_note="models with standard multi-head self-attention (ViT, DeiT, BEiT, EVA, CaiT)")
 def gradient_rollout(
     model: nn.Module,

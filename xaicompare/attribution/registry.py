@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..registry import Registry
 
 
@@ -37,8 +38,19 @@ class MethodInfo:
     signed: bool  # maps carry a sign (evidence for / against): diverging colours in figures
     display_name: str
     family: str  # "cam" | "gradient" | "perturbation" | "attention"
-    applies_to: Callable[[nn.Module], bool] | None = None  # None: every classifier
-    applies_note: str = "every classifier"  # the same, in words
+    # raises a UserError saying why a model cannot be explained (None: every classifier can)
+    check_model: Callable[[nn.Module, str], object] | None = None
+    applies_note: str = "every classifier"  # which models, in words
+
+    def applies(self, model: nn.Module) -> bool:
+        """Whether the method can explain `model`."""
+        if self.check_model is None:
+            return True
+        try:
+            self.check_model(model, self.name)
+        except UserError:
+            return False
+        return True
 
 
 METHODS: Registry = Registry("attribution method")
@@ -46,13 +58,13 @@ METHODS: Registry = Registry("attribution method")
 
 def register_method(name: str, *, signed: bool = False, display_name: str | None = None,
                     family: str = "gradient",
-                    applies_to: Callable[[nn.Module], bool] | None = None,
+                    check_model: Callable[[nn.Module, str], object] | None = None,
                     applies_note: str = "every classifier"):
     """Decorator: register `fn(model, images, target, **params) -> Attribution` as `name`,
     with its MethodInfo as `fn.info`."""
 
     def decorate(fn):
-        fn.info = MethodInfo(name, signed, display_name or name, family, applies_to,
+        fn.info = MethodInfo(name, signed, display_name or name, family, check_model,
                              applies_note)
         return METHODS.register(name)(fn)
 

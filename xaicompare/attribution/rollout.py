@@ -34,7 +34,6 @@ from .attention import (
     captured_attention,
     checked_probs,
     readout,
-    supports_rollout,
 )
 from .gradcam import upsample_maps
 from .registry import Attribution, register_method
@@ -107,7 +106,7 @@ def token_maps(model: nn.Module, images: torch.Tensor, scores: torch.Tensor) -> 
 
 
 @register_method("rollout", display_name="Attention rollout", family="attention",
-                 applies_to=supports_rollout,
+                 check_model=attention_modules,
                  applies_note="models with standard multi-head self-attention (ViT, DeiT, BEiT, EVA, CaiT)")
 def rollout(
     model: nn.Module,
