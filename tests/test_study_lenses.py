@@ -45,6 +45,10 @@ def test_cka_table_equals_cka_of_stored_features(finished):
     expected = cka_matrix(features).estimate
     np.testing.assert_allclose(table.loc[ZOO, ZOO].to_numpy(), expected.to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(np.diag(table.to_numpy()), 1.0, atol=1e-6)
+    low = _table(study, "representation", "cka_linear_low").set_index("Unnamed: 0")
+    high = _table(study, "representation", "cka_linear_high").set_index("Unnamed: 0")
+    assert (low.to_numpy() <= table.to_numpy() + 1e-9).all()
+    assert (table.to_numpy() <= high.to_numpy() + 1e-9).all()
 
 
 def test_consensus_and_stratified_tables_equal_library_calls(finished):

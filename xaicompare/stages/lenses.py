@@ -32,6 +32,7 @@ from .paths import array_path, save_arrays, table_path
 log = logging.getLogger("xaicompare")
 
 CKA_KERNELS = ("linear", "rbf")
+CKA_INTERVAL_IMAGES = 2048  # bootstrap intervals hold M x N x N Gram matrices: up to here
 MIN_STRATUM = 5  # images a stratum needs before its mean is reported as a finding
 SWEEP_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 0.5)  # k as a share of the map's features
 SWEEP_METRICS = ("topk", "topk_sign", "rank", "signed_rank")  # Krishna et al.'s four
@@ -52,11 +53,23 @@ def representation_tables(study) -> dict[str, pd.DataFrame]:
                     len(study.dataset))
         return {}
     out = {}
+    n_images = len(next(iter(features.values())))
+    resamples = study.config.trust.n_resamples if n_images <= CKA_INTERVAL_IMAGES else 0
+    if not resamples:
+        log.warning("representation similarity: %d images; CKA intervals are computed up to "
+                    "%d images, none written", n_images, CKA_INTERVAL_IMAGES)
     for kernel in CKA_KERNELS:
-        result = cka_matrix(features, kernel=kernel, debiased=True)
+        result = cka_matrix(features, kernel=kernel, debiased=True, n_resamples=resamples,
+                            seed=study.config.seed, ci=study.config.trust.ci)
         params = {k: v for k, v in result.params.items() if k != "sigma"}
+        provenance = {**params, "features": "classifier input (pre-logits)"}
         write_table_csv(result.estimate, table_path(study, "representation", f"cka_{kernel}"),
-                        {**params, "features": "classifier input (pre-logits)"})
+                        provenance)
+        if resamples:
+            for bound in ("low", "high"):
+                write_table_csv(getattr(result, bound),
+                                table_path(study, "representation", f"cka_{kernel}_{bound}"),
+                                {**provenance, "interval": "percentile bootstrap over images"})
         out[kernel] = result.estimate
     return out
 
