@@ -7,6 +7,7 @@ import inspect
 import torch
 
 from ..errors import UserError, did_you_mean
+from ..models.layers import warn_if_head_is_zero
 from .registry import METHODS, Attribution
 
 # Canonical images are in [0, 1]; a little slack for resampling overshoot.
@@ -94,6 +95,7 @@ def explain_full(model, images, method: str = "gradcam", target=None, **params) 
     check_params(method, fn, params)
     images = check_images(images)
     target = resolve_target(model, images, target)
+    warn_if_head_is_zero(model)  # every gradient method would silently give zeros
     return fn(model, images, target, **params)
 
 

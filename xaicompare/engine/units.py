@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..attribution import explain_full
+from ..attribution.registry import METHODS
 from ..errors import UserError
 from ..store import Entry, Store
 
@@ -55,6 +56,9 @@ def maps_entry(store: Store, model, method: str, params: dict, dataset_identity:
                target: str, autocast: str = "none") -> Entry:
     identity = {**model_identity(model), "method": method, "params": params,
                 "dataset": dataset_identity, "target": target, **_precision(autocast)}
+    resolved = getattr(METHODS.get(method), "store_identity", None)
+    if resolved is not None:  # e.g. Grad-CAM's resolved layer, route and grid
+        identity["resolved"] = resolved(model, params)
     return store.entry("maps", f"{model.name}__{method}", identity)
 
 
