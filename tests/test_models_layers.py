@@ -36,8 +36,8 @@ OTHER_FAMILIES = {
     "coatnet_nano_rw_224": ({}, 224, 7, "hybrid"),
     "mobilevit_xxs": ({}, 64, 2, "hybrid"),
     "efficientformer_l1": ({}, 224, 7, "hybrid"),
-    "fastvit_t8": ({}, 64, 2, "hybrid"),
-    "levit_128s": ({}, 224, 4, "hybrid"),
+    "fastvit_t8": ({}, 64, 2, "cnn"),  # t8 has no attention: RepMixer is a depthwise conv
+    "levit_128s": ({}, 224, 4, "transformer"),  # attention in every stage; a conv stem only
     "cait_xxs24_224": ({"img_size": 64}, 64, 4, "transformer"),
     "xcit_nano_12_p16_224": ({"img_size": 64}, 64, 4, "transformer"),
     "deit_tiny_distilled_patch16_224": ({"img_size": 64}, 64, 4, "transformer"),
@@ -47,7 +47,7 @@ OTHER_FAMILIES = {
     "convnext_atto": ({}, 64, 2, "cnn"),
     "regnetx_002": ({}, 64, 2, "cnn"),
     "efficientformerv2_s0": ({}, 224, 7, "hybrid"),
-    "coat_lite_tiny": ({}, 224, 7, "hybrid"),
+    "coat_lite_tiny": ({}, 224, 7, "transformer"),  # depthwise conv position encodings only
 }
 
 

@@ -135,7 +135,8 @@ def _warn_zero_gradient(model: nn.Module, layer: nn.Module) -> None:
 
     if warn_if_head_is_zero(model):
         return
-    name = next((n for n, m in model.named_modules() if m is layer), type(layer).__name__)
+    net = getattr(model, "net", model)
+    name = next((n for n, m in net.named_modules() if m is layer), type(layer).__name__)
     warnings.warn(
         f"Grad-CAM layer '{name}' of model '{getattr(model, 'name', type(model).__name__)}' "
         "receives zero gradient from the target logits of every image, so its maps are all "

@@ -111,14 +111,18 @@ def known_grids(net: nn.Module, input_size: Grid) -> set[Grid]:
 
 
 def spatial_view(output, grids: set[Grid], prefix: int, grid: Grid | None = None,
-                 channels_last: bool = False) -> SpatialView | str:
+                 channels_last: bool = False, input_size: Grid | None = None
+                 ) -> SpatialView | str:
     """The first tensor of `output` that reads as a spatial map on an accepted grid, or
-    a sentence saying why none does. `grid` (the user's) overrides the known grids."""
+    a sentence saying why none does. `grid` (the user's) overrides the known grids; with
+    neither, tokens form a grid of the input's aspect ratio."""
     accepted = {grid} if grid is not None else grids
     seen = []
     for path, tensor in output_tensors(output):
         seen.append(tuple(tensor.shape))
-        view = _view_of(tensor, accepted, prefix, grid, channels_last)
+        if not getattr(tensor, "used_after_return", True):
+            continue  # the rest of the network does not read it (Grad-CAM's leaf would idle)
+        view = _view_of(tensor, accepted, prefix, grid or input_size, channels_last)
         if view is not None:
             return SpatialView(path, *view)
     shapes = ", ".join(str(s) for s in seen[:4]) or "no tensor"
@@ -137,11 +141,13 @@ def _view_of(tensor: torch.Tensor, accepted: set[Grid], prefix: int, grid: Grid 
                 if shape in accepted and shape[0] * shape[1] > 1:
                     return ActivationToNCHW(channels_last=is_last), shape
             return None
-        is_last = channels_last or (a == b != c)  # square maps from square inputs
+        # no grid known: the layout whose h:w is closer to the input's (NCHW on a tie)
+        aspect = grid[0] / grid[1] if grid else 1.0
+        is_last = channels_last or abs(a / b - aspect) < abs(b / c - aspect)
         shape = (a, b) if is_last else (b, c)
         return (ActivationToNCHW(channels_last=is_last), shape) if shape[0] * shape[1] > 1 else None
     if tensor.dim() == 3 and tensor.shape[1] > 1:
-        for g in ([grid] if grid else sorted(accepted)) or [None]:
+        for g in sorted(accepted) or [grid]:
             adapter = ActivationToNCHW(num_prefix_tokens=prefix, grid_size=g)
             try:
                 shape = tuple(adapter(tensor[:1]).shape[-2:])
@@ -154,21 +160,46 @@ def _view_of(tensor: torch.Tensor, accepted: set[Grid], prefix: int, grid: Grid 
 
 def capture_outputs(net: nn.Module, names: Iterable[str], input_size: Grid
                     ) -> dict[str, list]:
-    """Outputs of the named modules in one no-grad forward on a blank image."""
+    """Outputs of the named modules in one forward on a random image. Each tensor of an
+    output is handed on as a fresh view marked `.used_after_return` when the logits
+    depend on what is done with it after the module returns (what Grad-CAM's leaf swap
+    needs); with a zero head nothing depends on anything, and every tensor counts."""
+    from .intermediates import replace_at
+
     modules = dict(net.named_modules())
     captured: dict[str, list] = {}
-    handles = [modules[n].register_forward_hook(
-        lambda _m, _i, out, n=n: captured.setdefault(n, []).append(out)) for n in names]
+    views: list[torch.Tensor] = []
+
+    def hook(name):
+        def swap(_module, _inputs, output):
+            for path, tensor in list(output_tensors(output)):
+                if tensor.is_floating_point():
+                    view = tensor.view_as(tensor)
+                    views.append(view)
+                    output = replace_at(output, path, view)
+            captured.setdefault(name, []).append(output)
+            return output
+        return swap
+
+    handles = [modules[n].register_forward_hook(hook(n)) for n in names]
     param = next(net.parameters(), None)
     device = param.device if param is not None else "cpu"
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    images = torch.rand(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
     try:
-        with torch.no_grad():
-            net(torch.rand(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
-                .to(device, dtype))
+        with torch.enable_grad():
+            logits = net(images.to(device, dtype).requires_grad_(True))
     finally:
         for handle in handles:
             handle.remove()
+    score = logits.float().pow(2).sum() if isinstance(logits, torch.Tensor) else None
+    if score is not None and score.requires_grad and views:
+        grads = torch.autograd.grad(score, views, allow_unused=True)
+        from .layers import head_is_zero
+
+        zero_head = head_is_zero(net)
+        for view, grad in zip(views, grads, strict=True):
+            view.used_after_return = zero_head or (grad is not None and bool(grad.any()))
     return captured
 
 
@@ -197,8 +228,10 @@ def spine_names(net: nn.Module, input_size: Grid, grid: Grid | None = None) -> l
     """
     captured = capture_outputs(net, [n for n, _ in net.named_modules() if n], input_size)
     prefix = num_prefix_tokens(net)
-    spatial = {n for n, outs in captured.items() if len(outs) == 1
-               and isinstance(spatial_view(outs[0], set(), prefix, grid), SpatialView)}
+    # tokens only with the user's grid: any [B, N, C] (a 1-D conv's too) is not a grid
+    spatial = {n for n, outs in captured.items() if len(outs) == 1 and any(
+        t.dim() == 4 or grid for _, t in output_tensors(outs[0]))
+        and isinstance(spatial_view(outs[0], set(), prefix, grid), SpatialView)}
     order = [n for n in captured if n in spatial]  # dict order: first output first
     parent = ""
     while True:

@@ -229,9 +229,18 @@ def _check_in_forward(net: nn.Module, images: torch.Tensor, layers: list[Interme
     hooked = {layer.name for layer in usable}
     hooked |= {p for p in map(_previous_sibling, hooked) if p is not None and p in modules}
     captured: dict[str, list] = {}
-    handles = [modules[name].register_forward_hook(
-        lambda _m, _i, out, name=name: captured.setdefault(name, []).append(out))
-        for name in sorted(hooked)]
+
+    def fresh_views(name):
+        # Grad-CAM swaps the returned tensor for a leaf: what counts is the gradient through
+        # what is done with it after the module returns, so hand on (and watch) a new view.
+        def hook(_module, _inputs, output):
+            for path, tensor in list(output_tensors(output)):
+                output = replace_at(output, path, tensor.view_as(tensor))
+            captured.setdefault(name, []).append(output)
+            return output
+        return hook
+
+    handles = [modules[name].register_forward_hook(fresh_views(name)) for name in sorted(hooked)]
     head_inputs: list[torch.Tensor] = []
     for head in _classifiers(net):
         handles.append(head.register_forward_pre_hook(

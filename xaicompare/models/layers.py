@@ -126,7 +126,7 @@ def _hook_candidates(model: LoadedModel) -> list[CamLayer]:
     for name in names:
         if len(outputs.get(name, [])) != 1:
             continue
-        view = _view(net, outputs[name][0], grids, grid)
+        view = _view(model, outputs[name][0], grids, grid)
         if isinstance(view, SpatialView):
             candidates.append(CamLayer(modules[name], name, view.to_nchw, ROUTE_HOOK,
                                        view.path, view.grid))
@@ -136,9 +136,11 @@ def _hook_candidates(model: LoadedModel) -> list[CamLayer]:
     return candidates
 
 
-def _view(net: nn.Module, output, grids, grid) -> SpatialView | str:
+def _view(model: LoadedModel, output, grids, grid) -> SpatialView | str:
+    net = model.net
     return spatial_view(output, grids, num_prefix_tokens(net), grid,
-                        channels_last=getattr(net, "output_fmt", "NCHW") == "NHWC")
+                        channels_last=getattr(net, "output_fmt", "NCHW") == "NHWC",
+                        input_size=_input_size(model))
 
 
 def resolve_layer(model: LoadedModel, layer: None | str | float | nn.Module = None) -> CamLayer:
@@ -211,7 +213,7 @@ def _named(model: LoadedModel, name: str) -> CamLayer:
         runs = "does not run" if not outputs else f"runs {len(outputs)} times"
         raise UserError(f"Grad-CAM layer '{name}' of model '{model.name}' {runs} in one "
                         "forward pass; pick a module that runs once, e.g. layer=0.75")
-    view = _view(net, outputs[0], grids, _user_grid(model))
+    view = _view(model, outputs[0], grids, _user_grid(model))
     if isinstance(view, str):
         raise UserError(f"Grad-CAM layer '{name}' of model '{model.name}' {view}; "
                         "try layer=0.75 (relative depth), grid=(h, w) for token outputs, or "

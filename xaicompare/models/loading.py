@@ -71,9 +71,9 @@ def load_model(
             load_state_dict_strict(net, state, f"'{checkpoint}'")
         arch = None
         display = name or type(net).__name__
-        fam = check_family(family) if family is not None else "cnn"
         mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
         size = _pair(input_size) if input_size is not None else None
+        fam = check_family(family) if family is not None else detect_family(net, size)
         interpolation = "bilinear"
     elif isinstance(source, (str, Path)):
         arch, state, meta = _resolve_source(source, checkpoint)
@@ -94,7 +94,7 @@ def load_model(
         size = _pair(input_size or meta.get("input_size") or _kwargs_size(kwargs)
                      or cfg["input_size"][-2:])
         interpolation = "bicubic" if cfg.get("interpolation") == "bicubic" else "bilinear"
-        fam = check_family(family or meta.get("family") or detect_family(net))
+        fam = check_family(family or meta.get("family") or detect_family(net, size))
         display = name or meta.get("name") or str(source if arch != str(source) else arch)
         model_kwargs = kwargs
     else:
