@@ -124,7 +124,7 @@ class Row:
         return self.size is not None
 
 
-def load_small(name: str, sizes=(64, 96, 128)):
+def load_small(name: str, sizes=(64, 96, 128), model_kwargs: dict | None = None):
     """`xc.load_model` at the smallest size that works: img_size=s where the model takes
     it, else the plain model at s, else its default size. Returns (model, size)."""
     import timm
@@ -136,7 +136,7 @@ def load_small(name: str, sizes=(64, 96, 128)):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     model = xc.load_model(name, pretrained=False, input_size=size,
-                                          class_indices=None, **kwargs)
+                                          class_indices=None, **kwargs, **(model_kwargs or {}))
                 return model, size
             except Exception as err:  # noqa: BLE001 - the next size may work
                 problems.append(f"{size}px{' img_size' if kwargs else ''}: {_line(err)}")
@@ -145,7 +145,8 @@ def load_small(name: str, sizes=(64, 96, 128)):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return xc.load_model(name, pretrained=False, class_indices=None), side
+            return xc.load_model(name, pretrained=False, class_indices=None,
+                                 **(model_kwargs or {})), side
     except Exception as err:  # noqa: BLE001 - reported in the table
         problems.append(f"{side}px: {_line(err)}")
         raise UserError(problems[-1]) from None
@@ -165,6 +166,17 @@ def randomise_zero_head(net: nn.Module) -> bool:
         if p.dim() > 1:
             nn.init.normal_(p, std=0.02)
     return True
+
+
+def randomise_norms(net: nn.Module) -> bool:
+    """Random affine weights in every BatchNorm (True if there was one)."""
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and m.affine]
+    with torch.no_grad():
+        for norm in norms:
+            norm.weight.normal_(1.0, 0.5)
+            norm.bias.normal_(0.0, 0.5)
+    return bool(norms)
 
 
 def check_against_timm(model, cams) -> str:
@@ -207,7 +219,8 @@ def gradcam_status(model, images) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            native = explain_full(model, images, "gradcam", target=0).extras["native"]
+            # the predicted class, signed: a random model's ReLU map may be all zero
+            native = explain_full(model, images, "gradcam", relu=False).extras["native"]
     except Exception as err:  # noqa: BLE001 - reported in the table
         return _line(err)
     if float(native.max() - native.min()) <= 0:
@@ -231,11 +244,13 @@ def method_status(model, images, method: str, **params) -> str:
     return "ok"
 
 
-def cover_model(module: str, name: str, methods: bool = True) -> Row:
+def cover_model(module: str, name: str, methods: bool = True,
+                model_kwargs: dict | None = None) -> Row:
+    """One row of the table; `model_kwargs` (e.g. a smaller depth) go to timm."""
     start = time.perf_counter()
     row = Row(module, name)
     try:
-        model, size = load_small(name)
+        model, size = load_small(name, model_kwargs=model_kwargs)
     except UserError as err:
         row.status["load"] = str(err)
         row.seconds = time.perf_counter() - start
@@ -256,6 +271,9 @@ def cover_model(module: str, name: str, methods: bool = True) -> Row:
                       else "no forward_intermediates")
     images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(3))
     row.status["gradcam"] = gradcam_status(model, images)
+    if row.status["gradcam"].startswith("constant") and randomise_norms(model.net):
+        # some inits make every position alike (LeViT, zero-init residual norms)
+        row.status["gradcam"] = gradcam_status(model, images).replace("ok", "ok (random norms)")
     if methods:
         row.status["ig"] = method_status(model, images, "integrated_gradients", n_steps=4)
         row.status["kernelshap"] = method_status(model, images, "kernelshap", n_samples=16,
@@ -271,12 +289,14 @@ def _cell(text: str) -> str:
 
 def _status(row: Row, method: str) -> str:
     value = row.status.get(method, "")
-    return "ok" if value == "ok" else ("—" if not value else f"✗ {_cell(value)}")
+    if len(value) > 140:
+        value = value[:137] + "..."
+    return value if value.startswith("ok") else ("—" if not value else f"✗ {_cell(value)}")
 
 
 def render(rows: list[Row], seconds: float, timm_version: str) -> str:
     modules = {r.module for r in rows}
-    good = [r for r in rows if r.status.get("gradcam") == "ok"
+    good = [r for r in rows if r.status.get("gradcam", "").startswith("ok")
             and not r.grid_check.startswith("MISMATCH")]
     errors = [r for r in rows if r not in good]
     counts = {m: sum(r.status.get(m) == "ok" for r in rows)

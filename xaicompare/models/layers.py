@@ -118,8 +118,11 @@ def _intermediate_candidates(model: LoadedModel) -> list[CamLayer]:
 
 def _hook_candidates(model: LoadedModel) -> list[CamLayer]:
     net, size, grid = model.net, _input_size(model), _user_grid(model)
-    names = feature_info_names(net) or spine_names(net, size, grid)
-    outputs = capture_outputs(net, names, size) if names else {}
+    try:
+        names = feature_info_names(net) or spine_names(net, size, grid)
+        outputs = capture_outputs(net, names, size) if names else {}
+    except (AssertionError, RuntimeError, ValueError, IndexError) as err:
+        raise _forward_error(model, err) from None
     modules = dict(net.named_modules())
     grids = known_grids(net, size)
     candidates = []
@@ -134,6 +137,12 @@ def _hook_candidates(model: LoadedModel) -> list[CamLayer]:
         raise UserError(f"found no layer with a spatial output in model '{model.name}'; pass "
                         "layer='<module name>' (and grid=(h, w) if it outputs tokens)")
     return candidates
+
+
+def _forward_error(model: LoadedModel, err: BaseException) -> UserError:
+    return UserError(f"model '{model.name}' fails on a {_input_size(model)} input: "
+                     f"{(str(err).splitlines() or [type(err).__name__])[0][:200]}; check "
+                     "input_size / img_size against the model's patch size")
 
 
 def _view(model: LoadedModel, output, grids, grid) -> SpatialView | str:
@@ -208,7 +217,10 @@ def _named(model: LoadedModel, name: str) -> CamLayer:
             return match[-1]
         grids |= {c.grid for c in candidates if c.grid}
     module = dict(net.named_modules())[name]
-    outputs = capture_outputs(net, [name], _input_size(model)).get(name, [])
+    try:
+        outputs = capture_outputs(net, [name], _input_size(model)).get(name, [])
+    except (AssertionError, RuntimeError, ValueError, IndexError) as err:
+        raise _forward_error(model, err) from None
     if len(outputs) != 1:
         runs = "does not run" if not outputs else f"runs {len(outputs)} times"
         raise UserError(f"Grad-CAM layer '{name}' of model '{model.name}' {runs} in one "
