@@ -91,7 +91,9 @@ def timm_modules() -> dict[str, list[str]]:
 
     modules: dict[str, list[str]] = collections.defaultdict(list)
     for name in timm.list_models():
-        modules[_registry._model_entrypoints[name].__module__.split(".")[-1]].append(name)
+        module = _registry._model_entrypoints[name].__module__
+        if module.startswith("timm."):  # not architectures others registered (the zoo's)
+            modules[module.split(".")[-1]].append(name)
     return dict(sorted(modules.items()))
 
 
@@ -124,9 +126,11 @@ class Row:
         return self.size is not None
 
 
-def load_small(name: str, sizes=(64, 96, 128), model_kwargs: dict | None = None):
+def load_small(name: str, sizes=(64, 56, 96, 112, 128), model_kwargs: dict | None = None,
+               largest_default: int = 256):
     """`xc.load_model` at the smallest size that works: img_size=s where the model takes
-    it, else the plain model at s, else its default size. Returns (model, size)."""
+    it (56 and 112 for patch 14), else the plain model at s, else its default size when
+    that is at most `largest_default`. Returns (model, size)."""
     import timm
 
     problems = []
@@ -142,6 +146,8 @@ def load_small(name: str, sizes=(64, 96, 128), model_kwargs: dict | None = None)
                 problems.append(f"{size}px{' img_size' if kwargs else ''}: {_line(err)}")
     default = timm.get_pretrained_cfg(name)
     side = int(default.input_size[-1]) if default is not None else 224
+    if side > largest_default:
+        raise UserError(f"{problems[-1]} (and its default {side} px is too large for the sweep)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -260,15 +266,18 @@ def cover_model(module: str, name: str, methods: bool = True,
     row.zero_head = randomise_zero_head(model.net)
     try:
         cams = [resolve_layer(model, depth) for depth in DEPTHS]
-    except UserError as err:
-        row.status["gradcam"] = str(err)
+    except Exception as err:  # noqa: BLE001 - reported in the table
+        row.status["gradcam"] = _line(err).removeprefix("UserError: ")
         row.seconds = time.perf_counter() - start
         return row
     row.routes = [c.route for c in cams]
     row.layers = [c.name + (f"[{','.join(map(str, c.path))}]" if c.path else "") for c in cams]
     row.grids = [c.grid for c in cams]
-    row.grid_check = (check_against_timm(model, cams) if has_forward_intermediates(model.net)
-                      else "no forward_intermediates")
+    try:
+        row.grid_check = (check_against_timm(model, cams) if has_forward_intermediates(model.net)
+                          else "no forward_intermediates")
+    except Exception as err:  # noqa: BLE001 - timm's own call fails: nothing to compare
+        row.grid_check = f"timm's forward_intermediates fails ({_line(err)[:60]})"
     images = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(3))
     row.status["gradcam"] = gradcam_status(model, images)
     if row.status["gradcam"].startswith("constant") and randomise_norms(model.net):

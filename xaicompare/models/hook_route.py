@@ -111,18 +111,19 @@ def known_grids(net: nn.Module, input_size: Grid) -> set[Grid]:
 
 
 def spatial_view(output, grids: set[Grid], prefix: int, grid: Grid | None = None,
-                 channels_last: bool = False, input_size: Grid | None = None
-                 ) -> SpatialView | str:
+                 channels_last: bool = False, input_size: Grid | None = None,
+                 min_cells: int = 2) -> SpatialView | str:
     """The first tensor of `output` that reads as a spatial map on an accepted grid, or
     a sentence saying why none does. `grid` (the user's) overrides the known grids; with
-    neither, tokens form a grid of the input's aspect ratio."""
+    neither, tokens form a grid of the input's aspect ratio. `min_cells=1` keeps a 1x1
+    stage among the depths (the load-time probe then says to use a larger input)."""
     accepted = {grid} if grid is not None else grids
     seen = []
     for path, tensor in output_tensors(output):
         seen.append(tuple(tensor.shape))
         if not getattr(tensor, "used_after_return", True):
             continue  # the rest of the network does not read it (Grad-CAM's leaf would idle)
-        view = _view_of(tensor, accepted, prefix, grid or input_size, channels_last)
+        view = _view_of(tensor, accepted, prefix, grid or input_size, channels_last, min_cells)
         if view is not None:
             return SpatialView(path, *view)
     shapes = ", ".join(str(s) for s in seen[:4]) or "no tensor"
@@ -131,21 +132,21 @@ def spatial_view(output, grids: set[Grid], prefix: int, grid: Grid | None = None
 
 
 def _view_of(tensor: torch.Tensor, accepted: set[Grid], prefix: int, grid: Grid | None,
-             channels_last: bool) -> tuple[ActivationToNCHW, Grid] | None:
+             channels_last: bool, min_cells: int = 2) -> tuple[ActivationToNCHW, Grid] | None:
     if tensor.dim() == 4:
         a, b, c = (int(s) for s in tensor.shape[1:])
         if accepted:
             layouts = [(False, (b, c)), (True, (a, b))]
             layouts.sort(key=lambda item: item[0] != channels_last)
             for is_last, shape in layouts:
-                if shape in accepted and shape[0] * shape[1] > 1:
+                if shape in accepted and shape[0] * shape[1] >= min_cells:
                     return ActivationToNCHW(channels_last=is_last), shape
             return None
         # no grid known: the layout whose h:w is closer to the input's (NCHW on a tie)
         aspect = grid[0] / grid[1] if grid else 1.0
         is_last = channels_last or abs(a / b - aspect) < abs(b / c - aspect)
         shape = (a, b) if is_last else (b, c)
-        return (ActivationToNCHW(channels_last=is_last), shape) if shape[0] * shape[1] > 1 else None
+        return (ActivationToNCHW(channels_last=is_last), shape) if shape[0] * shape[1] >= min_cells else None
     if tensor.dim() == 3 and tensor.shape[1] > 1:
         for g in sorted(accepted) or [grid]:
             adapter = ActivationToNCHW(num_prefix_tokens=prefix, grid_size=g)
@@ -153,7 +154,7 @@ def _view_of(tensor: torch.Tensor, accepted: set[Grid], prefix: int, grid: Grid 
                 shape = tuple(adapter(tensor[:1]).shape[-2:])
             except ValueError:
                 continue
-            if (not accepted or shape in accepted) and shape[0] * shape[1] > 1:
+            if (not accepted or shape in accepted) and shape[0] * shape[1] >= min_cells:
                 return adapter, shape
     return None
 

@@ -129,7 +129,7 @@ def _hook_candidates(model: LoadedModel) -> list[CamLayer]:
     for name in names:
         if len(outputs.get(name, [])) != 1:
             continue
-        view = _view(model, outputs[name][0], grids, grid)
+        view = _view(model, outputs[name][0], grids, grid, min_cells=1)
         if isinstance(view, SpatialView):
             candidates.append(CamLayer(modules[name], name, view.to_nchw, ROUTE_HOOK,
                                        view.path, view.grid))
@@ -145,11 +145,11 @@ def _forward_error(model: LoadedModel, err: BaseException) -> UserError:
                      "input_size / img_size against the model's patch size")
 
 
-def _view(model: LoadedModel, output, grids, grid) -> SpatialView | str:
+def _view(model: LoadedModel, output, grids, grid, min_cells: int = 2) -> SpatialView | str:
     net = model.net
     return spatial_view(output, grids, num_prefix_tokens(net), grid,
                         channels_last=getattr(net, "output_fmt", "NCHW") == "NHWC",
-                        input_size=_input_size(model))
+                        input_size=_input_size(model), min_cells=min_cells)
 
 
 def resolve_layer(model: LoadedModel, layer: None | str | float | nn.Module = None) -> CamLayer:
