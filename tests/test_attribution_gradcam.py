@@ -210,3 +210,32 @@ def test_bad_parameters_are_user_errors():
     outside = nn.Conv2d(3, 3, 1).double()
     with pytest.raises(UserError, match="not part of model"):
         explain(model, x, "gradcam", layer=outside)
+
+
+def _timm_model(arch, side, **kwargs):
+    """A timm model loaded as users load it (float64 for a tight comparison)."""
+    from xaicompare.models import load_model
+
+    torch.manual_seed(0)
+    model = load_model(arch, pretrained=False, input_size=side, class_indices=None,
+                       num_classes=5, probe=False, **kwargs).double()
+    return model
+
+
+@pytest.mark.parametrize("arch, kwargs, side, layer, reshape", [
+    ("resnet18", {}, 64, "layer3", None),
+    ("vit_tiny_patch16_224", {"img_size": 32, "patch_size": 8, "depth": 3}, 32, "blocks.1",
+     lambda t: t[:, 1:].reshape(t.shape[0], 4, 4, t.shape[2]).permute(0, 3, 1, 2)),
+    ("swin_tiny_patch4_window7_224", {"img_size": 56, "depths": (1, 1, 1, 1)}, 56, "layers.1",
+     lambda t: t.permute(0, 3, 1, 2)),  # Swin's stages are NHWC
+])
+def test_timm_models_match_pytorch_grad_cam_on_the_same_layer(arch, kwargs, side, layer,
+                                                              reshape):
+    model = _timm_model(arch, side, **kwargs)
+    x = images(size=side)
+    ours = explain_full(model, x, "gradcam", target=TARGET, layer=layer)
+    assert ours.params["route"] == "forward_intermediates" and ours.params["layer"] == layer
+    module = dict(model.net.named_modules())[layer]
+    native, _ = _pytorch_grad_cam(model, module, x, TARGET, reshape)
+    assert native.abs().max() > 0
+    torch.testing.assert_close(ours.extras["native"], native, rtol=1e-9, atol=1e-12)

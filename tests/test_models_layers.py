@@ -36,8 +36,8 @@ OTHER_FAMILIES = {
     "coatnet_nano_rw_224": ({}, 224, 7, "hybrid"),
     "mobilevit_xxs": ({}, 64, 2, "hybrid"),
     "efficientformer_l1": ({}, 224, 7, "hybrid"),
-    "fastvit_t8": ({}, 64, 2, "hybrid"),
-    "levit_128s": ({}, 224, 4, "hybrid"),
+    "fastvit_t8": ({}, 64, 2, "cnn"),  # t8 has no attention: RepMixer is a depthwise conv
+    "levit_128s": ({}, 224, 4, "transformer"),  # attention in every stage; a conv stem only
     "cait_xxs24_224": ({"img_size": 64}, 64, 4, "transformer"),
     "xcit_nano_12_p16_224": ({"img_size": 64}, 64, 4, "transformer"),
     "deit_tiny_distilled_patch16_224": ({"img_size": 64}, 64, 4, "transformer"),
@@ -47,7 +47,7 @@ OTHER_FAMILIES = {
     "convnext_atto": ({}, 64, 2, "cnn"),
     "regnetx_002": ({}, 64, 2, "cnn"),
     "efficientformerv2_s0": ({}, 224, 7, "hybrid"),
-    "coat_lite_tiny": ({}, 224, 7, "hybrid"),
+    "coat_lite_tiny": ({}, 224, 7, "transformer"),  # depthwise conv position encodings only
 }
 
 
@@ -109,7 +109,8 @@ def test_vit_default_layer_is_last_block_input_because_cls_pooling_zeroes_patch_
     torch.manual_seed(0)
     model = load_model("deit_tiny_patch16_224", pretrained=False, img_size=32, depth=3,
                        input_size=32, probe=False)
-    assert layer_name(model, model.cam_layer) == "blocks.2.norm1"
+    assert layer_name(model, model.cam_layer) == "blocks.1"  # = the input of blocks.2
+    assert model.cam.route == "forward_intermediates"
     images = torch.rand(1, 3, 32, 32)
     last_block_output = gradcam(model, images, model.net.blocks[-1], model.to_nchw)
     assert not last_block_output.any()  # the reason for the rule
@@ -118,15 +119,15 @@ def test_vit_default_layer_is_last_block_input_because_cls_pooling_zeroes_patch_
 
 def test_relative_depth_picks_stages_and_blocks():
     resnet = load_model("resnet18", pretrained=False, input_size=64, probe=False)
-    names = [layer_name(resnet, resolve_layer(resnet, d)[0]) for d in (0.25, 0.5, 0.75, 1.0)]
+    names = [resolve_layer(resnet, d).name for d in (0.25, 0.5, 0.75, 1.0)]
     assert names == ["layer1", "layer2", "layer3", "layer4"]
     vit = load_model("vit_tiny_patch16_224", pretrained=False, img_size=32, input_size=32,
                      probe=False)
-    names = [layer_name(vit, resolve_layer(vit, d)[0]) for d in (0.25, 0.5, 0.75, 1.0)]
-    assert names == ["blocks.2", "blocks.5", "blocks.8", "blocks.11.norm1"]
-    assert resolve_layer(vit, None)[0] is vit.cam_layer
-    assert resolve_layer(vit, "blocks.3")[0] is vit.net.blocks[3]
-    assert resolve_layer(vit, vit.net.blocks[4])[0] is vit.net.blocks[4]
+    names = [resolve_layer(vit, d).name for d in (0.25, 0.5, 0.75, 1.0)]
+    assert names == ["blocks.2", "blocks.5", "blocks.8", "blocks.10"]
+    assert resolve_layer(vit, None).module is vit.cam_layer
+    assert resolve_layer(vit, "blocks.3").module is vit.net.blocks[3]
+    assert resolve_layer(vit, vit.net.blocks[4]).module is vit.net.blocks[4]
     chosen = load_model("resnet18", pretrained=False, input_size=64, layer=0.5, probe=False)
     assert chosen.cam_layer is chosen.net.layer2
     for bad in (0.0, 1.5, "layer9", nn.Conv2d(3, 3, 1)):

@@ -196,8 +196,10 @@ def models(
 
         for name in probe:
             model = load_model(name, pretrained=False)
-            typer.echo(f"{name}: family={model.family} cam_layer="
-                       f"{type(model.cam_layer).__name__} input={model.input_size}")
+            cam = model.cam
+            typer.echo(f"{name}: family={model.family} cam_layer={cam.name} "
+                       f"({type(model.cam_layer).__name__}, {cam.route}, grid {cam.grid}) "
+                       f"input={model.input_size}")
         return
     typer.echo("offline zoo (use as source: zoo:<name> or zoo:all), shapes test accuracy:")
     for name, entry in zoo_entries().items():

@@ -8,6 +8,7 @@ import warnings
 import torch
 
 from ..errors import UserError, did_you_mean
+from ..models.layers import warn_if_head_is_zero
 from .registry import METHODS, Attribution
 
 # Canonical images are in [0, 1]; a little slack for resampling overshoot.
@@ -117,6 +118,7 @@ def explain_full(model, images, method: str = "gradcam", target=None, *,
         bad = ~torch.isfinite(logits.reshape(len(logits), -1)).all(dim=1).cpu()
         target = logits.argmax(dim=1) if target is None else target  # no second pass
     target = resolve_target(model, images, target)
+    warn_if_head_is_zero(model)  # every gradient method would silently give zeros
     result = fn(model, images, target, **params)
     if bad is not None and bool(bad.any()):
         name = getattr(model, "name", type(model).__name__)

@@ -9,6 +9,7 @@ The network below the layer runs without building a graph at all.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -26,15 +27,15 @@ def _identity(activation: torch.Tensor) -> torch.Tensor:
     return activation
 
 
-def resolve_cam_layer(model: nn.Module, layer) -> tuple[nn.Module, ToNCHW]:
-    """(module, to_nchw) for `layer`: None (the model's default), a name, a depth or a module.
+def resolve_cam_layer(model: nn.Module, layer):
+    """The CamLayer for `layer`: None (the model's default), a name, a depth or a module.
 
     LoadedModels go through `xaicompare.models.layers.resolve_layer`; a plain nn.Module
     (e.g. in tests) understands None (its `cam_layer` attribute) and an nn.Module.
     """
-    if hasattr(model, "net"):
-        from ..models.layers import resolve_layer
+    from ..models.layers import ROUTE_GIVEN, CamLayer, resolve_layer
 
+    if hasattr(model, "net"):
         return resolve_layer(model, layer)
 
     default = getattr(model, "cam_layer", None)
@@ -45,9 +46,11 @@ def resolve_cam_layer(model: nn.Module, layer) -> tuple[nn.Module, ToNCHW]:
                 f"model {getattr(model, 'name', type(model).__name__)} has no default "
                 "Grad-CAM layer; pass layer=<nn.Module inside the model>"
             )
-        return default, default_to_nchw
+        layer = default
     if isinstance(layer, nn.Module):
-        return layer, (default_to_nchw if layer is default else _identity)
+        name = next((n for n, m in model.named_modules() if m is layer), "<unnamed>")
+        return CamLayer(layer, name, default_to_nchw if layer is default else _identity,
+                        ROUTE_GIVEN)
     raise UserError(
         f"layer={layer!r} is not understood here; accepted: None (the model's cam layer) "
         "or an nn.Module inside the model"
@@ -55,30 +58,38 @@ def resolve_cam_layer(model: nn.Module, layer) -> tuple[nn.Module, ToNCHW]:
 
 
 def _forward_with_leaf_at(
-    model: nn.Module, images: torch.Tensor, layer: nn.Module
+    model: nn.Module, images: torch.Tensor, layer: nn.Module, path: tuple[int, ...] = ()
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run `model(images)`; returns (logits, leaf) where leaf is `layer`'s output.
+    """Run `model(images)`; returns (logits, leaf) where leaf is `layer`'s output (the
+    tensor at `path` inside a tuple/list output).
 
     Below the layer the forward runs under no_grad; the hook swaps the output for a
     grad-requiring leaf and switches grad mode on, so only the part above is recorded.
     """
+    from ..models.intermediates import replace_at, tensor_at
+
     captured: list[torch.Tensor] = []
 
     def hook(_module, _inputs, output):
-        if not isinstance(output, torch.Tensor):
+        try:
+            tensor = tensor_at(output, path)
+        except (IndexError, TypeError, KeyError):
+            tensor = None
+        if not isinstance(tensor, torch.Tensor):
             raise UserError(
-                f"Grad-CAM layer {type(layer).__name__} returns {type(output).__name__}, "
-                "not a tensor; pick a layer whose output is a single tensor"
+                f"Grad-CAM layer {type(layer).__name__} returns {type(output).__name__} "
+                f"without a tensor at position {list(path)}; pick a layer whose output "
+                "holds a spatial map"
             )
         if captured:
             raise UserError(
                 f"Grad-CAM layer {type(layer).__name__} runs more than once per forward pass "
                 "(a shared module); pick a layer that runs once"
             )
-        leaf = output.detach().requires_grad_(True)
+        leaf = tensor.detach().requires_grad_(True)
         captured.append(leaf)
         torch.set_grad_enabled(True)  # undone by the enclosing no_grad() on exit
-        return leaf
+        return replace_at(output, path, leaf)
 
     handle = layer.register_forward_hook(hook)
     try:
@@ -96,10 +107,10 @@ def _forward_with_leaf_at(
 
 def gradcam_native(
     model: nn.Module, images: torch.Tensor, target: torch.Tensor, layer: nn.Module,
-    to_nchw: ToNCHW = _identity, relu: bool = True,
+    to_nchw: ToNCHW = _identity, relu: bool = True, path: tuple[int, ...] = (),
 ) -> torch.Tensor:
     """Grad-CAM on the layer's own grid: [B, h, w] = relu(sum_c mean_hw(dS/dA_c) * A_c)."""
-    logits, leaf = _forward_with_leaf_at(model, images, layer)
+    logits, leaf = _forward_with_leaf_at(model, images, layer, path)
     if not logits.requires_grad:
         raise UserError("the model's logits do not depend on the Grad-CAM layer's output")
     # Sum of per-image scores: image b's score only depends on image b's activation.
@@ -112,9 +123,25 @@ def gradcam_native(
             f"Grad-CAM layer output became shape {tuple(activation.shape)} after to_nchw; "
             "expected [B, C, h, w] (give the model a to_nchw for token or NHWC layers)"
         )
+    if not grad.any():
+        _warn_zero_gradient(model, layer)
     weights = grad.mean(dim=(2, 3))
     cam = torch.einsum("bc,bchw->bhw", weights, activation)
     return cam.clamp_min(0) if relu else cam
+
+
+def _warn_zero_gradient(model: nn.Module, layer: nn.Module) -> None:
+    from ..models.layers import warn_if_head_is_zero
+
+    if warn_if_head_is_zero(model):
+        return
+    net = getattr(model, "net", model)
+    name = next((n for n, m in net.named_modules() if m is layer), type(layer).__name__)
+    warnings.warn(
+        f"Grad-CAM layer '{name}' of model '{getattr(model, 'name', type(model).__name__)}' "
+        "receives zero gradient from the target logits of every image, so its maps are all "
+        "zero; pick another layer (e.g. layer=0.75, or the input of the last block of a "
+        "model that pools a cls token)", UserWarning, stacklevel=4)
 
 
 def upsample_maps(maps: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
@@ -143,9 +170,19 @@ def gradcam(
     """
     if upsample not in UPSAMPLE_MODES:
         raise UserError(f"upsample='{upsample}' is not known; accepted: {', '.join(UPSAMPLE_MODES)}")
-    module, to_nchw = resolve_cam_layer(model, layer)
-    native = gradcam_native(model, images, target, module, to_nchw, relu=relu)
+    cam = resolve_cam_layer(model, layer)
+    native = gradcam_native(model, images, target, cam.module, cam.to_nchw, relu=relu,
+                            path=cam.path)
     maps = upsample_maps(native, tuple(images.shape[-2:]), upsample)
-    layer_name = next((name for name, m in model.named_modules() if m is module), None)
-    params = {"layer": layer_name, "upsample": upsample, "relu": relu}
+    params = {**cam.identity(), "grid": list(native.shape[-2:]), "upsample": upsample,
+              "relu": relu}
     return Attribution(maps=maps.detach(), extras={"native": native.detach()}, params=params)
+
+
+def _store_identity(model: nn.Module, params: dict) -> dict:
+    """The resolved layer (route, name, output path, grid) behind `params["layer"]`, for
+    the store key: a new default layer or route never serves maps of the old one."""
+    return resolve_cam_layer(model, params.get("layer")).identity()
+
+
+gradcam.store_identity = _store_identity

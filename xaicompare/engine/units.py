@@ -71,20 +71,6 @@ def logits_width(model) -> int | None:
     return int(width) if isinstance(width, int) else None
 
 
-def cam_layer_name(model) -> str | None:
-    """Qualified name of the model's default Grad-CAM layer inside its network."""
-    layer, net = getattr(model, "cam_layer", None), getattr(model, "net", None)
-    if layer is None or net is None:
-        return None
-    return next((name for name, module in net.named_modules() if module is layer), "?")
-
-
-def uses_model_layer(method: str, params: dict) -> bool:
-    """The method reads the model's default layer (it takes `layer` and none was given)."""
-    return ("layer" in inspect.signature(METHODS.get(method)).parameters
-            and params.get("layer") is None)
-
-
 def _precision(autocast: str) -> dict:
     """Store-key part for reduced precision: float32 results keep their keys unchanged."""
     return {} if autocast == "none" else {"autocast": autocast}
@@ -111,8 +97,9 @@ def maps_entry(store: Store, model, method: str, params: dict, dataset_identity:
     identity = {**model_identity(model), "method": method,
                 "params": resolved_params(method, params),  # defaults included
                 "dataset": dataset_identity, "target": target, **_precision(autocast)}
-    if uses_model_layer(method, params):
-        identity["layer"] = cam_layer_name(model)
+    resolved = getattr(METHODS.get(method), "store_identity", None)
+    if resolved is not None:  # e.g. Grad-CAM's resolved layer, route and grid
+        identity["resolved"] = resolved(model, params)
     return store.entry("maps", f"{model.name}__{method}", identity)
 
 

