@@ -121,9 +121,9 @@ def run_compare(study) -> dict:
             save_arrays(array_path(study, "similarity", f"{method}__{metric}"),
                      per_image=result.per_image.astype(np.float32),
                      names=np.asarray(study.model_names), ids=np.asarray(study.dataset.ids))
-            if len(result.degenerate):
-                log.warning("%s/%s: %d degenerate maps (excluded by rule '%s')", method, metric,
-                            len(result.degenerate), options.degenerate)
+            if len(result.degenerate):  # summarised once, per model, by report_degenerate
+                log.info("%s/%s: %d degenerate maps (excluded by rule '%s')", method, metric,
+                         len(result.degenerate), options.degenerate)
                 degenerate = result.degenerate.assign(
                     image=[study.dataset.ids[i] for i in result.degenerate["image"]])
                 write_table_csv(degenerate,

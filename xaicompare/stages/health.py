@@ -48,15 +48,29 @@ def map_rows(names, method: str, maps: np.ndarray) -> list[dict]:
     return rows
 
 
+MOSTLY = 0.5  # a model degenerate on at least this share of images for an output is named
+
+
 def report_degenerate(study, rows: list[dict]) -> pd.DataFrame:
-    """Write tables/degenerate_models.csv and warn once per model that has any row."""
+    """Write tables/degenerate_models.csv; warn once per model whose logits are degenerate or
+    whose maps of a method are on most images, and once in all for maps degenerate on a few
+    images (e.g. a constant KernelSHAP map where an image has one superpixel)."""
     table = pd.DataFrame(rows, columns=COLUMNS)
     write_table_csv(table, table_path(study, "degenerate_models"),
                     {"rule": "left out per pair (similarity) and per model / pair (diversity) "
                              "where they would corrupt a number; every other pair is computed"})
-    for name, part in table.groupby("model", sort=False):
+    named = (table["output"] == "logits") | (table["n_images"] >= MOSTLY * table["n_total"])
+    for name, part in table[named].groupby("model", sort=False):
         log.warning("model '%s' is degenerate: %s; left out of the pairs and metrics those "
                     "images would break (tables/degenerate_models.csv)", name, describe(part))
+    few = table[~named]
+    if len(few):
+        per_output = ", ".join(f"{output} {int(part['n_images'].sum())} "
+                               f"({len(part)} model{'s' * (len(part) > 1)})"
+                               for output, part in few.groupby("output", sort=False))
+        log.warning("%d maps are all-zero, constant or non-finite on a few images (%s); each "
+                    "is left out of its pairs, every other pair is computed "
+                    "(tables/degenerate_models.csv)", int(few["n_images"].sum()), per_output)
     return table
 
 

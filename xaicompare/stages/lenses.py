@@ -36,6 +36,7 @@ CKA_INTERVAL_IMAGES = 2048  # bootstrap intervals hold M x N x N Gram matrices: 
 MIN_STRATUM = 5  # images a stratum needs before its mean is reported as a finding
 SWEEP_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 0.5)  # k as a share of the map's features
 SWEEP_METRICS = ("topk", "topk_sign", "rank", "signed_rank")  # Krishna et al.'s four
+SWEEP_IMAGES = 256  # evenly spaced images for the curve: 20 top-k passes cost ~20 compares
 
 
 def representation_tables(study) -> dict[str, pd.DataFrame]:
@@ -97,10 +98,12 @@ def agreement_sweep(study, method: str, maps: np.ndarray, names: list[str]) -> p
     """Mean top-k agreement of every model pair at each k (feature, sign, rank, signed
     rank agreement), so a reader sees whether a finding depends on the chosen k."""
     families = study.families
+    take = np.unique(np.linspace(0, maps.shape[1] - 1, min(maps.shape[1], SWEEP_IMAGES))
+                     .round().astype(int))
     rows = []
     for fraction in SWEEP_FRACTIONS:
-        results = similarity_matrices(maps, {m: {"fraction": fraction} for m in SWEEP_METRICS},
-                                      names=names)
+        results = similarity_matrices(maps[:, take], {m: {"fraction": fraction}
+                                                      for m in SWEEP_METRICS}, names=names)
         for metric, result in results.items():
             for i, a in enumerate(names):
                 for b in names[i + 1:]:
@@ -110,7 +113,8 @@ def agreement_sweep(study, method: str, maps: np.ndarray, names: list[str]) -> p
     table = pd.DataFrame(rows)
     write_table_csv(table, table_path(study, "agreement_sweep", method),
                     {"method": method, "k": "fraction of the map's pixels, ranked by |value|",
-                     "normalization": "none"})
+                     "normalization": "none", "n_images": len(take),
+                     "images": f"evenly spaced, at most {SWEEP_IMAGES}"})
     return table
 
 
