@@ -75,3 +75,19 @@ def test_correlation_undefined_for_constant_accuracy(maps):
     result = consensus(maps, n_resamples=10)
     out = consensus_accuracy_correlation(result, [1.0, 1.0, 1.0, 1.0])
     assert np.isnan(out["spearman"]) and "same for every model" in out["note"]
+
+
+def test_ssim_in_the_vectorised_pass_equals_scikit_image_per_pair(maps):
+    from xaicompare.compare import similarity_matrices
+
+    result = similarity_matrices(maps[:3], {"ssim": {"win_size": 5}}, names=["a", "b", "c"],
+                                 options={"normalization": "none"})["ssim"]
+    assert result.options["normalization"] == "minmax"  # SSIM's data range 1 fixes it
+    for i in range(3):
+        for j in range(3):
+            ref = [structural_similarity(_minmax(maps[i, n]), _minmax(maps[j, n]),
+                                         data_range=1.0, win_size=5) for n in range(5)]
+            np.testing.assert_allclose(result.per_image[i, j], ref, rtol=1e-6, atol=1e-9)
+    with pytest.raises(UserError, match="superpixels"):
+        similarity_matrices(maps[:2], ["ssim"], options={"resolution": "superpixels"},
+                            segments=np.zeros((5, 12, 12), dtype=np.int64))

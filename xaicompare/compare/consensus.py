@@ -22,6 +22,7 @@ import torch
 from ..errors import UserError
 from .engine import as_tensor
 from .matrix import model_names
+from .metrics import MetricProperties, register_metric
 from .preprocess import normalize
 from .similarity import similarity
 
@@ -122,6 +123,46 @@ def consensus_accuracy_correlation(scores, accuracy) -> dict:
     return {"spearman": float(rho), "p_value": float(p), "n_models": int(ok.sum())}
 
 
+def ssim_map(x: torch.Tensor, y: torch.Tensor, win_size: int, data_range: float,
+             k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+    """SSIM of each window of x [B, 1, H, W] and y (scikit-image's default formula)."""
+    def pool(t):
+        return torch.nn.functional.avg_pool2d(t, win_size, stride=1)
+
+    ux, uy = pool(x), pool(y)
+    cov_norm = win_size**2 / (win_size**2 - 1)  # sample covariance, as scikit-image
+    vx = cov_norm * (pool(x * x) - ux * ux)
+    vy = cov_norm * (pool(y * y) - uy * uy)
+    vxy = cov_norm * (pool(x * y) - ux * uy)
+    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+
+
+def _check_win(params: dict) -> dict:
+    win = params["win_size"]
+    if isinstance(win, bool) or not isinstance(win, int) or win < 3 or win % 2 == 0:
+        raise UserError(f"ssim win_size={win!r} is not accepted; accepted: an odd int >= 3")
+    return params
+
+
+@register_metric("ssim", defaults={"win_size": 7}, check=_check_win, normalization="minmax",
+                 spatial=True, properties=MetricProperties(-1, 1, True, ("positive scaling",
+                                                                         "shift")))
+def ssim_pairwise(x: torch.Tensor, y: torch.Tensor, win_size: int = 7,
+                  shape: tuple[int, int] | None = None) -> torch.Tensor:
+    """Mean SSIM [M, K, n] of min-max normalised maps (data range 1), window win_size."""
+    m, n = x.shape[:2]
+    k = y.shape[0]
+    if win_size > min(shape):
+        raise UserError(f"ssim win_size={win_size} is larger than the maps {tuple(shape)}")
+    yy = y.reshape(k * n, 1, *shape)
+    out = torch.empty(m, k, n, dtype=x.dtype, device=x.device)
+    for i in range(m):  # one model of x against every model of y at once
+        xi = x[i].reshape(1, n, *shape).expand(k, n, *shape).reshape(k * n, 1, *shape)
+        out[i] = ssim_map(xi, yy, win_size, 1.0).mean(dim=(1, 2, 3)).view(k, n)
+    return out
+
+
 def ssim(maps_a, maps_b, *, data_range: float = 1.0, win_size: int = 7,
          normalization: str = "minmax", k1: float = 0.01, k2: float = 0.03):
     """Per-image structural similarity of maps_a[i] and maps_b[i] -> [B].
@@ -146,14 +187,7 @@ def ssim(maps_a, maps_b, *, data_range: float = 1.0, win_size: int = 7,
     shape = a.shape
     x, y = (normalize(t.double().reshape(shape[0], -1), normalization).reshape(shape)[:, None]
             for t in (a, b))
-    pool = lambda t: torch.nn.functional.avg_pool2d(t, win_size, stride=1)  # noqa: E731
-    ux, uy = pool(x), pool(y)
-    cov_norm = win_size**2 / (win_size**2 - 1)  # sample covariance, as scikit-image
-    vx = cov_norm * (pool(x * x) - ux * ux)
-    vy = cov_norm * (pool(y * y) - uy * uy)
-    vxy = cov_norm * (pool(x * y) - ux * uy)
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    s = ssim_map(x, y, win_size, data_range, k1, k2)
     values = s.mean(dim=(1, 2, 3))
     if isinstance(maps_a, torch.Tensor):
         return values.to(maps_a.device)

@@ -106,6 +106,19 @@ def chunk_selection(idx: torch.Tensor):
     return idx
 
 
+def _spatial_shape(x: torch.Tensor, options: CompareOptions) -> tuple[int, int]:
+    """(H, W) of the features a spatial metric (SSIM) sees: maps keep their grid at native
+    resolution or on the `pixels` grid; superpixel means have none."""
+    if options.resolution == "superpixels":
+        raise UserError("ssim needs maps on a pixel grid; it is undefined with "
+                        "resolution='superpixels' (use native or pixels)")
+    if options.resolution == "pixels":
+        return tuple(options.size)
+    if x.ndim != 4:
+        raise UserError(f"ssim needs maps [M, N, H, W], got shape {tuple(x.shape)}")
+    return tuple(x.shape[-2:])
+
+
 def compute_raw_many(
     x: torch.Tensor,
     y: torch.Tensor | None,
@@ -137,6 +150,7 @@ def compute_raw_many(
     buffer_y = None if self_pairs else ChunkBuffer(y, chunk, dtype, device)
     # metrics grouped by the normalisation they see (a metric may fix its own)
     wanted = [metric.normalization or options.normalization for metric, _ in metrics]
+    spatial = _spatial_shape(x, options) if any(m.spatial for m, _ in metrics) else None
     groups = list(dict.fromkeys([options.normalization] * (options.normalization in wanted)
                                 + wanted))  # the study's first: its degenerate codes count
     for start in range(0, n_used, chunk):
@@ -162,8 +176,9 @@ def compute_raw_many(
                     cx, cy = codes, codes_b
                 for raw, (metric, params), norm in zip(raws, metrics, wanted, strict=True):
                     if norm == how:
-                        raw[:, :, where] = metric.pairwise(gx, gy, **params).to("cpu",
-                                                                                 torch.float64)
+                        extra = {"shape": spatial} if metric.spatial else {}
+                        raw[:, :, where] = metric.pairwise(gx, gy, **params, **extra).to(
+                            "cpu", torch.float64)
             at = where if isinstance(where, slice) else where.numpy()
             codes_x[:, at] = cx.cpu().numpy()
             if not self_pairs:

@@ -50,6 +50,7 @@ class Metric:
     # study's). Top-k metrics rank features by |value| and read signs: a min-max shift
     # would reorder a signed map and make every sign positive.
     normalization: str | None = None
+    spatial: bool = False  # pairwise() also takes shape=(H, W) of the flattened maps
 
     def params(self, given: dict) -> dict:
         unknown = set(given) - set(self.defaults)
