@@ -3,6 +3,8 @@ study's own stored arrays, and the zoo's cue-trained twins are the most alike re
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -97,3 +99,23 @@ def test_agreement_sweep_at_the_study_k_equals_the_compare_table(finished):
     assert (wide["topk_sign"] <= wide["topk"] + 1e-12).all()  # signs only remove agreement
     assert (wide["signed_rank"] <= wide["rank"] + 1e-12).all()
     assert (wide["rank"] <= wide["topk"] + 1e-12).all()
+
+
+def test_atlas_shows_the_consensus_map_beside_the_models(finished, monkeypatch):
+    from xaicompare import report as rp
+    from xaicompare.stages.report import write_atlas
+
+    study = finished
+    captured = {}
+
+    def fake_pages(images, maps, predictions, families, *args, **kwargs):
+        captured.update(maps=maps, families=families)
+        return [Path(f"page{k}.png") for k in range(len(maps))]
+
+    monkeypatch.setattr(rp, "write_atlas_pages", fake_pages)
+    ids = study.dataset.ids[:2]
+    write_atlas(study, ids)
+    stored = np.load(study.run_dir / "arrays/consensus/gradcam.npz")
+    page = captured["maps"][ids[1]]
+    assert set(page) == {*ZOO, "consensus"} and captured["families"]["consensus"] == "consensus"
+    np.testing.assert_array_equal(page["consensus"]["gradcam"], stored["consensus"][1])

@@ -287,6 +287,23 @@ def depth_maps(study, images: torch.Tensor, targets: np.ndarray,
     return out
 
 
+CONSENSUS_ROW = "consensus"
+
+
+def consensus_maps(study, ids: list[str]) -> dict[str, np.ndarray]:
+    """Each method's consensus map (mean of the models' min-max maps, stages/lenses.py) for
+    `ids`, where the compare stage wrote one."""
+    out = {}
+    for method in study.config.methods:
+        path = array_path(study, "consensus", method)
+        if path.exists():
+            stored = np.load(path)
+            where = {str(i): k for k, i in enumerate(stored["ids"])}
+            if all(i in where for i in ids):
+                out[method] = stored["consensus"][[where[i] for i in ids]]
+    return out
+
+
 def write_atlas(study, ids: list[str], prefix: str = "atlas",
                 depths: list[float] | None = None) -> list[dict]:
     """Atlas pages (PNG + PDF) for `ids`; with `depths`, Grad-CAM columns per depth first.
@@ -302,6 +319,7 @@ def write_atlas(study, ids: list[str], prefix: str = "atlas",
     labels = study.dataset.labels
     maps = {method: study.read_maps(method, ids) for method in study.config.methods}
     skip = {method: study.not_applicable(method) for method in maps}
+    consensus = None if depths else consensus_maps(study, ids)
     by_depth = None
     if depths:
         targets = probs.argmax(-1)
@@ -321,6 +339,9 @@ def write_atlas(study, ids: list[str], prefix: str = "atlas",
                           if d in by_depth[name]},
                        **{m: v for m, v in row.items() if m != "gradcam"}}
                 for name, row in page_maps[image_id].items()}
+        if by_depth is None and consensus:  # the committee's map beside each model's
+            page_maps[image_id][CONSENSUS_ROW] = {method: consensus[method][k]
+                                                  for method in consensus}
         label = None if labels is None else int(labels[rows[k]])
         true_labels[image_id] = class_names[label] if label is not None and label >= 0 else None
         predictions[image_id] = {
@@ -329,7 +350,8 @@ def write_atlas(study, ids: list[str], prefix: str = "atlas",
             for m, name in enumerate(study.model_names)}
     signed = {**{m: method_info(m).signed for m in METHODS.names()},
               **{f"Grad-CAM {d:.0%}": False for d in depths or []}}
-    paths = rp.write_atlas_pages(page_images, page_maps, predictions, study.families,
+    families = {**study.families, CONSENSUS_ROW: "consensus"}
+    paths = rp.write_atlas_pages(page_images, page_maps, predictions, families,
                                  study.run_dir / "figures" / "atlas", ids=ids,
                                  formats=("png", "pdf"), true_labels=true_labels, signed=signed,
                                  prefix=prefix)
