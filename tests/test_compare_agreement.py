@@ -120,3 +120,17 @@ def test_topk_metrics_see_signed_maps_as_they_are_under_minmax(maps):
                  / np.linalg.norm(minmax(b[n]))) for n in range(4)]
     np.testing.assert_allclose(result["cosine"].per_image[0, 1], cos, rtol=1e-10)
     assert result["cosine"].options["normalization"] == "minmax"
+
+
+def test_each_metric_is_excluded_by_the_degenerate_codes_of_what_it_sees():
+    """A +-1 map is constant after 'abs' (degenerate for cosine) but fine as it is (top-k
+    metrics): a metric's numbers must not depend on which metrics share the pass."""
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(3, 5, 6, 6))
+    maps[1, 2] = rng.choice([-1.0, 1.0], size=(6, 6))
+    options = {"normalization": "abs"}
+    together = similarity_matrices(maps, ["cosine", "topk_sign"], options=options)
+    alone = similarity_matrices(maps, ["topk_sign"], options=options)
+    np.testing.assert_array_equal(together["topk_sign"].per_image, alone["topk_sign"].per_image)
+    assert np.isnan(together["cosine"].per_image[0, 1, 2])  # constant after abs
+    assert np.isfinite(together["topk_sign"].per_image[0, 1, 2])

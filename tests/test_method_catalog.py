@@ -49,3 +49,8 @@ def test_cli_lists_every_method_with_family_and_parameters():
     for name in METHODS.names():
         assert name in out
     assert "window=None" in out and "unsigned" in out and "multi-head self-attention" in out
+
+
+def test_a_group_with_no_method_for_the_models_is_an_error(tmp_path):
+    with pytest.raises(UserError, match="group 'attention' has no method that applies"):
+        parse_config(_config(tmp_path, {"group": "attention"}))

@@ -128,3 +128,25 @@ def test_logits_entries_expect_the_models_current_width(tmp_path):
     assert logits_entry(store, model, DATASET).expect == {"logits": (1000,)}
     model.set_class_indices([0, 217, 482])
     assert logits_entry(store, model, DATASET).expect == {"logits": (3,)}
+
+
+def test_a_new_study_seed_never_serves_maps_drawn_with_the_old_one(tmp_path):
+    """SmoothGrad's noise comes from the image ids and the study seed: a rerun with another
+    seed into the same store must recompute, not reuse the old draws."""
+    from fakes import FakeImages, tiny_cnn
+
+    from xaicompare.engine.runner import maps_entry, run_explanations
+    from xaicompare.store import Store
+
+    store, model = Store(tmp_path / "store"), tiny_cnn()
+    data, methods, identity = FakeImages(4, 16, np.zeros(4, dtype=int)), \
+        {"smoothgrad": {"n_samples": 3}}, {"n": "fake"}
+    maps, computed = {}, []
+    for seed in (0, 1, 0):
+        summary = run_explanations([model], data, methods, store, dataset_identity=identity,
+                                   batch_size=2, progress=False, seed=seed)
+        computed.append(summary.computed["tiny/smoothgrad"])
+        maps[seed] = maps_entry(store, model, "smoothgrad", methods["smoothgrad"], identity,
+                                "predicted", seed=seed).read(data.ids, ["maps"])["maps"]
+    assert computed == [4, 4, 0]  # a new seed recomputes; the first seed's maps are reused
+    assert not np.array_equal(maps[0], maps[1])

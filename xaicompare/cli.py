@@ -212,6 +212,9 @@ def models(
         typer.echo(f"  {name}")
 
 
+SIGNED_WORDS = {True: "signed", False: "unsigned", None: "as param"}
+
+
 @app.command()
 def methods() -> None:
     """List every explanation method: family, signed, which models, parameters."""
@@ -220,7 +223,7 @@ def methods() -> None:
     for row in method_rows():
         params = ", ".join(f"{k}={v!r}" for k, v in row["parameters"].items()) or "(none)"
         typer.echo(f"{row['method']:<20} {row['family']:<13} "
-                   f"{'signed' if row['signed'] else 'unsigned':<9} {row['display_name']}")
+                   f"{SIGNED_WORDS[row['signed']]:<9} {row['display_name']}")
         typer.echo(f"{'':<20} applies to: {row['applies_to']}")
         typer.echo(f"{'':<20} parameters: {params}")
     typer.echo("a study may name a group: methods: {group: cam | gradient | perturbation | "

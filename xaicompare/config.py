@@ -323,6 +323,7 @@ def parse_config(data: Any, *, check_names: bool = True) -> StudyConfig:
     if isinstance(data.get("methods"), dict) and "group" in data["methods"]:
         from .attribution.catalog import expand_groups
 
+        group = data["methods"]["group"]
         methods, grouped = expand_groups(data["methods"])
         data = {**data, "methods": methods}
     _find_unknown_keys(data, StudyConfig)
@@ -343,6 +344,11 @@ def parse_config(data: Any, *, check_names: bool = True) -> StudyConfig:
                 del config.methods[method]
                 log.warning("methods: %s (from the group) applies to none of the study's "
                             "models and is left out", method)
+        if not config.methods:
+            raise UserError(f"methods: the group {group!r} has no "
+                            "method that applies to the study's models "
+                            f"({', '.join(m.source for m in config.models)}); name another "
+                            "group or methods")
         _check_names(config)
         check_study(config)  # the device, output folder, dataset and compare options here
     return config

@@ -259,11 +259,12 @@ class Study:
         ids = self.dataset.ids if ids is None else list(ids)
         shape = (len(ids), self.dataset.size, self.dataset.size)
         out = [maps_entry(self.store, m, method, params, self.dataset_identity,
-                          self.config.target, autocast=self.config.executor.autocast)
+                          self.config.target, autocast=self.config.executor.autocast,
+                          seed=self.config.seed)
                .read(ids, ["maps"])["maps"] if applies_to(method, m)
                else np.full(shape, np.nan, np.float32)  # not applicable: no map at all
                for m in self.models]
-        return np.stack(out).astype(np.float32)
+        return np.stack(out).astype(np.float32, copy=False)
 
     def not_applicable(self, method: str) -> list[str]:
         """Models `method` cannot explain (their maps read as NaN and are left out)."""

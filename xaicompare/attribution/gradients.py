@@ -99,7 +99,7 @@ def smoothgrad_noise(images: torch.Tensor, n_samples: int, noise_level: float,
     return torch.stack(out).to(images)
 
 
-@register_method("smoothgrad", signed=True, display_name="SmoothGrad")
+@register_method("smoothgrad", signed=None, display_name="SmoothGrad")  # as its base
 def smoothgrad(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                base: str = "saliency", n_samples: int = 25, noise_level: float = 0.15,
                reduction: str | None = None, seed: int = 0,

@@ -35,7 +35,9 @@ class MethodInfo:
     """What the rest of the toolkit asks about a method, declared where it is registered."""
 
     name: str
-    signed: bool  # maps carry a sign (evidence for / against): diverging colours in figures
+    # maps carry a sign (evidence for / against): diverging colours in figures; None: it
+    # depends on the parameters (figures then look at the maps' values)
+    signed: bool | None
     display_name: str
     family: str  # "cam" | "gradient" | "perturbation" | "attention"
     # raises a UserError saying why a model cannot be explained (None: every classifier can)
@@ -56,7 +58,7 @@ class MethodInfo:
 METHODS: Registry = Registry("attribution method")
 
 
-def register_method(name: str, *, signed: bool = False, display_name: str | None = None,
+def register_method(name: str, *, signed: bool | None = False, display_name: str | None = None,
                     family: str = "gradient",
                     check_model: Callable[[nn.Module, str], object] | None = None,
                     applies_note: str = "every classifier"):

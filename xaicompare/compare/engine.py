@@ -143,16 +143,18 @@ def compute_raw_many(
     m = x.shape[0]
     k = m if self_pairs else y.shape[0]
     raws = [torch.full((m, k, n_images), float("nan"), dtype=torch.float64) for _ in metrics]
-    codes_x = np.zeros((m, n_images), dtype=np.int8)
-    codes_y = codes_x if self_pairs else np.zeros((k, n_images), dtype=np.int8)
     chunk = max(1, min(chunk_size(x, y, dtype, chunk_images), n_used))
     buffer_x = ChunkBuffer(x, chunk, dtype, device)
     buffer_y = None if self_pairs else ChunkBuffer(y, chunk, dtype, device)
     # metrics grouped by the normalisation they see (a metric may fix its own)
     wanted = [metric.normalization or options.normalization for metric, _ in metrics]
     spatial = _spatial_shape(x, options) if any(m.spatial for m, _ in metrics) else None
-    groups = list(dict.fromkeys([options.normalization] * (options.normalization in wanted)
-                                + wanted))  # the study's first: its degenerate codes count
+    groups = list(dict.fromkeys(wanted))
+    # degenerate codes per normalisation: a map constant after `abs` is fine for a metric
+    # that sees it as it is, so each metric is excluded by the codes of what it sees
+    codes_x = {how: np.zeros((m, n_images), dtype=np.int8) for how in groups}
+    codes_y = codes_x if self_pairs else {how: np.zeros((k, n_images), dtype=np.int8)
+                                          for how in groups}
     for start in range(0, n_used, chunk):
         idx = images[start : start + chunk]
         take = chunk_selection(idx)
@@ -170,20 +172,19 @@ def compute_raw_many(
             for g, how in enumerate(groups):
                 gx, gy = (fx, fy) if g == 0 else (originals[0].clone(),
                                                   None if self_pairs else originals[1].clone())
-                gx, codes = prepare(gx, how, inplace=True)
-                gy, codes_b = (gx, codes) if self_pairs else prepare(gy, how, inplace=True)
-                if g == 0:
-                    cx, cy = codes, codes_b
+                gx, cx = prepare(gx, how, inplace=True)
+                gy, cy = (gx, cx) if self_pairs else prepare(gy, how, inplace=True)
+                at = where if isinstance(where, slice) else where.numpy()
+                codes_x[how][:, at] = cx.cpu().numpy()
+                if not self_pairs:
+                    codes_y[how][:, at] = cy.cpu().numpy()
                 for raw, (metric, params), norm in zip(raws, metrics, wanted, strict=True):
                     if norm == how:
                         extra = {"shape": spatial} if metric.spatial else {}
                         raw[:, :, where] = metric.pairwise(gx, gy, **params, **extra).to(
                             "cpu", torch.float64)
-            at = where if isinstance(where, slice) else where.numpy()
-            codes_x[:, at] = cx.cpu().numpy()
-            if not self_pairs:
-                codes_y[:, at] = cy.cpu().numpy()
-    return [RawPairs(raw, codes_x, codes_y) for raw in raws]
+    return [RawPairs(raw, codes_x[how], codes_y[how]) for raw, how in zip(raws, wanted,
+                                                                            strict=True)]
 
 
 def compute_raw(

@@ -93,10 +93,12 @@ def features_entry(store: Store, model, dataset_identity: dict, autocast: str = 
 
 
 def maps_entry(store: Store, model, method: str, params: dict, dataset_identity: dict,
-               target: str, autocast: str = "none") -> Entry:
+               target: str, autocast: str = "none", seed: int = 0) -> Entry:
     identity = {**model_identity(model), "method": method,
                 "params": resolved_params(method, params),  # defaults included
                 "dataset": dataset_identity, "target": target, **_precision(autocast)}
+    if takes_image_seeds(method):  # its draws come from the image ids and the study seed
+        identity["study_seed"] = seed
     resolved = getattr(METHODS.get(method), "store_identity", None)
     if resolved is not None:  # e.g. Grad-CAM's resolved layer, route and grid
         identity["resolved"] = resolved(model, params)
@@ -240,7 +242,7 @@ class ModelEntries:
     def of(cls, store: Store, model, job: ExplainJob) -> ModelEntries:
         return cls(logits_entry(store, model, job.dataset_identity, autocast=job.autocast),
                    {m: maps_entry(store, model, m, p, job.dataset_identity, job.target,
-                                  job.autocast) for m, p in job.methods.items()
+                                  job.autocast, job.seed) for m, p in job.methods.items()
                     if applies_to(m, model)},  # e.g. rollout: ViT-style models only
                    features_entry(store, model, job.dataset_identity, job.autocast))
 

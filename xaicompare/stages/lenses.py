@@ -87,7 +87,7 @@ def consensus_table(study, method: str, maps: np.ndarray, names: list[str]
     if len(names) < 3:
         return None
     result = consensus(maps, names, n_resamples=study.config.trust.n_resamples,
-                       seed=study.config.seed)
+                       seed=study.config.seed, ci=study.config.trust.ci)
     write_table_csv(result.table, table_path(study, "consensus", method), result.params)
     save_arrays(array_path(study, "consensus", method), consensus=result.consensus,
                 ids=np.asarray(study.dataset.ids))
@@ -135,7 +135,7 @@ def joint_lenses(study, correct: np.ndarray, errors: pd.DataFrame, accuracy: pd.
                                          labels, names,
                                          class_names=class_names, min_count=MIN_STRATUM,
                                          n_resamples=study.config.trust.n_resamples,
-                                         seed=study.config.seed)
+                                         seed=study.config.seed, ci=study.config.trust.ci)
             write_table_csv(table, table_path(study, "joint", method, f"{metric}_stratified"),
                             {"method": method, "metric": metric, "min_count": MIN_STRATUM})
             dissimilarity = table_path(study, "similarity", method, f"{metric}_dissimilarity")

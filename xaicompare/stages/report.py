@@ -348,7 +348,8 @@ def write_atlas(study, ids: list[str], prefix: str = "atlas",
             name: (class_names[int(probs[m, k].argmax())], float(probs[m, k].max()),
                    None if label is None or label < 0 else bool(probs[m, k].argmax() == label))
             for m, name in enumerate(study.model_names)}
-    signed = {**{m: method_info(m).signed for m in METHODS.names()},
+    signed = {**{m: method_info(m).signed for m in METHODS.names()
+                 if method_info(m).signed is not None},
               **{f"Grad-CAM {d:.0%}": False for d in depths or []}}
     families = {**study.families, CONSENSUS_ROW: "consensus"}
     paths = rp.write_atlas_pages(page_images, page_maps, predictions, families,

@@ -90,7 +90,11 @@ def run_trust(study) -> None:
 def stability(study, method: str, metric: str, values: np.ndarray) -> None:
     """How often two models land in the same cluster / community over bootstrap resamples."""
     cfg, names = study.config.trust, study.model_names
-    if len(names) < 3 or np.isnan(values).all(axis=-1).any():
+    pair_defined = ~np.isnan(values).all(axis=-1) & ~np.eye(len(names), dtype=bool)
+    keep = pair_defined.any(axis=1)  # a method not applicable to a model: no pair at all
+    names, values = [n for n, ok in zip(names, keep, strict=True) if ok], values[
+        np.ix_(keep, keep)]
+    if len(names) < 3 or (np.isnan(values).all(axis=-1) & ~np.eye(len(names), dtype=bool)).any():
         log.info("%s: too few models or undefined pairs; clustering stability skipped", method)
         return
     k = study.config.cluster.k or 2
