@@ -39,7 +39,7 @@ def test_ssim_equals_scikit_image(maps, win_size):
 
 
 def test_consensus_equals_leave_one_out_loop(maps):
-    result = consensus(maps, ["m0", "m1", "m2", "m3"], n_resamples=200)
+    result = consensus(maps, ["m0", "m1", "m2", "m3"], n_resamples=200, normalization="minmax")
     norm = np.stack([[_minmax(maps[m, i]) for i in range(5)] for m in range(4)])
     np.testing.assert_allclose(result.consensus, norm.mean(0), rtol=1e-12)
     for m in range(4):
@@ -91,3 +91,13 @@ def test_ssim_in_the_vectorised_pass_equals_scikit_image_per_pair(maps):
     with pytest.raises(UserError, match="superpixels"):
         similarity_matrices(maps[:2], ["ssim"], options={"resolution": "superpixels"},
                             segments=np.zeros((5, 12, 12), dtype=np.int64))
+
+
+def test_default_consensus_keeps_zero_and_sign_of_signed_maps():
+    rng = np.random.default_rng(1)
+    maps = np.zeros((3, 2, 8, 8))
+    maps[:, :, 2:5, 2:5] = rng.normal(size=(3, 2, 3, 3))  # signed evidence on a zero ground
+    result = consensus(maps, n_resamples=10)
+    assert np.all(result.consensus[:, 0, 0] == 0)  # the background stays zero
+    expected = np.mean([m / np.abs(m).max(axis=(1, 2), keepdims=True) for m in maps], axis=0)
+    np.testing.assert_allclose(result.consensus, expected, rtol=1e-12)
