@@ -55,7 +55,7 @@ def test_consensus_equals_leave_one_out_loop(maps):
 
 
 def test_consensus_score_tracks_accuracy(maps):
-    result = consensus(maps, ["m0", "m1", "m2", "m3"], n_resamples=50)
+    result = consensus(maps, ["m0", "m1", "m2", "m3"], n_resamples=50, normalization="minmax")
     corr = consensus_accuracy_correlation(result, {"m0": 0.9, "m1": 0.8, "m2": 0.7, "m3": 0.5})
     assert corr["spearman"] == pytest.approx(1.0)
     with pytest.raises(UserError, match="one finite value per model"):

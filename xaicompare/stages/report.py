@@ -291,7 +291,7 @@ CONSENSUS_ROW = "consensus"
 
 
 def consensus_maps(study, ids: list[str]) -> dict[str, np.ndarray]:
-    """Each method's consensus map (mean of the models' maps over max |map|, stages/lenses.py) for
+    """Each method's consensus map (mean of the models' maps over max |map|; lenses.py) for
     `ids`, where the compare stage wrote one."""
     out = {}
     for method in study.config.methods:
