@@ -17,9 +17,9 @@ from torch import nn
 
 from ..errors import UserError
 from .kernelshap import _seeds_per_image
+from .passes import REDUCTIONS, inputs_per_pass, reduce_channels
 from .registry import Attribution, register_method
 
-REDUCTIONS = ("max", "sum", "abs", "l2")
 SMOOTHED = ("saliency", "input_x_gradient")
 AUTO_INPUTS_CPU = 32  # inputs per pass when internal_batch_size is None
 AUTO_INPUTS_CUDA = 128
@@ -37,27 +37,8 @@ def input_gradients(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor
     return grads
 
 
-def reduce_channels(attributions: torch.Tensor, reduction: str) -> torch.Tensor:
-    """[B, 3, H, W] -> [B, H, W]."""
-    if reduction == "max":
-        return attributions.abs().amax(dim=1)
-    if reduction == "sum":
-        return attributions.sum(dim=1)
-    if reduction == "abs":
-        return attributions.abs().sum(dim=1)
-    if reduction == "l2":
-        return attributions.norm(dim=1)
-    raise UserError(f"unknown reduction '{reduction}'; accepted: {', '.join(REDUCTIONS)}")
-
-
 def _chunk(images: torch.Tensor, internal_batch_size: int | None) -> int:
-    if internal_batch_size is not None:
-        if isinstance(internal_batch_size, bool) or internal_batch_size < 1:
-            raise UserError(f"internal_batch_size must be >= 1 or None, got "
-                            f"{internal_batch_size!r}")
-        return int(internal_batch_size)
-    budget = AUTO_INPUTS_CUDA if images.device.type == "cuda" else AUTO_INPUTS_CPU
-    return max(1, int(budget * 224 * 224 / (images.shape[-2] * images.shape[-1])))
+    return inputs_per_pass(images, internal_batch_size, AUTO_INPUTS_CPU, AUTO_INPUTS_CUDA)
 
 
 def _raw(kind: str, inputs: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:

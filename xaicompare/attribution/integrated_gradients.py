@@ -31,6 +31,7 @@ from torch import nn
 
 from ..errors import UserError
 from .baselines import make_baseline
+from .passes import inputs_per_pass, reduce_channels
 from .registry import Attribution, register_method
 
 QUADRATURES = (
@@ -64,13 +65,6 @@ def quadrature_rule(method: str, n_steps: int) -> tuple[torch.Tensor, torch.Tens
     return (torch.arange(n, dtype=torch.float64) + offset) / n, weights
 
 
-def auto_internal_batch_size(images: torch.Tensor, n_steps: int) -> int:
-    """Points per chunk: a fixed budget scaled by image area (relative to 224 x 224)."""
-    budget = AUTO_POINTS_CUDA if images.device.type == "cuda" else AUTO_POINTS_CPU
-    area = images.shape[-2] * images.shape[-1] / (224 * 224)
-    return max(1, int(budget / max(area, 1e-6)))
-
-
 def _target_scores(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return model(inputs).gather(1, target.view(-1, 1)).squeeze(1)
 
@@ -99,17 +93,6 @@ def path_gradients(
         scores[points] = out.detach().to(scores.dtype)  # a user autocast may give bf16
         total.index_add_(0, image_idx, grad * weights[step_idx].view(-1, 1, 1, 1))
     return total, scores.view(batch, n)
-
-
-def reduce_channels(attributions: torch.Tensor, reduction: str) -> torch.Tensor:
-    """[B, 3, H, W] -> [B, H, W]: signed sum, sum of magnitudes, or L2 norm over channels."""
-    if reduction == "sum":
-        return attributions.sum(dim=1)
-    if reduction == "abs":
-        return attributions.abs().sum(dim=1)
-    if reduction == "l2":
-        return attributions.norm(dim=1)
-    raise UserError(f"unknown reduction '{reduction}'; accepted: {', '.join(REDUCTIONS)}")
 
 
 @register_method("integrated_gradients", signed=True, display_name="Integrated Gradients")
@@ -146,7 +129,7 @@ def integrated_gradients(
     if internal_batch_size is not None and internal_batch_size < 1:
         raise UserError(f"internal_batch_size must be >= 1 or None, got {internal_batch_size}")
     alphas, weights = quadrature_rule(quadrature, n_steps)
-    chunk = internal_batch_size or auto_internal_batch_size(images, n_steps)
+    chunk = inputs_per_pass(images, internal_batch_size, AUTO_POINTS_CPU, AUTO_POINTS_CUDA)
     base = make_baseline(images, baseline, seed=seed)
 
     total, scores = path_gradients(model, images, base, target, alphas, weights, chunk)

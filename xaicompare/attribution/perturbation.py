@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import UserError
 from .baselines import make_baseline
 from .kernelshap import _seeds_per_image
+from .passes import inputs_per_pass
 from .registry import Attribution, register_method
 
 AUTO_INPUTS_CPU = 64  # forward-only inputs per pass when internal_batch_size is None
@@ -32,13 +33,7 @@ AUTO_INPUTS_CUDA = 256
 
 
 def _chunk(images: torch.Tensor, internal_batch_size: int | None) -> int:
-    if internal_batch_size is not None:
-        if isinstance(internal_batch_size, bool) or internal_batch_size < 1:
-            raise UserError(f"internal_batch_size must be >= 1 or None, got "
-                            f"{internal_batch_size!r}")
-        return int(internal_batch_size)
-    budget = AUTO_INPUTS_CUDA if images.device.type == "cuda" else AUTO_INPUTS_CPU
-    return max(1, int(budget * 224 * 224 / (images.shape[-2] * images.shape[-1])))
+    return inputs_per_pass(images, internal_batch_size, AUTO_INPUTS_CPU, AUTO_INPUTS_CUDA)
 
 
 def _pair(value, name: str) -> tuple[int, int]:
