@@ -69,15 +69,14 @@ def topk_iou(x, y, k=None, fraction=None) -> torch.Tensor:
 
 
 def rank_agreement(maps_a, maps_b, *, k: int | None = None, fraction: float = 0.1,
-                   signed: bool = False, **options):
+                   signed: bool = False, options=None, segments=None):
     """Per-image rank agreement (signed=True: signed rank agreement) at k -> [B].
 
-    Same call shape as `similarity`: maps [B, H, W] or [B, D]; `options` as there (e.g.
-    options={"resolution": "superpixels"}, segments=...). Maps are ranked by |value| as given
-    (no normalisation changes a ranking by |value| except 'minmax', which is not applied).
+    Same call shape as `similarity`: maps [B, H, W] or [B, D]; options / segments as there
+    (e.g. options={"resolution": "superpixels"}). The maps are ranked by |value| as given:
+    the rank metrics fix their own normalisation ('none').
     """
     from .similarity import similarity
 
-    opts = {"normalization": "none", **options.pop("options", {})}
     return similarity(maps_a, maps_b, "signed_rank" if signed else "rank", k=k,
-                      fraction=fraction, options=opts, **options)
+                      fraction=fraction, options=options, segments=segments)
