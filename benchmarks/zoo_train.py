@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from xaicompare.models.train import usable_cores
 from xaicompare.models.zoo import ZOO_SPECS, zoo_spec
-from xaicompare.models.zoo_train import longest_chains, train_zoo
+from xaicompare.training.fit import usable_cores
+from xaicompare.training.zoo_train import longest_chains, train_zoo
 
 
 def timed(out: Path, **options) -> tuple[float, dict]:

@@ -96,7 +96,7 @@ def test_zoo_train_replays_its_recorded_command(capsys, tmp_path, monkeypatch):
     """The command zoo.json records is one the CLI accepts, with the same arguments."""
     import shlex
 
-    from xaicompare.models import zoo_train
+    from xaicompare.training import zoo_train
 
     folder = tmp_path / "my zoo"  # a space: the command must quote it
     recorded = zoo_train._command(folder, 3, None, 4000, 1000, ["shapes-resnet", "shapes-mixer"], 1)

@@ -64,7 +64,7 @@ def test_float_corruptions_equal_the_package(package, photo, name, severity):
 
 
 def test_defocus_kernel_equals_the_package_kernel_sums_included(package):
-    from xaicompare.diversity.corruptions import PARAMS, disk_kernel
+    from xaicompare.data.corruptions import PARAMS, disk_kernel
 
     sums = []
     for radius, alias_blur in PARAMS["defocus_blur"]:

@@ -13,8 +13,8 @@ from PIL import Image
 from skimage.color import hsv2rgb, rgb2hsv
 from skimage.filters import gaussian
 
+from xaicompare.data.colour import hsv_to_rgb, rgb_to_hsv
 from xaicompare.diversity import CORRUPTIONS, PARAMS, corrupt, list_corruptions
-from xaicompare.diversity.colour import hsv_to_rgb, rgb_to_hsv
 from xaicompare.errors import UserError
 
 RANDOM = {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"}

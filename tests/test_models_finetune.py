@@ -13,8 +13,8 @@ from PIL import Image
 from xaicompare.data.imageset import TensorImageSet
 from xaicompare.errors import UserError
 from xaicompare.models import load_model
-from xaicompare.models.finetune import _training_rows, finetune
-from xaicompare.models.train import accuracy
+from xaicompare.training.finetune import _training_rows, finetune
+from xaicompare.training.fit import accuracy
 
 TINY_RESNET = {"input_size": 32, "layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64],
                "stem_width": 8}

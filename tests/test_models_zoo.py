@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from xaicompare.errors import UserError
-from xaicompare.models.train import accuracy, augment
 from xaicompare.models.zoo import WEIGHTS_DIR, ZOO_INDEX, load_zoo
-from xaicompare.models.zoo_train import train_zoo
+from xaicompare.training.fit import accuracy, augment
+from xaicompare.training.zoo_train import train_zoo
 
 
 def test_tiny_training_run_writes_a_loadable_reproducible_zoo(tmp_path):
@@ -77,7 +77,7 @@ def test_retraining_a_teacher_warns_about_students_kept_from_before(tmp_path, ca
 
 
 def test_a_failed_teacher_skips_its_students_and_keeps_the_rest(tmp_path, monkeypatch):
-    from xaicompare.models import zoo_train
+    from xaicompare.training import zoo_train
 
     real = zoo_train._train_one
 
@@ -100,7 +100,7 @@ def test_a_failed_teacher_skips_its_students_and_keeps_the_rest(tmp_path, monkey
 
 
 def test_the_longest_chain_of_teacher_and_students_trains_first(tmp_path, monkeypatch):
-    from xaicompare.models import zoo_train
+    from xaicompare.training import zoo_train
 
     started = []
 
@@ -122,7 +122,7 @@ def test_the_longest_chain_of_teacher_and_students_trains_first(tmp_path, monkey
 
 def test_cue_variant_inherits_its_base_recipe_and_trains_on_the_cue_split(tmp_path):
     from xaicompare.models.zoo import zoo_spec
-    from xaicompare.models.zoo_train import fresh_shapes
+    from xaicompare.training.zoo_train import fresh_shapes
 
     spec, base = zoo_spec("shapes-resnet-cue"), zoo_spec("shapes-resnet")
     assert spec["cue_conflict"] and not base["cue_conflict"]

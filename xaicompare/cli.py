@@ -266,7 +266,7 @@ def zoo_train(
         "slightly different weights.")] = 1,
 ) -> None:
     """Retrain the offline zoo on the synthetic shapes benchmark (reproduces shipped weights)."""
-    from .models.zoo_train import train_zoo
+    from .training.zoo_train import train_zoo
 
     index = train_zoo(out, seed=seed, names=names or None, workers=workers, threads=threads,
                       progress=True)
@@ -301,7 +301,7 @@ def finetune(
     """Fine-tune any timm model with a new head for the dataset's classes (train split)."""
     from .data import open_dataset
     from .models import save_model
-    from .models.finetune import finetune as run_finetune
+    from .training.finetune import finetune as run_finetune
 
     options = {"shapes": {"split": "train", "size": size, "n": max_images or 2000},
                "imagenette": {"root": str(root), "split": "train", "size": size},

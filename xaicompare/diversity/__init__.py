@@ -4,6 +4,14 @@ diversity, ensembles, corruptions and retention, and their joint view with expla
 Pure functions on numpy arrays / torch tensors; nothing here reads or writes files.
 """
 
+from ..data.corruptions import (
+    CORRUPTIONS,
+    PARAMS,
+    SEVERITIES,
+    corrupt,
+    list_corruptions,
+    register_corruption,
+)
 from .calibration import (
     expected_calibration_error,
     model_metrics,
@@ -11,14 +19,6 @@ from .calibration import (
     to_log_probs,
     to_probs,
     top_k_accuracy,
-)
-from .corruptions import (
-    CORRUPTIONS,
-    PARAMS,
-    SEVERITIES,
-    corrupt,
-    list_corruptions,
-    register_corruption,
 )
 from .cue_conflict import cued_classes, texture_reliance
 from .disagreement import explanation_disagreement, prediction_disagreement, top_disagreements

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.special import log_softmax
 
 from ..errors import UserError
-from ._arrays import ArrayLike, as_labels, as_numpy
+from ..validation import ArrayLike, as_labels, as_numpy
 
 BINNINGS = ("width", "mass")
 SCORE_KINDS = ("auto", "logits", "probs")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ._arrays import ArrayLike, as_numpy
+from ..validation import ArrayLike, as_numpy
 
 PREDICTION_METHODS = ("modal", "entropy")
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ._arrays import ArrayLike, as_labels, as_numpy, check_names
+from ..validation import ArrayLike, as_labels, as_numpy, check_names
 from .calibration import PROB_FLOOR
 from .pairwise import _ce_terms, error_consistency_matrix
 

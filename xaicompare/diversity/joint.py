@@ -12,7 +12,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from ..errors import UserError
-from ._arrays import ArrayLike, as_correct, as_numpy, check_names
+from ..validation import ArrayLike, as_correct, as_numpy, check_names
 
 METHODS = ("pearson", "spearman")
 ALTERNATIVES = ("greater", "less", "two-sided")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError, unknown_name_error
-from ._arrays import ArrayLike, as_correct, as_numpy, check_names, labelled
+from ..validation import ArrayLike, as_correct, as_numpy, check_names, labelled
 
 # 1 - c_exp below this counts as zero: the kappa denominator vanishes.
 DEGENERATE_TOL = 1e-12

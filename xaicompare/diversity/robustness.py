@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..data.corruptions import CORRUPTIONS, SEVERITIES, corrupt, list_corruptions
 from ..errors import UserError
-from ._arrays import ArrayLike, as_numpy, check_names
-from .corruptions import CORRUPTIONS, SEVERITIES, corrupt, list_corruptions
+from ..validation import ArrayLike, as_numpy, check_names
 
 ENSEMBLE_NAME = "ensemble"
 REQUIRED_COLUMNS = ("model", "corruption", "severity", "accuracy")

@@ -16,7 +16,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ..errors import UserError
-from ._arrays import as_correct, as_labels, as_numpy, check_names
+from ..validation import as_correct, as_labels, as_numpy, check_names
 
 OUTCOME_STRATA = {2: "both_correct", 1: "one_correct", 0: "both_wrong"}
 

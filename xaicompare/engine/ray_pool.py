@@ -90,7 +90,7 @@ class ExplainWorker:
 
     def logits(self, key: str, boxed: list, store_root: str, shard: Shard,
                dataset_identity: dict, condition: str, images: torch.Tensor) -> int:
-        from .corruptions import corrupted_logits_unit
+        from .corrupted_logits import corrupted_logits_unit
 
         return corrupted_logits_unit(self._model(key, boxed), shard, images, condition,
                                      Store(store_root), dataset_identity, self.device)

@@ -3,14 +3,12 @@
 from .base import FAMILIES, LoadedModel
 from .catalog import CLASS_SUBSETS, IMAGENETTE_14
 from .families import detect_family
-from .finetune import finetune
 from .layers import CamLayer, cam_candidates, probe_cam_layer, resolve_layer
 from .loading import load_model, save_model
 from .zoo import ZOO_SPECS, load_zoo
-from .zoo_train import train_zoo
 
 __all__ = [
     "CLASS_SUBSETS", "FAMILIES", "IMAGENETTE_14", "CamLayer", "LoadedModel", "cam_candidates",
     "detect_family", "load_model", "probe_cam_layer", "resolve_layer",
-    "save_model", "ZOO_SPECS", "finetune", "load_zoo", "train_zoo",
+    "save_model", "ZOO_SPECS", "load_zoo",
 ]

@@ -3,7 +3,7 @@
 Weights ship in `xaicompare/models/weights/` (safetensors with toolkit metadata) with
 `zoo.json` recording each model's architecture, timm kwargs, family, input size,
 normalisation, test accuracy, seed, weights id and the command that made it
-(`xaicompare zoo train`, see zoo_train.py).
+(`xaicompare zoo train`, see training/zoo_train.py).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ log = logging.getLogger("xaicompare")
 
 def corrupted_condition(name: str, severity: int, seed: int) -> str:
     """The store key of a corruption's predictions; a changed corruption gets a new one."""
-    from ..diversity.corruptions import VERSIONS
+    from ..data.corruptions import VERSIONS
 
     version = VERSIONS.get(name, 1)
     return f"{name}{f'-v{version}' if version > 1 else ''}-s{severity}-seed{seed}"
@@ -45,9 +45,9 @@ def corrupted_condition(name: str, severity: int, seed: int) -> str:
 
 def run_corrupted_logits(study) -> None:
     """Logits of every model on every corruption x severity, stored per shard (resumable),
-    locally or on Ray as `executor.kind` says (engine/corruptions.py)."""
-    from ..engine.corruptions import Condition
-    from ..engine.corruptions import run_corrupted_logits as run_units
+    locally or on Ray as `executor.kind` says (engine/corrupted_logits.py)."""
+    from ..engine.corrupted_logits import Condition
+    from ..engine.corrupted_logits import run_corrupted_logits as run_units
 
     cfg, seed, executor = study.config.diversity, study.config.seed, study.config.executor
     conditions = [Condition(c, s, corrupted_condition(c, s, seed))

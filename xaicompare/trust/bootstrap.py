@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..diversity._arrays import as_correct, as_labels, as_numpy, check_names
 from ..diversity.calibration import PROB_FLOOR
 from ..diversity.ensembles import MAX_SUBSETS, _check_probs
 from ..diversity.pairwise import DEGENERATE_TOL
 from ..errors import UserError, unknown_name_error
+from ..validation import as_correct, as_labels, as_numpy, check_names
 from ._inputs import model_names, per_image_matrix
 from .resample import (
     INTERVALS,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import UserError
+from .errors import UserError
 
 ArrayLike = Any  # numpy array, torch tensor or nested sequence
 

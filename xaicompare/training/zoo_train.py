@@ -32,12 +32,12 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from ..models.base import LoadedModel
+from ..models.checkpoints import weights_hash
+from ..models.loading import save_model
+from ..models.zoo import WEIGHTS_DIR, ZOO_INDEX, ZOO_SPECS, build_zoo_model, load_zoo, zoo_spec
 from ..store import atomic_write
-from .base import LoadedModel
-from .checkpoints import weights_hash
-from .loading import save_model
-from .train import accuracy, fit, usable_cores
-from .zoo import WEIGHTS_DIR, ZOO_INDEX, ZOO_SPECS, build_zoo_model, load_zoo, zoo_spec
+from .fit import accuracy, fit, usable_cores
 
 CANONICAL_SIZE = 64
 ZOO_BATCH_SIZE = 64
@@ -125,7 +125,7 @@ def _command(out: Path, seed: int, epochs: int | dict[str, int] | None, n_train:
         chosen = "".join(f" --name {shlex.quote(name)}" for name in names or ())
         return (f"xaicompare zoo train --out {shlex.quote(str(out))} --seed {seed} "
                 f"--threads {threads}{chosen}")
-    code = (f"from xaicompare.models.zoo_train import train_zoo; "
+    code = (f"from xaicompare.training.zoo_train import train_zoo; "
             f"train_zoo({str(out)!r}, seed={seed}, epochs={epochs!r}, n_train={n_train}, "
             f"n_test={n_test}, names={names if names is None else list(names)!r}, "
             f"threads={threads})")

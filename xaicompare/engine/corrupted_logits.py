@@ -30,7 +30,7 @@ class Condition:
 
 def corrupted_images(images: torch.Tensor, shard: Shard, condition: Condition,
                      seed: int) -> torch.Tensor:
-    from ..diversity import corrupt
+    from ..data.corruptions import corrupt
 
     return corrupt(images, condition.corruption, condition.severity, seed=seed,
                    image_seeds=image_seeds(list(shard.ids), seed))

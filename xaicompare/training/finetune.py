@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UserError
-from .base import LoadedModel
-from .checkpoints import weights_hash
-from .loading import load_model
-from .train import adamw_warmup_cosine, augment, usable_cores
+from ..models.base import LoadedModel
+from ..models.checkpoints import weights_hash
+from ..models.loading import load_model
+from .fit import adamw_warmup_cosine, augment, usable_cores
 
 AMP_MODES = ("none", "bf16")
 

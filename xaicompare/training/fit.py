@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 import torch
 import torch.nn.functional as F
 
-from .base import LoadedModel
+from ..models.base import LoadedModel
 
 
 def augment(images: torch.Tensor, generator: torch.Generator, max_shift: int = 3) -> torch.Tensor:
