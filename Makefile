@@ -25,6 +25,7 @@ quickstart: setup
 
 lint: setup
 	$(BIN)/ruff check xaicompare tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
+from xaicompare.devices import usable_cores
 from xaicompare.models.zoo import ZOO_SPECS, zoo_spec
-from xaicompare.training.fit import usable_cores
 from xaicompare.training.zoo_train import longest_chains, train_zoo
 
 

@@ -324,7 +324,7 @@ def test_the_real_command_exits_2_without_traceback(tmp_path):
 
 def test_modest_aliases_and_merge_keys_still_load(tmp_path):
     """The limits leave room for what a hand-written study file does with anchors."""
-    from xaicompare.config import load_config
+    from xaicompare.study_config import load_config
 
     text = doc(models="[&m {source: test_resnet, pretrained: false, num_classes: 10, "
                       "class_indices: null, name: a}, {<<: *m, name: b}]",

@@ -95,7 +95,7 @@ def test_metadata_that_is_not_a_mapping(tmp_path, good):
 def test_timm_loading_kwargs_are_refused_from_the_python_api_and_the_study_file(tmp_path):
     with pytest.raises(UserError, match=r"model kwargs.checkpoint_path: not accepted"):
         load_model("resnet18", pretrained=False, checkpoint_path=str(tmp_path / "x.pth"))
-    from xaicompare.config import parse_config
+    from xaicompare.study_config import parse_config
 
     data = {"name": "k", "output": str(tmp_path / "run"), "methods": {"gradcam": {}},
             "models": [{"source": "resnet18", "pretrained": False,

@@ -101,7 +101,7 @@ def test_absent_device_from_the_python_api(tmp_path):
 
 def test_ray_checks_only_the_device_name(tmp_path):
     """Ray workers have their own GPUs: cuda is accepted on a driver without one."""
-    from xaicompare.config import parse_config
+    from xaicompare.study_config import parse_config
 
     config = parse_config(study_dict(tmp_path, kind="ray", device="cuda"))
     assert config.executor.device == "cuda"

@@ -11,10 +11,10 @@ import pytest
 import xaicompare as xc
 from xaicompare.compare import METRICS, similarity, similarity_matrices, similarity_matrix
 from xaicompare.compare.presets import THESIS_SIGMA
-from xaicompare.config import parse_config
 from xaicompare.errors import UserError
 from xaicompare.stages.cluster import louvain_settings
 from xaicompare.stages.compare import metric_options, study_ddof
+from xaicompare.study_config import parse_config
 
 
 @pytest.fixture

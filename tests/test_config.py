@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xaicompare.config import load_config, parse_config
 from xaicompare.errors import UserError
+from xaicompare.study_config import load_config, parse_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from xaicompare.config import parse_config
 from xaicompare.data.archive import download, safe_extract
 from xaicompare.errors import UserError
 from xaicompare.models import load_model
+from xaicompare.study_config import parse_config
 
 TINY = {"layers": [1, 1, 1, 1], "channels": [8, 8, 8, 8], "stem_width": 8, "output_stride": 8}
 

@@ -10,8 +10,8 @@ import pytest
 
 from xaicompare.attribution import METHODS
 from xaicompare.attribution.catalog import methods_in_group
-from xaicompare.config import parse_config
 from xaicompare.errors import UserError
+from xaicompare.study_config import parse_config
 
 
 def _config(tmp_path, methods, models=("zoo:shapes-resnet", "zoo:shapes-pvt")):

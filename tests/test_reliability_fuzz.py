@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xaicompare.config import StudyConfig, load_config, parse_config
+from xaicompare.config import StudyConfig
 from xaicompare.errors import UserError
+from xaicompare.study_config import load_config, parse_config
 
 VALID = {
     "name": "fuzz", "output": "runs/{name}", "seed": 0, "target": "predicted",

@@ -81,10 +81,10 @@ def main_options(
 
 def _study(path: Path, device: str | None = None, batch_size: str | None = None,
            quiet: bool = False, executor: str | None = None):
-    from .config import load_config
     from .config_checks import check_executor
     from .devices import check_device_syntax
     from .study import Study
+    from .study_config import load_config
 
     config = load_config(path)
     if executor is not None:
@@ -115,7 +115,7 @@ def _parse_batch_size(text: str) -> int | str:
 @app.command()
 def validate(study: StudyPath) -> None:
     """Check a study YAML file: keys, types, model, method and metric names."""
-    from .config import load_config
+    from .study_config import load_config
 
     config = load_config(study)
     typer.echo(f"{study}: ok ({len(config.models)} model entries, "

@@ -6,8 +6,6 @@ Every error names the key path and what would be accepted, e.g.
 
 from __future__ import annotations
 
-import inspect
-import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,8 +13,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import UserError, did_you_mean
-
-log = logging.getLogger("xaicompare")
 
 
 class Section(BaseModel):
@@ -222,110 +218,14 @@ def _format_validation_error(err: ValidationError) -> str:
     return f"{_path(loc)}: {message}{extra}"
 
 
-# Smallest sensible values of budget parameters, checked when a config is validated so a
-# study does not fail hours in, when it reaches the method. The methods check them too.
-MINIMUM_PARAMS = {"n_steps": 1, "n_samples": 3, "n_segments": 2}
+def parse_schema(data: Any) -> StudyConfig:
+    """Validate a dict (parsed YAML) against the schema, each value by itself; raises UserError.
 
-
-def _check_names(config: StudyConfig) -> None:
-    """Method, method parameter and metric names are checked against the registries."""
-    from .attribution import METHODS
-    from .compare import METRICS
-
-    for method, params in config.methods.items():
-        if method not in METHODS:
-            choices = METHODS.names()
-            raise UserError(
-                f"methods.{method}: unknown method{did_you_mean(method, choices)}; "
-                f"accepted: {', '.join(choices)}"
-            )
-        signature = inspect.signature(METHODS.get(method))
-        accepted = [
-            p.name for p in list(signature.parameters.values())[3:]
-            if p.kind is not inspect.Parameter.VAR_KEYWORD
-        ]
-        takes_any = any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
-        )
-        for key, value in (params or {}).items():
-            low = MINIMUM_PARAMS.get(key)
-            if low is not None and not (isinstance(value, int) and value >= low):
-                raise UserError(f"methods.{method}.{key}: got {value!r}; accepted: an integer "
-                                f">= {low}")
-            if key not in accepted and not takes_any:
-                raise UserError(
-                    f"methods.{method}.{key}: unknown parameter{did_you_mean(key, accepted)}; "
-                    f"accepted: {', '.join(accepted)}"
-                )
-    from .diversity import CORRUPTIONS
-
-    _check_listed(config.compare.metrics, METRICS, "compare.metrics", "metric")
-    _check_listed(config.diversity.corruptions, CORRUPTIONS, "diversity.corruptions",
-                  "corruption")
-    for i, severity in enumerate(config.diversity.severities):
-        if severity not in range(1, 6):
-            raise UserError(f"diversity.severities[{i}]: got {severity}; accepted: 1 to 5")
-    for i, model in enumerate(config.models):
-        _check_model_source(model, f"models[{i}]")
-
-
-def _check_listed(names: list[str], registry, path: str, kind: str) -> None:
-    """Every name in a config list must be registered; the error names its position."""
-    for i, name in enumerate(names):
-        if name not in registry:
-            choices = registry.names()
-            raise UserError(f"{path}[{i}]: unknown {kind} '{name}'{did_you_mean(name, choices)}; "
-                            f"accepted: {', '.join(choices)}")
-
-
-def _check_model_source(model: ModelConfig, where: str) -> None:
-    from .models.loading import looks_like_path
-
-    if model.checkpoint is not None:
-        if not Path(model.checkpoint).is_file():
-            raise UserError(f"{where}.checkpoint: file '{model.checkpoint}' does not exist; "
-                            "accepted: the path of a weights file")
-        if looks_like_path(model.source) and not Path(model.source).is_file():
-            raise UserError(f"{where}.source: checkpoint file '{model.source}' does not exist")
-        return  # the architecture is read from the checkpoint or `source`; checked at load
-    if looks_like_path(model.source):
-        if not Path(model.source).is_file():
-            raise UserError(f"{where}.source: checkpoint file '{model.source}' does not exist; "
-                            "accepted: a checkpoint path, a timm name or 'zoo:<name>'")
-        return  # its metadata names the architecture; checked at load
-    if model.source.startswith("zoo:"):
-        from .models.zoo import zoo_names
-
-        name = model.source[4:]
-        if name != "all" and name not in zoo_names():
-            raise UserError(
-                f"{where}.source: unknown zoo model '{name}'{did_you_mean(name, zoo_names())}; "
-                f"accepted: all, {', '.join(zoo_names())}"
-            )
-        return
-    import timm
-
-    architecture = model.source.split(".")[0]
-    if not timm.is_model(architecture):
-        choices = timm.list_models()
-        raise UserError(
-            f"{where}.source: unknown timm model '{model.source}'"
-            f"{did_you_mean(architecture, choices)}; accepted: any name in timm.list_models() "
-            "(with an optional .tag), or 'zoo:<name>' for the offline zoo"
-        )
-
-
-def parse_config(data: Any, *, check_names: bool = True) -> StudyConfig:
-    """Validate a dict (parsed YAML) into a StudyConfig; raises UserError."""
+    The names in it (methods, metrics, corruptions, models) and what they mean on this machine
+    are checked above the registries: `xaicompare.config_checks.parse_config` does both.
+    """
     if not isinstance(data, dict):
         raise UserError(f"a study config must be a mapping of keys, got {type(data).__name__}")
-    grouped: list[str] = []
-    if isinstance(data.get("methods"), dict) and "group" in data["methods"]:
-        from .attribution.catalog import expand_groups
-
-        group = data["methods"]["group"]
-        methods, grouped = expand_groups(data["methods"])
-        data = {**data, "methods": methods}
     _find_unknown_keys(data, StudyConfig)
     try:
         config = StudyConfig.model_validate(data)
@@ -336,38 +236,19 @@ def parse_config(data: Any, *, check_names: bool = True) -> StudyConfig:
     except (KeyError, IndexError, ValueError) as err:
         raise UserError(f"output: '{config.output}' is not a valid folder template ({err!r}); "
                         "accepted: a path, optionally containing {name}") from None
-    if check_names:
-        from .config_checks import applies_to_any_model, check_study
-
-        for method in grouped:  # a group's attention methods on a CNN-only study: left out
-            if not applies_to_any_model(config, method):
-                del config.methods[method]
-                log.warning("methods: %s (from the group) applies to none of the study's "
-                            "models and is left out", method)
-        if not config.methods:
-            raise UserError(f"methods: the group {group!r} has no "
-                            "method that applies to the study's models "
-                            f"({', '.join(m.source for m in config.models)}); name another "
-                            "group or methods")
-        _check_names(config)
-        check_study(config)  # the device, output folder, dataset and compare options here
     return config
 
 
-def load_config(path: str | Path, *, check_names: bool = True) -> StudyConfig:
-    """Read and validate a study YAML file; every problem is a UserError naming the file."""
+def read_study_file(path: str | Path) -> Any:
+    """The parsed YAML of a study file; every problem is a UserError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"study config '{path}' does not exist; pass the path of a YAML file")
     from .safe_yaml import load_yaml
 
     try:
-        data = load_yaml(path.read_text())
+        return load_yaml(path.read_text())
     except UserError as err:  # invalid YAML, duplicate keys, alias bombs
         raise UserError(f"{path}: {err}") from None
     except (UnicodeDecodeError, OSError) as err:
         raise UserError(f"{path}: cannot be read as text ({err}); pass a YAML file") from None
-    try:
-        return parse_config(data, check_names=check_names)
-    except UserError as err:
-        raise UserError(f"{path}: {err}") from None

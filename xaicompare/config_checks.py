@@ -14,12 +14,10 @@ import inspect
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .config import ModelConfig, StudyConfig
 from .errors import UserError, did_you_mean
-
-if TYPE_CHECKING:
-    from .config import ModelConfig, StudyConfig
 
 log = logging.getLogger("xaicompare")
 

@@ -1,4 +1,5 @@
-"""Which compute devices a study may name, and which this machine has.
+"""Devices and threads: which compute devices a study may name and which this machine has,
+the cores this process may use, and torch's intra-op thread count for a block.
 
 One rule for the CLI flag, the YAML and the Python API: `auto`, `cpu`, `cuda`, `cuda:N` or
 `mps`, and a device this machine does not have is a UserError naming the ones it has, raised
@@ -7,7 +8,10 @@ before any compute (not a crash minutes in, nor a silent fallback to the CPU).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+from collections.abc import Iterator
 
 import torch
 
@@ -65,3 +69,25 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(text)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a cpuset, not the host's count;
+    a CPU quota such as `docker --cpus` is not visible here)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count for a block (None: leave it as it is)."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from .config import parse_config
 from .study import Study, StudyResult
+from .study_config import parse_config
 
 QUICKSTART_CONFIG = files("xaicompare") / "configs" / "quickstart.yaml"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,27 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import StudyConfig, load_config, parse_config
+from .config import StudyConfig
 from .errors import UserError
+from .provenance import library_versions
 from .store import Store, atomic_write
+from .study_config import load_config, parse_config
 
 log = logging.getLogger("xaicompare")
 
 STAGES = ("explain", "compare", "cluster", "diversity", "trust", "report")
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    names = ["xaicompare", "torch", "torchvision", "timm", "captum", "shap", "numpy",
-             "scikit-learn", "scipy", "scikit-image", "networkx", "python-louvain", "matplotlib"]
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
 
 
 @dataclass

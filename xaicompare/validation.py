@@ -1,4 +1,5 @@
-"""Input checks shared by the diversity metrics: arrays in, one clear UserError out."""
+"""Input checks shared by the diversity and trust functions (scikit-learn style): arrays in,
+one clear UserError naming the input out."""
 
 from __future__ import annotations
 
@@ -65,3 +66,12 @@ def labelled(matrix: np.ndarray, names: Sequence[str] | None) -> np.ndarray | pd
     if names is None:
         return matrix
     return pd.DataFrame(matrix, index=list(names), columns=list(names))
+
+
+def check_probs(probs: np.ndarray) -> None:
+    """UserError unless `probs` [M, N, K] are softmax outputs (rows summing to 1)."""
+    if probs.min() < 0 or not np.allclose(probs.sum(axis=2), 1.0, atol=1e-4):
+        raise UserError(
+            "probs must be softmax outputs [M, N, K]: non-negative, each row summing to 1 "
+            "(apply softmax to logits first)"
+        )

@@ -15,25 +15,17 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..validation import ArrayLike, as_labels, as_numpy, check_names
+from ..validation import ArrayLike, as_labels, as_numpy, check_names, check_probs
 from .calibration import PROB_FLOOR
 from .pairwise import _ce_terms, error_consistency_matrix
 
 MAX_SUBSETS = 200_000
 
 
-def _check_probs(probs: np.ndarray) -> None:
-    if probs.min() < 0 or not np.allclose(probs.sum(axis=2), 1.0, atol=1e-4):
-        raise UserError(
-            "probs must be softmax outputs [M, N, K]: non-negative, each row summing to 1 "
-            "(apply softmax to logits first)"
-        )
-
-
 def ensemble_probs(probs: ArrayLike) -> np.ndarray:
     """[M, N, K] member probabilities -> [N, K] ensemble (uniform average)."""
     p = as_numpy(probs, "probs", 3).astype(np.float64)
-    _check_probs(p)
+    check_probs(p)
     return p.mean(axis=0)
 
 
@@ -56,7 +48,7 @@ def ensemble_table(
     """
     p = as_numpy(probs, "probs", 3).astype(np.float64)
     m, n, n_classes = p.shape
-    _check_probs(p)
+    check_probs(p)
     names = check_names(names, m)
     y = as_labels(labels, n, n_classes)
     sizes = [k] if np.isscalar(k) else list(k)

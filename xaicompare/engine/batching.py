@@ -48,3 +48,8 @@ def probe_batch_size(model, images: torch.Tensor, job: ExplainJob, device: torch
     per_image = max(1, (torch.cuda.max_memory_allocated(device) - base) / n)
     free, _ = torch.cuda.mem_get_info(device)
     return int(max(1, min(MAX_SHARD, HEADROOM * free // per_image)))
+
+
+def auto_batch_size(device: torch.device) -> int:
+    """Shard size without a probe (CPU; Ray workers), see batching.probe_batch_size."""
+    return 32 if device.type == "cuda" else 8

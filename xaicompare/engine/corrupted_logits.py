@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from ..devices import intra_op_threads, resolve_device
 from ..store import Store
-from .runner import RunSummary, executor_options, intra_op_threads, resolve_device
-from .units import Shard, image_seeds, logits_entry, make_shards
+from .runner import executor_options
+from .summary import RunSummary
+from .units import Shard, corrupted_logits_unit, image_seeds, logits_entry, make_shards
 
 DEFAULT_SHARD = 64  # forward passes only: larger shards than explanations
 
@@ -34,19 +36,6 @@ def corrupted_images(images: torch.Tensor, shard: Shard, condition: Condition,
 
     return corrupt(images, condition.corruption, condition.severity, seed=seed,
                    image_seeds=image_seeds(list(shard.ids), seed))
-
-
-def corrupted_logits_unit(model, shard: Shard, images: torch.Tensor, condition: str,
-                          store: Store, dataset_identity: dict, device: torch.device,
-                          entry=None) -> int:
-    """Store `model`'s logits on a shard's corrupted images; returns images computed."""
-    entry = entry or logits_entry(store, model, dataset_identity, condition)
-    if entry.has_all(shard.ids):
-        return 0
-    with torch.no_grad():
-        logits = model.to(device)(images.to(device)).float().cpu().numpy()
-    entry.write(shard.ids, {"logits": logits})
-    return len(shard)
 
 
 def run_corrupted_logits(models: Sequence, dataset, conditions: Sequence[Condition],

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..store import Store
+from .batching import auto_batch_size
 from .ray_pool import (
     Unit,
     get_pool,
@@ -40,7 +41,7 @@ from .ray_pool import (
     run_units,
     worker_device,
 )
-from .runner import RunSummary, auto_batch_size
+from .summary import RunSummary
 from .units import ExplainJob, ModelEntries, Shard, explain_unit, make_shards, shard_segments
 
 INSTALL_HINT = "pip install 'xaicompare[ray]'"

@@ -20,8 +20,8 @@ import torch
 from ..errors import UserError
 from ..store import Store
 from .batching import place_model
-from .runner import RunSummary
-from .units import ExplainJob, Shard, UnitReport, explain_unit
+from .summary import RunSummary
+from .units import ExplainJob, Shard, UnitReport, corrupted_logits_unit, explain_unit
 
 AFFINITY_WINDOW = 64  # pending units scanned for one whose model a free worker holds
 
@@ -90,8 +90,6 @@ class ExplainWorker:
 
     def logits(self, key: str, boxed: list, store_root: str, shard: Shard,
                dataset_identity: dict, condition: str, images: torch.Tensor) -> int:
-        from .corrupted_logits import corrupted_logits_unit
-
         return corrupted_logits_unit(self._model(key, boxed), shard, images, condition,
                                      Store(store_root), dataset_identity, self.device)
 

@@ -16,18 +16,17 @@ compare stage treats a non-finite map as degenerate and excludes it by its decla
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from ..devices import check_device_syntax, resolve_device  # noqa: F401  (re-exported)
+from ..devices import check_device_syntax, intra_op_threads, resolve_device
 from ..errors import UserError
 from ..store import Store
-from .batching import PROBE_IMAGES, place_model, probe_batch_size
+from .batching import PROBE_IMAGES, auto_batch_size, place_model, probe_batch_size
+from .summary import RunSummary
 from .units import (  # noqa: F401  (re-exported: the store keys are part of the runner's API)
     SEGMENT_PARAMS,
     ExplainJob,
@@ -46,48 +45,6 @@ log = logging.getLogger("xaicompare")
 AUTOCAST_MODES = ("none", "bf16", "fp16")
 
 
-def auto_batch_size(device: torch.device) -> int:
-    """Shard size without a probe (CPU; Ray workers), see batching.probe_batch_size."""
-    return 32 if device.type == "cuda" else 8
-
-
-@dataclass
-class RunSummary:
-    computed: dict[str, int] = field(default_factory=dict)  # "model/method" -> images computed
-    skipped: dict[str, int] = field(default_factory=dict)  # already in the store
-    seconds: dict[str, float] = field(default_factory=dict)
-    # (model, "logits" or method, image id) of every stored result with NaN or inf, found
-    # when computed or, for stored results, from the chunk's `finite` flags.
-    nonfinite: list[tuple[str, str, str]] = field(default_factory=list)
-    # Ray executor: (model, shard, error) of units that failed for a reason in the data or
-    # the code (not retried), and how many units were retried after their worker died.
-    failed: list[tuple[str, str, str]] = field(default_factory=list)
-    retried: int = 0
-
-    def add(self, key: str, computed: int, skipped: int, seconds: float) -> None:
-        self.computed[key] = self.computed.get(key, 0) + computed
-        self.skipped[key] = self.skipped.get(key, 0) + skipped
-        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
-
-    def merge(self, report: UnitReport) -> None:
-        """Counts and non-finite outputs of one unit (warned about by `finish`)."""
-        for key, computed, skipped, seconds in report.counts:
-            self.add(key, computed, skipped, seconds)
-        self.nonfinite.extend(report.nonfinite)
-
-    def finish(self) -> RunSummary:
-        """Drop repeats (an OOM retry repeats shards) and warn once per model and output."""
-        self.nonfinite = list(dict.fromkeys(self.nonfinite))
-        by_output: dict[tuple[str, str], list[str]] = {}
-        for model, what, image in self.nonfinite:
-            by_output.setdefault((model, what), []).append(image)
-        for (model, what), bad in by_output.items():
-            log.warning("model '%s': non-finite %s (NaN or inf) for %d image(s): %s; excluded "
-                        "from the statistics they would corrupt", model, what, len(bad),
-                        ", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
-        return self
-
-
 def executor_options(executor):
     """An ExecutorConfig from "local", "ray" or an ExecutorConfig (returned as is)."""
     from ..config import ExecutorConfig
@@ -95,20 +52,6 @@ def executor_options(executor):
     if isinstance(executor, str):
         return ExecutorConfig(kind=executor)  # validated: UserError-worthy names fail here
     return executor
-
-
-@contextlib.contextmanager
-def intra_op_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op thread count for a block (None: leave it as it is)."""
-    if threads is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def with_oom_backoff(fn: Callable[[int], None], batch_size: int) -> None:

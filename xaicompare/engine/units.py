@@ -329,6 +329,19 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
     return report
 
 
+def corrupted_logits_unit(model, shard: Shard, images: torch.Tensor, condition: str,
+                          store: Store, dataset_identity: dict, device: torch.device,
+                          entry=None) -> int:
+    """Store `model`'s logits on a shard's corrupted images; returns images computed."""
+    entry = entry or logits_entry(store, model, dataset_identity, condition)
+    if entry.has_all(shard.ids):
+        return 0
+    with torch.no_grad():
+        logits = model.to(device)(images.to(device)).float().cpu().numpy()
+    entry.write(shard.ids, {"logits": logits})
+    return len(shard)
+
+
 def explained_targets(logits: torch.Tensor, shard: Shard, target: str,
                       model: str = "model") -> torch.Tensor:
     """Classes to explain: predicted, or the label (unlabelled images: predicted)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .intermediates import OutputPath, output_tensors
+from .intermediates import OutputPath, head_is_zero, output_tensors
 
 Grid = tuple[int, int]
 
@@ -196,8 +196,6 @@ def capture_outputs(net: nn.Module, names: Iterable[str], input_size: Grid
     score = logits.float().pow(2).sum() if isinstance(logits, torch.Tensor) else None
     if score is not None and score.requires_grad and views:
         grads = torch.autograd.grad(score, views, allow_unused=True)
-        from .layers import head_is_zero
-
         zero_head = head_is_zero(net)
         for view, grad in zip(views, grads, strict=True):
             view.used_after_return = zero_head or (grad is not None and bool(grad.any()))

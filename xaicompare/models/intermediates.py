@@ -311,3 +311,16 @@ def _classifiers(net: nn.Module) -> list[nn.Module]:
 def depth_index(depth: float, count: int) -> int:
     """Relative depth in (0, 1] -> index among `count` ordered layers (1.0 = the last)."""
     return max(0, math.ceil(depth * count - 1e-9) - 1)
+
+
+def head_is_zero(net: nn.Module) -> bool:
+    """True for a freshly initialised zero head (timm does that for some models): then
+    every layer gets zero gradient and every gradient explanation is zero."""
+    get_classifier = getattr(net, "get_classifier", None)
+    try:
+        heads = get_classifier() if callable(get_classifier) else None
+    except Exception:  # noqa: BLE001 - some models raise when they have no head
+        return False
+    heads = heads if isinstance(heads, tuple) else (heads,)  # distilled models: two heads
+    weights = [p for h in heads if isinstance(h, nn.Module) for p in h.parameters() if p.dim() > 1]
+    return bool(weights) and all(not bool(w.any()) for w in weights)

@@ -40,6 +40,7 @@ from .intermediates import (
     OutputPath,
     depth_index,
     has_forward_intermediates,
+    head_is_zero,
     read_intermediates,
     tensor_at,
 )
@@ -280,19 +281,6 @@ def _grid_problem(activation: torch.Tensor, grad: torch.Tensor | None, to_nchw: 
     if (grad is None or not bool(to_nchw(grad).abs().sum() > 0)) and not zero_head:
         return "receives zero gradient from the top logit"
     return None
-
-
-def head_is_zero(net: nn.Module) -> bool:
-    """True for a freshly initialised zero head (timm does that for some models): then
-    every layer gets zero gradient and every gradient explanation is zero."""
-    get_classifier = getattr(net, "get_classifier", None)
-    try:
-        heads = get_classifier() if callable(get_classifier) else None
-    except Exception:  # noqa: BLE001 - some models raise when they have no head
-        return False
-    heads = heads if isinstance(heads, tuple) else (heads,)  # distilled models: two heads
-    weights = [p for h in heads if isinstance(h, nn.Module) for p in h.parameters() if p.dim() > 1]
-    return bool(weights) and all(not bool(w.any()) for w in weights)
 
 
 ZERO_HEAD = ("every gradient explanation of this model will be zero: the head is untrained "

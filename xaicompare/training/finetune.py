@@ -21,11 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from ..devices import usable_cores
 from ..errors import UserError
 from ..models.base import LoadedModel
 from ..models.checkpoints import weights_hash
 from ..models.loading import load_model
-from .fit import adamw_warmup_cosine, augment, usable_cores
+from .fit import adamw_warmup_cosine, augment
 
 AMP_MODES = ("none", "bf16")
 

@@ -9,7 +9,6 @@ same differentiable resize the wrapper applies, so an epoch does not pay for res
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterable
 
@@ -118,14 +117,6 @@ def fit(
                 f"({time.perf_counter() - start:.0f}s)")
     model.eval()
     return model
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (its CPU affinity, e.g. a cpuset, not the host's count;
-    a CPU quota such as `docker --cpus` is not visible here)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def adamw_warmup_cosine(model: torch.nn.Module, lr: float, weight_decay: float, epochs: int,

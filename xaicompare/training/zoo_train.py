@@ -31,13 +31,15 @@ from typing import Any
 
 import torch
 
+from ..devices import intra_op_threads, usable_cores
 from ..errors import UserError
 from ..models.base import LoadedModel
 from ..models.checkpoints import weights_hash
 from ..models.loading import save_model
 from ..models.zoo import WEIGHTS_DIR, ZOO_INDEX, ZOO_SPECS, build_zoo_model, load_zoo, zoo_spec
+from ..provenance import library_versions
 from ..store import atomic_write
-from .fit import accuracy, fit, usable_cores
+from .fit import accuracy, fit
 
 CANONICAL_SIZE = 64
 ZOO_BATCH_SIZE = 64
@@ -281,7 +283,6 @@ def _estimated_seconds(jobs: dict[str, dict[str, Any]]) -> dict[str, float]:
 
 def _train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train, test and save one zoo model; returns its zoo.json entry (runs in a worker)."""
-    from ..engine.runner import intra_op_threads  # the engine imports models: not at the top
 
     name, out, seed = job["name"], Path(job["out"]), job["seed"]
     spec = zoo_spec(name)
@@ -375,8 +376,6 @@ def _write_index(out: Path, index: dict[str, Any], chosen: list[str]) -> None:
 
 def _versions() -> dict[str, str]:
     """The library versions that decide a model's weights."""
-    from ..study import library_versions
-
     every = library_versions()
     return {k: every[k] for k in ("python", "xaicompare", "torch", "timm", "numpy")}
 

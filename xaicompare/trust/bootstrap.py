@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 
 from ..diversity.calibration import PROB_FLOOR
-from ..diversity.ensembles import MAX_SUBSETS, _check_probs
+from ..diversity.ensembles import MAX_SUBSETS
 from ..diversity.pairwise import DEGENERATE_TOL
 from ..errors import UserError, unknown_name_error
-from ..validation import as_correct, as_labels, as_numpy, check_names
+from ..validation import as_correct, as_labels, as_numpy, check_names, check_probs
 from ._inputs import model_names, per_image_matrix
 from .resample import (
     INTERVALS,
@@ -218,7 +218,7 @@ def bootstrap_ensemble_gain(
     check_resampling(n_resamples, seed, ci)
     p = as_numpy(probs, "probs", 3).astype(np.float64)
     m, n, n_classes = p.shape
-    _check_probs(p)
+    check_probs(p)
     names = check_names(names, m)
     if names is None:
         raise UserError("names are required: one per model")
