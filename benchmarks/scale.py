@@ -33,10 +33,11 @@ import torch
 
 from xaicompare.config import ExecutorConfig
 from xaicompare.data import open_dataset
-from xaicompare.engine.runner import maps_entry, run_explanations
+from xaicompare.engine.runner import run_explanations
 from xaicompare.engine.units import autocast
 from xaicompare.models.loading import load_model
 from xaicompare.store import Store
+from xaicompare.store.keys import maps_entry
 
 DATASET = {"name": "benchmark"}
 

@@ -9,10 +9,11 @@ from fakes import FakeImages, tiny_cnn
 
 from xaicompare.attribution import explain
 from xaicompare.config import ExecutorConfig
-from xaicompare.engine.runner import maps_entry, run_explanations
+from xaicompare.engine.runner import run_explanations
 from xaicompare.engine.units import ExplainJob, explain_unit, make_shards
 from xaicompare.errors import UserError
 from xaicompare.store import Store
+from xaicompare.store.keys import maps_entry
 from xaicompare.study_config import parse_config
 
 DATASET = {"name": "fake"}

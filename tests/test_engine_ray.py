@@ -15,11 +15,12 @@ ray = pytest.importorskip("ray")
 
 from fakes import FakeImages  # noqa: E402
 
-from xaicompare.engine.runner import logits_entry, maps_entry, run_explanations  # noqa: E402
+from xaicompare.engine.runner import run_explanations  # noqa: E402
 from xaicompare.errors import UserError  # noqa: E402
 from xaicompare.models.base import LoadedModel  # noqa: E402
 from xaicompare.stages.diversity import corrupted_condition, run_corrupted_logits  # noqa: E402
 from xaicompare.store import Store  # noqa: E402
+from xaicompare.store.keys import logits_entry, maps_entry  # noqa: E402
 from xaicompare.study import Study  # noqa: E402
 
 METHODS = {"gradcam": {}, "integrated_gradients": {"n_steps": 4},

@@ -186,8 +186,8 @@ def test_family_from_structure_and_override():
 
 
 def test_store_key_changes_with_the_resolved_layer(tmp_path):
-    from xaicompare.engine.units import maps_entry
     from xaicompare.store import Store
+    from xaicompare.store.keys import maps_entry
 
     store = Store(tmp_path)
     model = load_model("resnet18", pretrained=False, input_size=64, probe=False)

@@ -13,9 +13,10 @@ from fakes import FakeImages, tiny_cnn
 
 import xaicompare.store.arrays as arrays
 from xaicompare.cli import main
-from xaicompare.engine.runner import maps_entry, run_explanations
+from xaicompare.engine.runner import run_explanations
 from xaicompare.errors import UserError
 from xaicompare.store import Store
+from xaicompare.store.keys import maps_entry
 
 DATASET = {"name": "fake"}
 METHODS = {"gradcam": {}, "integrated_gradients": {"n_steps": 2}}

@@ -12,11 +12,12 @@ from torch import nn
 
 from xaicompare.attribution import explain
 from xaicompare.cli import main
-from xaicompare.engine.runner import maps_entry, run_explanations
+from xaicompare.engine.runner import run_explanations
 from xaicompare.errors import UserError
 from xaicompare.models import load_model
 from xaicompare.models.base import LoadedModel
 from xaicompare.store import Store
+from xaicompare.store.keys import maps_entry
 from xaicompare.study import Study
 
 MODEL = {"source": "test_resnet", "pretrained": False, "num_classes": 10,

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from xaicompare.attribution import explain
-from xaicompare.engine.runner import logits_entry, maps_entry, run_explanations
+from xaicompare.engine.runner import run_explanations
 from xaicompare.models.base import LoadedModel
 from xaicompare.store import Store
+from xaicompare.store.keys import logits_entry, maps_entry
 from xaicompare.study import Study
 
 DATASET = {"name": "fake"}

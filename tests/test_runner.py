@@ -6,9 +6,11 @@ import torch
 from torch import nn
 
 from xaicompare.attribution import explain
-from xaicompare.engine.runner import image_seeds, maps_entry, run_explanations
+from xaicompare.engine.runner import run_explanations
+from xaicompare.engine.units import image_seeds
 from xaicompare.models.base import LoadedModel
 from xaicompare.store import Store
+from xaicompare.store.keys import maps_entry
 
 DATASET = {"name": "fake"}
 

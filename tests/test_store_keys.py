@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from xaicompare.engine.units import logits_entry, maps_entry
 from xaicompare.errors import UserError
 from xaicompare.models import load_model, save_model
 from xaicompare.store import Store
+from xaicompare.store.keys import logits_entry, maps_entry
 
 DATASET = {"name": "shapes", "options": {"n": 8}}
 BASE = dict(pretrained=False, num_classes=10, input_size=32, probe=False)
@@ -135,7 +135,7 @@ def test_a_new_study_seed_never_serves_maps_drawn_with_the_old_one(tmp_path):
     seed into the same store must recompute, not reuse the old draws."""
     from fakes import FakeImages, tiny_cnn
 
-    from xaicompare.engine.runner import maps_entry, run_explanations
+    from xaicompare.engine.runner import run_explanations
     from xaicompare.store import Store
 
     store, model = Store(tmp_path / "store"), tiny_cnn()
@@ -150,3 +150,29 @@ def test_a_new_study_seed_never_serves_maps_drawn_with_the_old_one(tmp_path):
                                 "predicted", seed=seed).read(data.ids, ["maps"])["maps"]
     assert computed == [4, 4, 0]  # a new seed recomputes; the first seed's maps are reused
     assert not np.array_equal(maps[0], maps[1])
+
+
+def test_a_method_version_above_1_changes_its_maps_key_and_1_adds_nothing(base_keys,
+                                                                          monkeypatch):
+    import dataclasses
+
+    from xaicompare.attribution.registry import METHODS
+
+    store, base = base_keys
+    gradcam = METHODS.get("gradcam")
+    monkeypatch.setattr(gradcam, "info", dataclasses.replace(gradcam.info, version=2))
+    bumped = keys(store, tiny())
+    assert bumped[0] == base[0] and bumped[1] != base[1]  # logits keep their key
+    monkeypatch.setattr(gradcam, "info", dataclasses.replace(gradcam.info, version=1))
+    assert keys(store, tiny()) == base
+
+
+def test_reading_keys_imports_nothing_of_the_engine():
+    import subprocess
+    import sys
+
+    code = ("import sys, xaicompare.store.keys; "
+            "print(sorted(m for m in sys.modules if m.startswith('xaicompare.engine')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

@@ -240,7 +240,7 @@ class Study:
         """Maps of every model for `method`, as float32 [M, N, H, W] (models x images);
         `ids` reads only those images (default: all of the study's)."""
         from .attribution import applies_to
-        from .engine.runner import maps_entry
+        from .store.keys import maps_entry
 
         params = self.config.methods[method]
         ids = self.dataset.ids if ids is None else list(ids)
@@ -262,7 +262,7 @@ class Study:
     def read_logits(self, condition: str = "clean",
                     ids: Sequence[str] | None = None) -> np.ndarray:
         """Logits of every model as float32 [M, N, K]; `ids` as for read_maps."""
-        from .engine.runner import logits_entry
+        from .store.keys import logits_entry
 
         # autocast applies to the explain stage only (clean logits), not to corruptions
         precision = self.config.executor.autocast if condition == "clean" else "none"
@@ -274,7 +274,7 @@ class Study:
     def read_features(self, ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Each model's penultimate representation (classifier input) of the clean images,
         float32 [N, F]; models without a readable classifier input are left out."""
-        from .engine.units import features_entry
+        from .store.keys import features_entry
 
         ids = self.dataset.ids if ids is None else list(ids)
         out = {m.name: features_entry(self.store, m, self.dataset_identity,

@@ -43,6 +43,9 @@ class MethodInfo:
     # raises a UserError saying why a model cannot be explained (None: every classifier can)
     check_model: Callable[[nn.Module, str], object] | None = None
     applies_note: str = "every classifier"  # which models, in words
+    # goes into the maps' store keys: raise it when a change alters the maps of the same
+    # parameters, so stored maps of the old code are not reused (1 adds nothing to a key)
+    version: int = 1
 
     def applies(self, model: nn.Module) -> bool:
         """Whether the method can explain `model`."""
@@ -61,13 +64,13 @@ METHODS: Registry = Registry("attribution method")
 def register_method(name: str, *, signed: bool | None = False, display_name: str | None = None,
                     family: str = "gradient",
                     check_model: Callable[[nn.Module, str], object] | None = None,
-                    applies_note: str = "every classifier"):
+                    applies_note: str = "every classifier", version: int = 1):
     """Decorator: register `fn(model, images, target, **params) -> Attribution` as `name`,
     with its MethodInfo as `fn.info`."""
 
     def decorate(fn):
         fn.info = MethodInfo(name, signed, display_name or name, family, check_model,
-                             applies_note)
+                             applies_note, version)
         return METHODS.register(name)(fn)
 
     return decorate

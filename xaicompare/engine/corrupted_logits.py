@@ -16,9 +16,10 @@ from tqdm.auto import tqdm
 
 from ..devices import intra_op_threads, resolve_device
 from ..store import Store
+from ..store.keys import logits_entry
 from .runner import executor_options
 from .summary import RunSummary
-from .units import Shard, corrupted_logits_unit, image_seeds, logits_entry, make_shards
+from .units import Shard, corrupted_logits_unit, image_seeds, make_shards
 
 DEFAULT_SHARD = 64  # forward passes only: larger shards than explanations
 

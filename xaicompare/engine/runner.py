@@ -27,19 +27,7 @@ from ..errors import UserError
 from ..store import Store
 from .batching import PROBE_IMAGES, auto_batch_size, place_model, probe_batch_size
 from .summary import RunSummary
-from .units import (  # noqa: F401  (re-exported: the store keys are part of the runner's API)
-    SEGMENT_PARAMS,
-    ExplainJob,
-    ModelEntries,
-    UnitReport,
-    explain_unit,
-    image_seeds,
-    logits_entry,
-    make_shards,
-    maps_entry,
-    model_identity,
-    segments_entry,
-)
+from .units import ExplainJob, ModelEntries, explain_unit, make_shards
 
 log = logging.getLogger("xaicompare")
 AUTOCAST_MODES = ("none", "bf16", "fp16")

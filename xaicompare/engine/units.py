@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,12 +21,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..attribution import METHODS, applies_to, explain_full, resolved_params
+from ..attribution import applies_to, explain_full
 from ..errors import UserError
 from ..models.representation import logits_and_features
 from ..store import Entry, Store
+from ..store.keys import (
+    SEGMENT_PARAMS,
+    features_entry,
+    logits_entry,
+    maps_entry,
+    segments_entry,
+    takes_image_seeds,
+)
 
-SEGMENT_PARAMS = ("n_segments", "compactness")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -35,80 +41,6 @@ def image_seeds(ids: Sequence[str], seed: int) -> torch.Tensor:
     """A seed per image from its id, so random draws never depend on batch composition."""
     values = [int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:12], 16) for i in ids]
     return torch.tensor(values, dtype=torch.long)
-
-
-def takes_image_seeds(method: str) -> bool:
-    """Does the method draw random numbers per image (coalitions, noise, masks)?"""
-    return "image_seeds" in inspect.signature(METHODS.get(method)).parameters
-
-
-def model_identity(model) -> dict:
-    """Everything about a model that changes its logits: name, weights, architecture and timm
-    kwargs, input size, resize, normalisation and the outputs kept (the class space)."""
-    meta = getattr(model, "metadata", None) or {}
-    indices = getattr(model, "class_indices", None)
-    size = getattr(model, "input_size", None)
-
-    def values(name: str):
-        tensor = getattr(model, name, None)
-        return tensor.flatten().tolist() if isinstance(tensor, torch.Tensor) else None
-
-    return {"model": model.name, "weights": getattr(model, "weights_id", "unknown"),
-            "arch": meta.get("arch"), "kwargs": meta.get("model_kwargs") or {},
-            "n_outputs": meta.get("num_classes"),
-            "classes": None if indices is None else [int(i) for i in indices.tolist()],
-            "input_size": None if size is None else list(size),
-            "resize": getattr(model, "resize_mode", None),
-            "mean": values("mean"), "std": values("std")}
-
-
-def logits_width(model) -> int | None:
-    """Class scores per image the model gives now (None when it cannot say)."""
-    indices = getattr(model, "class_indices", None)
-    if isinstance(indices, torch.Tensor):
-        return int(indices.numel())
-    width = (getattr(model, "metadata", None) or {}).get("num_classes")
-    return int(width) if isinstance(width, int) else None
-
-
-def _precision(autocast: str) -> dict:
-    """Store-key part for reduced precision: float32 results keep their keys unchanged."""
-    return {} if autocast == "none" else {"autocast": autocast}
-
-
-def logits_entry(store: Store, model, dataset_identity: dict, condition: str = "clean",
-                 autocast: str = "none") -> Entry:
-    identity = {**model_identity(model), "dataset": dataset_identity, "condition": condition,
-                **_precision(autocast)}
-    width = logits_width(model)
-    return store.entry("logits", f"{model.name}__{condition}", identity,
-                       expect=None if width is None else {"logits": (width,)})
-
-
-def features_entry(store: Store, model, dataset_identity: dict, autocast: str = "none") -> Entry:
-    """The penultimate representation of the clean images (see models/representation.py)."""
-    identity = {**model_identity(model), "dataset": dataset_identity, "condition": "clean",
-                "representation": "classifier input", **_precision(autocast)}
-    return store.entry("features", f"{model.name}__clean", identity)
-
-
-def maps_entry(store: Store, model, method: str, params: dict, dataset_identity: dict,
-               target: str, autocast: str = "none", seed: int = 0) -> Entry:
-    identity = {**model_identity(model), "method": method,
-                "params": resolved_params(method, params),  # defaults included
-                "dataset": dataset_identity, "target": target, **_precision(autocast)}
-    if takes_image_seeds(method):  # its draws come from the image ids and the study seed
-        identity["study_seed"] = seed
-    resolved = getattr(METHODS.get(method), "store_identity", None)
-    if resolved is not None:  # e.g. Grad-CAM's resolved layer, route and grid
-        identity["resolved"] = resolved(model, params)
-    return store.entry("maps", f"{model.name}__{method}", identity)
-
-
-def segments_entry(store: Store, params: dict, dataset_identity: dict) -> Entry:
-    identity = {"params": {k: params[k] for k in SEGMENT_PARAMS if k in params},
-                "dataset": dataset_identity}
-    return store.entry("segments", "slic", identity)
 
 
 @dataclass(frozen=True, eq=False)  # eq on a labels array would be ambiguous
