@@ -177,7 +177,7 @@ def _method_reductions(method: str) -> tuple[str, ...] | None:
 
 def check_method_values(method: str, params: dict[str, Any]) -> None:
     """Each method parameter's value, before the explain stage reaches it."""
-    from .attribution.catalog import STUDY_INPUTS  # derived per image from the image ids
+    from .attribution.registry import STUDY_INPUTS  # derived per image from the image ids
 
     rules = _parameter_rules()
     for key, value in params.items():

@@ -60,11 +60,6 @@ def load_config(path: str | Path, *, check_names: bool = True) -> StudyConfig:
         raise UserError(f"{path}: {err}") from None
 
 
-# Smallest sensible values of budget parameters, checked when a config is validated so a
-# study does not fail hours in, when it reaches the method. The methods check them too.
-MINIMUM_PARAMS = {"n_steps": 1, "n_samples": 3, "n_segments": 2}
-
-
 def check_names_registered(config: StudyConfig) -> None:
     """Method, method parameter and metric names are checked against the registries."""
     from .attribution import METHODS
@@ -85,8 +80,11 @@ def check_names_registered(config: StudyConfig) -> None:
         takes_any = any(
             p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
         )
+        # the smallest values a method declares (budgets, superpixels), checked here so a
+        # study does not fail hours in, when it reaches the method; the methods check too
+        minimums = METHODS.get(method).info.minimums
         for key, value in (params or {}).items():
-            low = MINIMUM_PARAMS.get(key)
+            low = minimums.get(key)
             if low is not None and not (isinstance(value, int) and value >= low):
                 raise UserError(f"methods.{method}.{key}: got {value!r}; accepted: an integer "
                                 f">= {low}")

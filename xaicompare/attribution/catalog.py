@@ -6,11 +6,10 @@ from __future__ import annotations
 import inspect
 
 from ..errors import UserError, unknown_name_error
-from .registry import METHODS, method_info
+from .registry import METHODS, STUDY_INPUTS, method_info
 
 FAMILIES = ("cam", "gradient", "perturbation", "attention")
 GROUPS = (*FAMILIES, "all")
-STUDY_INPUTS = ("segments", "image_seeds")  # per-image inputs a study derives from image ids
 
 
 def method_parameters(name: str) -> dict:

@@ -95,7 +95,8 @@ def path_gradients(
     return total, scores.view(batch, n)
 
 
-@register_method("integrated_gradients", signed=True, display_name="Integrated Gradients")
+@register_method("integrated_gradients", signed=True, display_name="Integrated Gradients",
+                 budget="n_steps", minimums={"n_steps": 1})
 def integrated_gradients(
     model: nn.Module,
     images: torch.Tensor,

@@ -81,7 +81,9 @@ def evaluate_coalitions(
     return values
 
 
-@register_method("kernelshap", signed=True, display_name="KernelSHAP", family="perturbation")
+@register_method("kernelshap", signed=True, display_name="KernelSHAP", family="perturbation",
+                 budget="n_samples", minimums={"n_samples": 3, "n_segments": 2},
+                 randomization=False)  # the randomised copy would need the stored superpixels
 def kernelshap(
     model,
     images: torch.Tensor,

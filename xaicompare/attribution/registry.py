@@ -11,7 +11,8 @@ target: LongTensor [B] of class indices in the model's (study) class space
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -30,6 +31,11 @@ class Attribution:
     params: dict = field(default_factory=dict)  # resolved parameters, recorded with outputs
 
 
+# Per-image inputs a study derives from the image ids and shares across models: superpixels
+# (one segmentation per image for every model) and seeds (the same random draws for every model)
+STUDY_INPUTS = ("segments", "image_seeds")
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     """What the rest of the toolkit asks about a method, declared where it is registered."""
@@ -46,6 +52,16 @@ class MethodInfo:
     # goes into the maps' store keys: raise it when a change alters the maps of the same
     # parameters, so stored maps of the old code are not reused (1 adds nothing to a key)
     version: int = 1
+    # the parameter that buys accuracy with compute (KernelSHAP n_samples, IG n_steps): what
+    # trust's convergence curve sweeps; None: the method has none
+    budget: str | None = None
+    # smallest accepted integer value of parameters, checked when a study file is read
+    minimums: Mapping[str, int] = field(default_factory=dict)
+    # which STUDY_INPUTS the method takes: a study hands it the shard's shared superpixels
+    # ("segments") and per-image seeds ("image_seeds"); read from the signature by default
+    shared_inputs: tuple[str, ...] = ()
+    # the model-parameter randomisation test may explain it again on a randomised copy
+    randomization: bool = True
 
     def applies(self, model: nn.Module) -> bool:
         """Whether the method can explain `model`."""
@@ -64,13 +80,19 @@ METHODS: Registry = Registry("attribution method")
 def register_method(name: str, *, signed: bool | None = False, display_name: str | None = None,
                     family: str = "gradient",
                     check_model: Callable[[nn.Module, str], object] | None = None,
-                    applies_note: str = "every classifier", version: int = 1):
+                    applies_note: str = "every classifier", version: int = 1,
+                    budget: str | None = None, minimums: Mapping[str, int] | None = None,
+                    shared_inputs: tuple[str, ...] | None = None, randomization: bool = True):
     """Decorator: register `fn(model, images, target, **params) -> Attribution` as `name`,
-    with its MethodInfo as `fn.info`."""
+    with its MethodInfo as `fn.info` (see MethodInfo for what each argument declares)."""
 
     def decorate(fn):
+        taken = inspect.signature(fn).parameters
+        shared = tuple(p for p in STUDY_INPUTS if p in taken) if shared_inputs is None \
+            else tuple(shared_inputs)
         fn.info = MethodInfo(name, signed, display_name or name, family, check_model,
-                             applies_note, version)
+                             applies_note, version, budget, dict(minimums or {}), shared,
+                             randomization)
         return METHODS.register(name)(fn)
 
     return decorate

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from ..attribution.registry import METHODS, method_info
 from ..errors import UserError
 from ..store import Store
 from .batching import auto_batch_size
@@ -148,21 +149,26 @@ def run_explanations_on_ray(models: Sequence, dataset, job: ExplainJob, store: S
             refs = put_models(ray, models)
             pool = get_pool(ray, options, store, pool_size(ray, options, len(units)))
             root = str(store.root.resolve())
-            kernelshap = job.methods.get("kernelshap")
+            segmented = {m: p for m, p in job.methods.items()
+                         if "segments" in method_info(m).shared_inputs}
 
             def prepare(shard: int, images: torch.Tensor) -> dict:
-                if kernelshap is None:
+                if not segmented:
                     return {}
-                return {"segments": shard_segments(store, shards[shard], kernelshap,
-                                                   job.dataset_identity, images)}
+                return {"segments": {m: shard_segments(store, shards[shard], p,
+                                                       job.dataset_identity, images)
+                                     for m, p in segmented.items()}}
 
             inputs = ShardInputs(ray, dataset, shards, units, prepare)
+            # package methods travel by reference; one defined in a script, a notebook or a
+            # test travels by value and is registered on the worker (ray_pool.register_missing)
+            functions = ray.put({m: METHODS.get(m) for m in job.methods})
 
             def submit(actor, unit: Unit):
                 shared = inputs.get(unit.shard)
                 return actor.explain.remote(refs.keys[unit.model], refs.boxed[unit.model], root,
                                             shards[unit.shard], job, shared["images"],
-                                            shared.get("segments"))
+                                            shared.get("segments"), functions)
 
             def done(unit: Unit, report) -> None:
                 summary.merge(report)

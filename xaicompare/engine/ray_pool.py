@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..attribution.registry import METHODS
 from ..errors import UserError
 from ..store import Store
 from .batching import place_model
@@ -71,9 +72,13 @@ class ExplainWorker:
         return self.models[key]
 
     def explain(self, key: str, boxed: list, store_root: str, shard: Shard, job: ExplainJob,
-                images: torch.Tensor, segments: torch.Tensor | None):
+                images: torch.Tensor, segments: dict[str, torch.Tensor] | None,
+                methods: dict | None = None):
+        """One unit; segments: the shard's superpixels of each method that shares them;
+        methods: the job's method functions, for those registered on the driver only."""
+        register_missing(methods)
         model = self._model(key, boxed)
-        given = None if segments is None else (lambda params, x: segments)
+        given = None if segments is None else (lambda method, params, x: segments[method])
         try:
             return explain_unit(model, shard, job, Store(store_root), self.device,
                                 lambda: images, given)
@@ -84,7 +89,9 @@ class ExplainWorker:
             half = len(shard) // 2
             parts = [slice(0, half), slice(half, len(shard))]
             reports = [self.explain(key, boxed, store_root, split_shard(shard, part), job,
-                                    images[part], None if segments is None else segments[part])
+                                    images[part],
+                                    None if segments is None
+                                    else {m: s[part] for m, s in segments.items()})
                        for part in parts]
             return merge_reports(reports)
 
@@ -92,6 +99,14 @@ class ExplainWorker:
                dataset_identity: dict, condition: str, images: torch.Tensor) -> int:
         return corrupted_logits_unit(self._model(key, boxed), shard, images, condition,
                                      Store(store_root), dataset_identity, self.device)
+
+
+def register_missing(methods: dict | None) -> None:
+    """Register here the methods that only the driver has (defined in a script, a notebook
+    or a test): the driver sends each function, with its spec as `fn.info`."""
+    for name, fn in (methods or {}).items():
+        if name not in METHODS:
+            METHODS.register(name)(fn)
 
 
 def split_shard(shard: Shard, part: slice) -> Shard:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..attribution import applies_to, explain_full
+from ..attribution.registry import method_info
 from ..errors import UserError
 from ..models.representation import logits_and_features
 from ..store import Entry, Store
@@ -184,7 +185,7 @@ class ModelEntries:
                 and all(e.has_all(ids) for e in self.maps.values()))
 
 
-SegmentsFn = Callable[[dict, torch.Tensor], torch.Tensor]
+SegmentsFn = Callable[[str, dict, torch.Tensor], torch.Tensor]  # (method, params, images)
 
 
 def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: torch.device,
@@ -194,7 +195,7 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
     """Logits and maps of `model` (already on `device`) for one shard, through the store.
 
     load_images() gives the shard's canonical images; it is only called when something is
-    missing. segments(params, images) gives KernelSHAP's superpixels (default: computed
+    missing. segments(method, params, images) gives the superpixels of methods that share them (default: computed
     once per shard and stored, see `shard_segments`). entries: the model's store entries
     (ModelEntries.of(store, model, job)), passed in by loops over many shards.
     """
@@ -238,10 +239,10 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
             continue
         start = time.perf_counter()
         call = dict(params)
-        if method == "kernelshap":
-            shared = segments or (lambda p, x: shard_segments(store, shard, p,
-                                                              job.dataset_identity, x))
-            call["segments"] = shared(params, images).to(device)
+        if "segments" in method_info(method).shared_inputs:  # one segmentation, every model
+            shared = segments or (lambda m, p, x: shard_segments(store, shard, p,
+                                                                 job.dataset_identity, x))
+            call["segments"] = shared(method, params, images).to(device)
         if takes_image_seeds(method):  # random draws per image id: shared by every model
             call["image_seeds"] = image_seeds(ids, job.seed + params.get("seed", 0))
         with autocast(device, job.autocast, model):

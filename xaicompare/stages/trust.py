@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..attribution.registry import method_info
 from ..compare import write_table_csv
 from ..diversity import to_probs
 from ..errors import UserError
@@ -189,8 +190,8 @@ def randomization(study) -> None:
     images, _ = _subset(study, cfg.randomization_images)
     tables = []
     for method, params in study.config.methods.items():
-        if method == "kernelshap":
-            continue  # would need the stored superpixels; the gradient methods suffice here
+        if not method_info(method).randomization:
+            continue  # e.g. KernelSHAP: would need the stored superpixels
         skip = study.not_applicable(method)
         for model in [m for m in study.models if m.name not in skip]:
             tables.append(randomization_similarity(model, images, method, metric="spearman",

@@ -9,8 +9,6 @@ per-image draws. Reading results needs these keys and nothing of the engine that
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 
 from ..attribution.api import resolved_params
@@ -22,7 +20,7 @@ SEGMENT_PARAMS = ("n_segments", "compactness")
 
 def takes_image_seeds(method: str) -> bool:
     """Does the method draw random numbers per image (coalitions, noise, masks)?"""
-    return "image_seeds" in inspect.signature(METHODS.get(method)).parameters
+    return "image_seeds" in method_info(method).shared_inputs
 
 
 def model_identity(model) -> dict:

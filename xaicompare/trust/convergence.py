@@ -8,10 +8,9 @@ import pandas as pd
 import torch
 
 from ..attribution.api import check_images, explain, resolve_target
+from ..attribution.registry import METHODS, method_info
 from ..attribution.superpixels import compute_segments
 from ..errors import UserError
-
-BUDGET_PARAMETER = {"kernelshap": "n_samples", "integrated_gradients": "n_steps"}
 
 
 def map_change(maps: torch.Tensor, reference: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -39,13 +38,15 @@ def convergence_curve(
     against the map at `reference_budget` (same seed, target and, for KernelSHAP, the same
     superpixels, computed once). Summarise with `.groupby("budget").mean()`.
 
-    method: "kernelshap" (budget = n_samples) or "integrated_gradients" (n_steps);
+    method: a method that declares a budget parameter (kernelshap: n_samples,
+            integrated_gradients: n_steps);
     params: the method's other parameters (e.g. n_segments, baseline).
     """
-    if method not in BUDGET_PARAMETER:
-        raise UserError(f"method={method!r} is not accepted; accepted: "
-                        f"{', '.join(BUDGET_PARAMETER)}")
-    key = BUDGET_PARAMETER[method]
+    budgeted = [m for m in METHODS.names() if method_info(m).budget]
+    if method not in budgeted:
+        raise UserError(f"method={method!r} is not accepted; accepted: {', '.join(budgeted)} "
+                        "(the methods with a budget parameter)")
+    key = method_info(method).budget
     if key in params:
         raise UserError(f"give the {key} values as budgets=, not {key}=")
     budgets = [int(b) for b in budgets]
@@ -55,7 +56,7 @@ def convergence_curve(
     images = check_images(images)
     target = resolve_target(model, images, target)
     params = {**params, "seed": seed}
-    if method == "kernelshap" and params.get("segments") is None:
+    if "segments" in method_info(method).shared_inputs and params.get("segments") is None:
         segments, _ = compute_segments(images, params.pop("n_segments", 50),
                                        params.pop("compactness", 10.0))
         params["segments"] = segments
