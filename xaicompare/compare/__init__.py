@@ -4,13 +4,14 @@ from .agreement import rank_agreement  # importing it registers rank, signed_ran
 from .consensus import ConsensusResult, consensus, consensus_accuracy_correlation, ssim
 from .filters import FILTERS, image_filter
 from .frames import check_square_frame
+from .kappa import binarize  # importing it registers kappa
 from .matrix import (
     SimilarityResult,
     cross_method_similarity,
     similarity_matrices,
     similarity_matrix,
 )
-from .metrics import METRICS, Metric, MetricProperties, binarize, register_metric
+from .metrics import METRICS, Metric, MetricProperties, register_metric
 from .options import CompareOptions
 from .preprocess import average_ranks, normalize
 from .presets import PRESETS, Conventions, conventions

@@ -10,7 +10,8 @@ import torch
 
 from ..errors import UserError
 from .engine import as_tensor, check_segments, check_stack, compute_raw, degenerate_records, finish
-from .metrics import METRICS, binarize, kappa_from_labels
+from .kappa import binarize, kappa_from_labels
+from .metrics import METRICS
 from .options import CompareOptions, as_options
 from .preprocess import prepare, to_features
 from .presets import Conventions, conventions, preset_ddof, preset_options

@@ -16,15 +16,12 @@ import json
 import logging
 import os
 import shlex
-import signal
 import sys
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool as BrokenExecutor
-from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -40,6 +37,7 @@ from ..models.zoo import WEIGHTS_DIR, ZOO_INDEX, ZOO_SPECS, build_zoo_model, loa
 from ..provenance import library_versions
 from ..store import atomic_write
 from .fit import accuracy, fit
+from .workers import InlineExecutor, exit_with_parent, sigterm_as_exit, stop_workers
 
 CANONICAL_SIZE = 64
 ZOO_BATCH_SIZE = 64
@@ -146,11 +144,11 @@ def _run_jobs(jobs: dict[str, dict[str, Any]], specs: dict[str, dict[str, Any]],
     priority = longest_chains(_estimated_seconds(jobs), teacher)
     pending, running, failures = set(jobs), {}, {}
     order = {name: i for i, name in enumerate(jobs)}  # ties: the order asked for
-    pool = _InlineExecutor() if workers == 1 else ProcessPoolExecutor(
-        workers, mp_context=get_context("spawn"), initializer=_exit_with_parent,
+    pool = InlineExecutor() if workers == 1 else ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=exit_with_parent,
         initargs=(os.getpid(),))
     try:
-        with _sigterm_as_exit(workers > 1):
+        with sigterm_as_exit(workers > 1):
             while pending or running:
                 ready = sorted((n for n in pending if teacher[n] not in pending
                                 and teacher[n] not in running),
@@ -173,7 +171,7 @@ def _run_jobs(jobs: dict[str, dict[str, Any]], specs: dict[str, dict[str, Any]],
                     if name in index["models"]:
                         _write_index(out, index, list(jobs))  # after each model: resumable
     except BaseException:
-        _stop_workers(pool)
+        stop_workers(pool)
         raise
     pool.shutdown(wait=True)
     return failures
@@ -201,45 +199,6 @@ def _collect(name: str, future: Future, index: dict[str, Any], failures: dict[st
     if log:
         log(f"{name}: test accuracy {entry['test_accuracy']:.3f} after {entry['epochs']} "
             f"epochs ({entry['train_seconds']:.0f}s)")
-
-
-def _stop_workers(pool: Executor) -> None:
-    """Cancel what has not started and end the worker processes now, not after their model."""
-    if isinstance(pool, ProcessPoolExecutor):
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.join(timeout=10)
-
-
-@contextmanager
-def _sigterm_as_exit(active: bool) -> Iterator[None]:
-    """SIGTERM (a job scheduler's stop) raises SystemExit here, so the workers are stopped."""
-    if not active or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: exit when the process that started the run is gone (killed -9)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(2)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def _students_of(name: str, teacher: dict[str, str | None], pending: set[str]) -> list[str]:
@@ -399,15 +358,3 @@ def _load_teacher(folder: Path, name: str) -> LoadedModel:
 
 def _logger(progress: bool) -> Callable[[str], None] | None:
     return (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else None
-
-
-class _InlineExecutor(Executor):
-    """An executor that runs each job at once in this process (workers=1: no spawn cost)."""
-
-    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as error:  # noqa: BLE001  (delivered through the future)
-            future.set_exception(error)
-        return future
