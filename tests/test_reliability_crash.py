@@ -82,6 +82,7 @@ def make_images(folder: Path) -> Path:
 # -- the child processes ------------------------------------------------------------------
 def _child(config: dict, mode: str, k: int) -> None:
     import xaicompare.store.arrays as arrays
+    from xaicompare.files import TMP_SUFFIX
     from xaicompare.study import Study
 
     if mode == "write":  # die inside the k-th store write, half the chunk on disk
@@ -94,7 +95,7 @@ def _child(config: dict, mode: str, k: int) -> None:
             buffer = io.BytesIO()
             write(buffer)
             data = buffer.getvalue()
-            tmp = path.with_name(f".{path.name}.{os.getpid()}{arrays.TMP_SUFFIX}")
+            tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
             with open(tmp, "wb") as handle:
                 handle.write(data[: len(data) // 2])
                 handle.flush()

@@ -292,7 +292,7 @@ class Study:
         import contextlib
 
         from .engine.lock import run_lock
-        from .store.arrays import UNWRITABLE, remove_stale_temporaries, unwritable_folder_error
+        from .files import UNWRITABLE, remove_stale_temporaries, unwritable_folder_error
 
         unknown = [s for s in stages if s not in STAGES]
         if unknown:

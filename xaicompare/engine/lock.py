@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError
-from ..store.arrays import UNWRITABLE, unwritable_folder_error
+from ..files import UNWRITABLE, unwritable_folder_error
 
 LOCK_NAME = ".xaicompare.lock"
 

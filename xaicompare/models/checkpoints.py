@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..store.arrays import atomic_write
+from ..files import atomic_write
 from .checkpoint_meta import check_checkpoint_meta
 
 METADATA_KEY = "xaicompare"
