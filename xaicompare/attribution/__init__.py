@@ -2,6 +2,8 @@
 
 # Each method module registers its method on import.
 from . import (  # noqa: F401
+    cam_score,
+    cam_variants,
     gradcam,
     gradient_rollout,
     gradients,
