@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -283,13 +284,125 @@ def run_shap(model, images, target, segments, n_samples):
     return (time.perf_counter() - start) / images.shape[0], torch.stack(maps)
 
 
+# ---- CAM variants beside pytorch-grad-cam --------------------------------------------------
+# One case per variant: our method, its pytorch-grad-cam class (run with its defaults on the
+# model's default CAM layer, model.to_nchw as reshape_transform) and the compute limit it is
+# held to, each measured in this run:
+#   "fwd+bwd":  one forward + backward (to the input) of the image batch
+#   "fwd":      one forward of the image batch (EigenCAM is gradient-free)
+#   "channels": forward of n_channels x images masked inputs, at the best batch size
+
+
+@dataclass(frozen=True)
+class CamCase:
+    method: str
+    reference: str  # pytorch_grad_cam class name
+    limit: str  # "fwd+bwd" | "fwd" | "channels"
+
+
+CAM_CASES = [
+    CamCase("gradcampp", "GradCAMPlusPlus", "fwd+bwd"),
+    CamCase("hirescam", "HiResCAM", "fwd+bwd"),
+    CamCase("xgradcam", "XGradCAM", "fwd+bwd"),
+    CamCase("layercam", "LayerCAM", "fwd+bwd"),
+    CamCase("eigencam", "EigenCAM", "fwd"),
+    CamCase("scorecam", "ScoreCAM", "channels"),
+]
+
+
+def cam_limits(model, images, target, channels: int, batch_sizes: list[int], repeats: int
+               ) -> dict[str, tuple[float, int | None]]:
+    """Seconds of each compute limit for the whole batch (and the best pass size for
+    "channels"): forward(+backward) of the batch, n_channels x images forwards."""
+    def fwd():
+        with torch.inference_mode():
+            model(images)
+
+    def fwd_bwd():
+        x = images.clone().requires_grad_(True)
+        torch.autograd.grad(model(x).gather(1, target[:, None]).sum(), x)
+
+    points = images.repeat_interleave(channels, 0)  # the limit needs inputs, not masks
+
+    def passes(size: int, count: int | None = None):
+        with torch.inference_mode():
+            for part in points[:count].split(size):
+                model(part)
+
+    # the pass size: per point on two passes of each size, then the whole limit at the best
+    sizes = sorted({min(b, len(points)) for b in batch_sizes})
+    best = min(sizes, key=lambda b: best_time(lambda: passes(b, 2 * b), repeats) / min(
+        2 * b, len(points)))
+    return {"fwd": (best_time(fwd, repeats), None),
+            "fwd+bwd": (best_time(fwd_bwd, repeats), None),
+            "channels": (best_time(lambda: passes(best), repeats), best)}
+
+
+def bench_cams(model, images, target, cases: list[CamCase], args) -> None:
+    """Every CAM case on the model's default layer: our s/img, pytorch-grad-cam's s/img,
+    the speed-up, the ratio to the case's limit, max |diff| of the min-max maps."""
+    from types import SimpleNamespace
+
+    import pytorch_grad_cam
+    import pytorch_grad_cam.score_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from xaicompare.attribution.gradcam import layer_activations
+
+    pytorch_grad_cam.score_cam.tqdm = SimpleNamespace(tqdm=lambda steps: steps)  # no bars
+    cam_layer = model.cam
+    activation = layer_activations(model, images, cam_layer.module, cam_layer.to_nchw,
+                                   cam_layer.path)
+    channels = activation.shape[1]
+    live = int(activation.flatten(2).any(dim=2).sum())  # Score-CAM's forwards (+1 if dead)
+    limits = cam_limits(model, images, target, channels, args.limit_batch_sizes, args.repeats)
+    batch = images.shape[0]
+    targets = [ClassifierOutputTarget(int(t)) for t in target]
+    print(f"    layer {cam_layer.name} ({channels} channels, {live} of {channels * batch} "
+          f"image channels not all zero); limits for {batch} images: "
+          f"fwd {limits['fwd'][0]:.3f} s, fwd+bwd {limits['fwd+bwd'][0]:.3f} s, "
+          f"{channels} x {batch} fwd {limits['channels'][0]:.3f} s at batch "
+          f"{limits['channels'][1]}")
+    print(f"    {'method':<10} {'ours s/img':>10} {'ref s/img':>10} {'speed-up':>9} "
+          f"{'limit':>9} {'ratio':>6}  max|diff| (min-max maps)")
+    for case in cases:
+        params = ({"internal_batch_size": limits["channels"][1]} if case.limit == "channels"
+                  else {})
+
+        def ours(case=case, params=params):
+            return explain(model, images, case.method, target=target, **params)
+
+        mine = ours()
+        t_ours = best_time(ours, args.repeats)
+        reference = getattr(pytorch_grad_cam, case.reference)(
+            model=model, target_layers=[cam_layer.module], reshape_transform=model.to_nchw)
+
+        def theirs(reference=reference):
+            return torch.from_numpy(reference(input_tensor=images, targets=targets))
+
+        if case.limit == "channels":  # one forward per channel: too slow to repeat
+            t_ref, maps = timed_once(theirs)
+        else:
+            maps = theirs()
+            t_ref = best_time(theirs, args.repeats)
+        reference.activations_and_grads.release()
+        model.zero_grad(set_to_none=True)
+        diff = (display_normalise(mine) - maps).abs().max().item()
+        note = " (SVD sign: theirs unoriented)" if case.method == "eigencam" else ""
+        limit = limits[case.limit][0]
+        print(f"    {case.method:<10} {t_ours / batch:10.4f} {t_ref / batch:10.4f} "
+              f"{t_ref / t_ours:8.2f}x {case.limit:>9} {t_ours / limit:6.2f}  {diff:.1e}{note}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["resnet18", "vit_tiny_patch16_224"])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--methods", nargs="+", default=["gradcam", "ig", "kernelshap"],
-                        choices=["gradcam", "ig", "kernelshap"])
+                        choices=["gradcam", "ig", "kernelshap", "cams",
+                                 *(c.method for c in CAM_CASES)],
+                        help="cams: every CAM variant beside pytorch-grad-cam")
     parser.add_argument("--steps", type=int, default=32, help="IG n_steps")
     parser.add_argument("--ig-quadrature", default="gausslegendre")
     parser.add_argument("--captum-ig-ibs", type=int, default=None,
@@ -317,12 +430,16 @@ def main(argv: list[str] | None = None) -> None:
         with torch.no_grad():
             target = model(images).argmax(1)
         forward = fwd_bwd = float("nan")  # IG measures its own limit, interleaved
-        if set(args.methods) - {"ig"}:
+        if set(args.methods) & {"gradcam", "kernelshap"}:
             forward, fwd_bwd = per_point_costs(model, images[:1], args.limit_batch_sizes,
                                                args.repeats)
         print(f"\n{name}: best per point: forward {forward * 1e3:.1f} ms, "
               f"forward+backward {fwd_bwd * 1e3:.1f} ms")
-        for method in args.methods:
+        cams = [c for c in CAM_CASES if "cams" in args.methods or c.method in args.methods]
+        if cams:
+            print("  CAM variants")
+            bench_cams(model, images, target, cams, args)
+        for method in [m for m in args.methods if m in ("gradcam", "ig", "kernelshap")]:
             print(f"  {method}")
             if method == "gradcam":
                 bench_gradcam(model, images, target, fwd_bwd, args.repeats)

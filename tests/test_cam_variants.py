@@ -13,8 +13,6 @@ largest |value| is positive, so the reference is its projection with that orient
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import timm
@@ -37,8 +35,6 @@ from xaicompare.attribution.catalog import methods_in_group
 from xaicompare.errors import UserError
 from xaicompare.models import load_model, resolve_layer
 from xaicompare.models.base import LoadedModel
-
-os.environ.setdefault("TQDM_DISABLE", "1")  # pytorch-grad-cam's ScoreCAM progress bars
 
 REFERENCES = {"gradcampp": GradCAMPlusPlus, "hirescam": HiResCAM, "xgradcam": XGradCAM,
               "layercam": LayerCAM, "eigencam": EigenCAM, "scorecam": ScoreCAM}
