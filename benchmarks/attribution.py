@@ -311,9 +311,9 @@ CAM_CASES = [
 
 
 def cam_limits(model, images, target, channels: int, batch_sizes: list[int], repeats: int
-               ) -> dict[str, tuple[float, int | None]]:
-    """Seconds of each compute limit for the whole batch (and the best pass size for
-    "channels"): forward(+backward) of the batch, n_channels x images forwards."""
+               ) -> tuple[dict[str, Callable[[], None]], int]:
+    """The limits as runnable passes over the whole batch, and the best pass size for the
+    n_channels x images forwards (per point on two passes of each size)."""
     def fwd():
         with torch.inference_mode():
             model(images)
@@ -329,24 +329,40 @@ def cam_limits(model, images, target, channels: int, batch_sizes: list[int], rep
             for part in points[:count].split(size):
                 model(part)
 
-    # the pass size: per point on two passes of each size, then the whole limit at the best
     sizes = sorted({min(b, len(points)) for b in batch_sizes})
     best = min(sizes, key=lambda b: best_time(lambda: passes(b, 2 * b), repeats) / min(
         2 * b, len(points)))
-    return {"fwd": (best_time(fwd, repeats), None),
-            "fwd+bwd": (best_time(fwd_bwd, repeats), None),
-            "channels": (best_time(lambda: passes(best), repeats), best)}
+    return {"fwd": fwd, "fwd+bwd": fwd_bwd, "channels": lambda: passes(best)}, best
+
+
+def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, np.ndarray]:
+    """Seconds of each run, `repeats` times after one warm-up, the runs taking turns so
+    that each repeat's ratios are taken under the same machine load."""
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: np.array(t) for name, t in times.items()}
 
 
 def bench_cams(model, images, target, cases: list[CamCase], args) -> None:
-    """Every CAM case on the model's default layer: our s/img, pytorch-grad-cam's s/img,
-    the speed-up, the ratio to the case's limit, max |diff| of the min-max maps."""
+    """Every CAM case on the model's default layer, called as the engine calls it
+    (explain_full without the logits check), beside its pytorch-grad-cam class and its
+    limit, interleaved per repeat: our s/img, theirs, the speed-up, our ratio to the limit
+    (median over repeats of the per-repeat ratio), max |diff| of the min-max maps.
+    pytorch-grad-cam's ScoreCAM (one forward per channel at its default batch_size 16)
+    runs once."""
     from types import SimpleNamespace
 
     import pytorch_grad_cam
     import pytorch_grad_cam.score_cam
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    from xaicompare.attribution import explain_full
     from xaicompare.attribution.gradcam import layer_activations
 
     pytorch_grad_cam.score_cam.tqdm = SimpleNamespace(tqdm=lambda steps: steps)  # no bars
@@ -355,49 +371,49 @@ def bench_cams(model, images, target, cases: list[CamCase], args) -> None:
                                    cam_layer.path)
     channels = activation.shape[1]
     live = int(activation.flatten(2).any(dim=2).sum())  # Score-CAM's forwards (+1 if dead)
-    limits = cam_limits(model, images, target, channels, args.limit_batch_sizes, args.repeats)
+    limits, best = cam_limits(model, images, target, channels, args.limit_batch_sizes,
+                              args.repeats)
     batch = images.shape[0]
     targets = [ClassifierOutputTarget(int(t)) for t in target]
-    print(f"    layer {cam_layer.name} ({channels} channels, {live} of {channels * batch} "
-          f"image channels not all zero); limits for {batch} images: "
-          f"fwd {limits['fwd'][0]:.3f} s, fwd+bwd {limits['fwd+bwd'][0]:.3f} s, "
-          f"{channels} x {batch} fwd {limits['channels'][0]:.3f} s at batch "
-          f"{limits['channels'][1]}")
+    print(f"    layer {cam_layer.name}, {channels} channels ({live} of {channels * batch} "
+          f"image channels not all zero); Score-CAM limit at batch {best}")
     print(f"    {'method':<10} {'ours s/img':>10} {'ref s/img':>10} {'speed-up':>9} "
-          f"{'limit':>9} {'ratio':>6}  max|diff| (min-max maps)")
+          f"{'limit s/img':>11} {'limit':>9} {'ratio':>6}  max|diff| (min-max maps)")
     for case in cases:
-        params = ({"internal_batch_size": limits["channels"][1]} if case.limit == "channels"
-                  else {})
+        params = {"internal_batch_size": best} if case.limit == "channels" else {}
 
         def ours(case=case, params=params):
-            return explain(model, images, case.method, target=target, **params)
+            return explain_full(model, images, case.method, target=target,
+                                check_logits=False, **params).maps
 
-        mine = ours()
-        t_ours = best_time(ours, args.repeats)
         reference = getattr(pytorch_grad_cam, case.reference)(
             model=model, target_layers=[cam_layer.module], reshape_transform=model.to_nchw)
 
         def theirs(reference=reference):
             return torch.from_numpy(reference(input_tensor=images, targets=targets))
 
-        if case.limit == "channels":  # one forward per channel: too slow to repeat
-            t_ref, maps = timed_once(theirs)
-        else:
-            maps = theirs()
-            t_ref = best_time(theirs, args.repeats)
+        runs = {"limit": limits[case.limit], "ours": ours}
+        if case.limit != "channels":  # ScoreCAM: one forward per channel, too slow to repeat
+            runs["theirs"] = theirs
+        times = interleaved(runs, args.repeats)
+        t_ref, maps = timed_once(theirs) if case.limit == "channels" else (
+            times["theirs"].min(), theirs())
         reference.activations_and_grads.release()
         model.zero_grad(set_to_none=True)
-        diff = (display_normalise(mine) - maps).abs().max().item()
+        diff = (display_normalise(ours()) - maps).abs().max().item()
         note = " (SVD sign: theirs unoriented)" if case.method == "eigencam" else ""
-        limit = limits[case.limit][0]
+        t_ours, ratio = times["ours"].min(), np.median(times["ours"] / times["limit"])
         print(f"    {case.method:<10} {t_ours / batch:10.4f} {t_ref / batch:10.4f} "
-              f"{t_ref / t_ours:8.2f}x {case.limit:>9} {t_ours / limit:6.2f}  {diff:.1e}{note}")
+              f"{t_ref / t_ours:8.2f}x {times['limit'].min() / batch:11.4f} {case.limit:>9} "
+              f"{ratio:6.2f}  {diff:.1e}{note}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=["resnet18", "vit_tiny_patch16_224"])
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--model-size", type=int, default=None,
+                        help="the models' input_size (default: their own; images are resized)")
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--methods", nargs="+", default=["gradcam", "ig", "kernelshap"],
                         choices=["gradcam", "ig", "kernelshap", "cams",
@@ -425,8 +441,9 @@ def main(argv: list[str] | None = None) -> None:
           f"size={args.size} IG n_steps={args.steps} ({args.ig_quadrature}) "
           f"KernelSHAP n_samples={args.samples} n_segments={args.segments}")
     for name in args.models:
+        sized = {"input_size": args.model_size} if args.model_size else {}
         model = load_model(name, pretrained=False, class_indices=None, device=args.device,
-                           probe=False)
+                           probe=False, **sized)
         with torch.no_grad():
             target = model(images).argmax(1)
         forward = fwd_bwd = float("nan")  # IG measures its own limit, interleaved

@@ -148,7 +148,7 @@ def layer_activations(model: nn.Module, images: torch.Tensor, layer: nn.Module,
 
     handle = layer.register_forward_hook(hook)
     try:
-        with torch.no_grad():
+        with torch.inference_mode():  # no autograd bookkeeping at all
             model(images)
     except _LayerReached:
         pass
