@@ -13,6 +13,8 @@ largest |value| is positive, so the reference is its projection with that orient
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import timm
@@ -29,7 +31,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 from torch import nn
 
-from xaicompare.attribution import explain, explain_full
+from xaicompare.attribution import METHODS, explain, explain_full
 from xaicompare.attribution.cam_variants import eigencam_combine
 from xaicompare.attribution.catalog import methods_in_group
 from xaicompare.errors import UserError
@@ -107,6 +109,9 @@ def display_like_pytorch_grad_cam(native: torch.Tensor, size: int) -> torch.Tens
 
 def test_the_cam_group_holds_every_variant():
     assert set(methods_in_group("cam")) >= {"gradcam", *VARIANTS}
+    for method in ("gradcam", *VARIANTS):  # workers get methods pickled by reference
+        fn = METHODS.get(method)
+        assert pickle.loads(pickle.dumps(fn)) is fn and fn.info.signed is False
 
 
 @pytest.mark.parametrize("method", VARIANTS)

@@ -251,6 +251,7 @@ def register_cam(name: str, display_name: str, combine: Combine, *,
         return cam_attribution(combine(activation, grad), images, cam, upsample, relu)
 
     method.__name__ = method.__qualname__ = name
+    method.__module__ = combine.__module__  # pickled by reference: <module>.<name>
     method.__doc__ = (f"{display_name} maps [B, H, W] in the canonical frame; "
                       f"extras[\"native\"] is the layer grid.\n\n{CAM_PARAMETERS}\n\n"
                       f"{combine.__doc__ or ''}")
