@@ -27,7 +27,8 @@ def test_a_group_expands_to_its_family_and_named_methods_keep_their_parameters(t
                                    "smoothgrad"}
     assert config.methods["smoothgrad"] == {"n_samples": 5}
     config = parse_config(_config(tmp_path, {"group": ["cam", "perturbation"]}))
-    assert set(config.methods) == {"gradcam", "kernelshap", "occlusion", "rise"}
+    assert set(config.methods) == {*methods_in_group("cam"), *methods_in_group("perturbation")}
+    assert {"gradcam", "scorecam", "eigencam", "kernelshap", "rise"} <= set(config.methods)
 
 
 def test_group_all_leaves_out_attention_methods_no_model_supports(tmp_path, caplog):

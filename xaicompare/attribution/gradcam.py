@@ -105,11 +105,12 @@ def _forward_with_leaf_at(
     return logits, captured[0]
 
 
-def gradcam_native(
+def layer_activations_and_gradients(
     model: nn.Module, images: torch.Tensor, target: torch.Tensor, layer: nn.Module,
-    to_nchw: ToNCHW = _identity, relu: bool = True, path: tuple[int, ...] = (),
-) -> torch.Tensor:
-    """Grad-CAM on the layer's own grid: [B, h, w] = relu(sum_c mean_hw(dS/dA_c) * A_c)."""
+    to_nchw: ToNCHW = _identity, path: tuple[int, ...] = (),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, dS/dA), both [B, C, h, w]: the layer's activation and the gradient of each
+    image's target logit S with respect to it (one forward, one backward to the layer)."""
     logits, leaf = _forward_with_leaf_at(model, images, layer, path)
     if not logits.requires_grad:
         raise UserError("the model's logits do not depend on the Grad-CAM layer's output")
@@ -118,15 +119,75 @@ def gradcam_native(
         score = logits.gather(1, target.view(-1, 1)).sum()
     (grad,) = torch.autograd.grad(score, leaf)
     activation, grad = to_nchw(leaf.detach()), to_nchw(grad)
+    _check_nchw(activation)
+    if not grad.any():
+        _warn_zero_gradient(model, layer)
+    return activation, grad
+
+
+class _LayerReached(Exception):
+    """Raised by the capture hook: nothing above the layer needs to run."""
+
+
+def layer_activations(model: nn.Module, images: torch.Tensor, layer: nn.Module,
+                      to_nchw: ToNCHW = _identity, path: tuple[int, ...] = ()) -> torch.Tensor:
+    """The layer's activation [B, C, h, w], for gradient-free CAMs: the forward pass stops
+    at the layer (the rest of the network is not run)."""
+    from ..models.intermediates import tensor_at
+
+    captured: list[torch.Tensor] = []
+
+    def hook(_module, _inputs, output):
+        tensor = tensor_at(output, path) if path else output
+        if not isinstance(tensor, torch.Tensor):
+            raise UserError(f"CAM layer {type(layer).__name__} returns "
+                            f"{type(output).__name__} without a tensor at position "
+                            f"{list(path)}; pick a layer whose output holds a spatial map")
+        captured.append(tensor.detach())
+        raise _LayerReached
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        with torch.inference_mode():  # no autograd bookkeeping at all
+            model(images)
+    except _LayerReached:
+        pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise UserError(f"CAM layer {type(layer).__name__} did not run in the model's forward "
+                        "pass; pick a module inside the model")
+    activation = to_nchw(captured[0])
+    _check_nchw(activation)
+    return activation
+
+
+def _check_nchw(activation: torch.Tensor) -> None:
     if activation.ndim != 4:
         raise UserError(
             f"Grad-CAM layer output became shape {tuple(activation.shape)} after to_nchw; "
             "expected [B, C, h, w] (give the model a to_nchw for token or NHWC layers)"
         )
-    if not grad.any():
-        _warn_zero_gradient(model, layer)
-    weights = grad.mean(dim=(2, 3))
-    cam = torch.einsum("bc,bchw->bhw", weights, activation)
+
+
+def weighted_sum(weights: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
+    """sum_c w_bc * A_bchw -> [B, h, w]: the map of every channel-weighting CAM."""
+    return torch.einsum("bc,bchw->bhw", weights, activation)
+
+
+def gradcam_combine(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM: each channel weighted by the spatial mean of its gradient."""
+    return weighted_sum(grad.mean(dim=(2, 3)), activation)
+
+
+def gradcam_native(
+    model: nn.Module, images: torch.Tensor, target: torch.Tensor, layer: nn.Module,
+    to_nchw: ToNCHW = _identity, relu: bool = True, path: tuple[int, ...] = (),
+) -> torch.Tensor:
+    """Grad-CAM on the layer's own grid: [B, h, w] = relu(sum_c mean_hw(dS/dA_c) * A_c)."""
+    activation, grad = layer_activations_and_gradients(model, images, target, layer, to_nchw,
+                                                       path)
+    cam = gradcam_combine(activation, grad)
     return cam.clamp_min(0) if relu else cam
 
 
@@ -152,31 +213,56 @@ def upsample_maps(maps: torch.Tensor, size: tuple[int, int], mode: str) -> torch
     return F.interpolate(maps[:, None], size=size, mode=mode, align_corners=align)[:, 0]
 
 
-@register_method("gradcam", display_name="Grad-CAM", family="cam")
-def gradcam(
-    model: nn.Module,
-    images: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    layer=None,
-    upsample: str = "bilinear",
-    relu: bool = True,
-) -> Attribution:
-    """Grad-CAM maps [B, H, W] in the canonical frame; extras["native"] is the layer grid.
+# (activation, gradient or None) [B, C, h, w] -> map [B, h, w] before the ReLU
+Combine = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
-    layer:    None (model.cam_layer), a module name, a relative depth, or an nn.Module
-    upsample: "bilinear" | "nearest", from the layer grid to the canonical H, W
-    relu:     clamp negative evidence to zero (the original definition)
-    """
+
+def check_upsample(upsample: str) -> None:
     if upsample not in UPSAMPLE_MODES:
         raise UserError(f"upsample='{upsample}' is not known; accepted: {', '.join(UPSAMPLE_MODES)}")
-    cam = resolve_cam_layer(model, layer)
-    native = gradcam_native(model, images, target, cam.module, cam.to_nchw, relu=relu,
-                            path=cam.path)
+
+
+def cam_attribution(native: torch.Tensor, images: torch.Tensor, cam, upsample: str,
+                    relu: bool, **params) -> Attribution:
+    """The Attribution of a native map [B, h, w] (before the ReLU) at layer `cam`."""
+    native = native.clamp_min(0) if relu else native
     maps = upsample_maps(native, tuple(images.shape[-2:]), upsample)
     params = {**cam.identity(), "grid": list(native.shape[-2:]), "upsample": upsample,
-              "relu": relu}
+              "relu": relu, **params}
     return Attribution(maps=maps.detach(), extras={"native": native.detach()}, params=params)
+
+
+def register_cam(name: str, display_name: str, combine: Combine, *,
+                 uses_gradients: bool = True):
+    """Register a CAM variant given by its `combine(activation, gradient)` over the shared
+    machinery: layer resolution, one forward (+ backward to the layer), ReLU, upsampling,
+    store identity. Returns the registered method."""
+
+    def method(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
+               layer=None, upsample: str = "bilinear", relu: bool = True) -> Attribution:
+        check_upsample(upsample)
+        cam = resolve_cam_layer(model, layer)
+        if uses_gradients:
+            activation, grad = layer_activations_and_gradients(
+                model, images, target, cam.module, cam.to_nchw, cam.path)
+        else:
+            activation, grad = layer_activations(model, images, cam.module, cam.to_nchw,
+                                                 cam.path), None
+        return cam_attribution(combine(activation, grad), images, cam, upsample, relu)
+
+    method.__name__ = method.__qualname__ = name
+    method.__module__ = combine.__module__  # pickled by reference: <module>.<name>
+    method.__doc__ = (f"{display_name} maps [B, H, W] in the canonical frame; "
+                      f"extras[\"native\"] is the layer grid.\n\n{CAM_PARAMETERS}\n\n"
+                      f"{combine.__doc__ or ''}")
+    method.store_identity = _store_identity
+    return register_method(name, display_name=display_name, family="cam",
+                           signed=False)(method)
+
+
+CAM_PARAMETERS = """layer:    None (model.cam_layer), a module name, a relative depth, or an nn.Module
+upsample: "bilinear" | "nearest", from the layer grid to the canonical H, W
+relu:     clamp negative evidence to zero (the original definition)"""
 
 
 def _store_identity(model: nn.Module, params: dict) -> dict:
@@ -185,4 +271,4 @@ def _store_identity(model: nn.Module, params: dict) -> dict:
     return resolve_cam_layer(model, params.get("layer")).identity()
 
 
-gradcam.store_identity = _store_identity
+gradcam = register_cam("gradcam", "Grad-CAM", gradcam_combine)
