@@ -22,7 +22,7 @@ from .similarity import (
     pooled_kappa,
     similarity,
 )
-from .tables import read_matrix_csv, write_table_csv
+from .tables import read_matrix_csv, read_table_csv, table_provenance, write_table_csv
 
 __all__ = [
     "CKAResult",
@@ -53,9 +53,11 @@ __all__ = [
     "normalize",
     "pooled_kappa",
     "read_matrix_csv",
+    "read_table_csv",
     "register_metric",
     "similarity",
     "similarity_matrices",
     "similarity_matrix",
+    "table_provenance",
     "write_table_csv",
 ]

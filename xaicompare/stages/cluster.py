@@ -22,7 +22,7 @@ from ..cluster import (
     mds,
     resolution_sweep,
 )
-from ..compare import read_matrix_csv, write_table_csv
+from ..compare import read_matrix_csv, read_table_csv, write_table_csv
 from ..errors import UserError
 from .compare import study_conventions
 from .paths import array_path, save_arrays, table_path
@@ -34,7 +34,7 @@ SWEEP = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 def read_dissimilarity(study, method: str, metric: str) -> pd.DataFrame:
     path = table_path(study, "similarity", method, f"{metric}_dissimilarity")
-    return pd.read_csv(path, comment="#", index_col=0)
+    return read_table_csv(path, index_col=0)
 
 
 def defined_part(D: pd.DataFrame, what: str) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..compare import write_table_csv
+from ..compare import read_table_csv, write_table_csv
 from ..diversity import to_probs
 from ..errors import UserError
 from ..trust import (
@@ -62,8 +62,8 @@ def run_trust(study) -> None:
             if metric not in ("cosine", "spearman", "pearson"):
                 continue  # the centre-prior null of a pair is defined for correlations
             maps = study.read_maps(method) if maps is None else maps
-            mean = pd.read_csv(table_path(study, "similarity", method, f"{metric}_mean"),
-                               comment="#", index_col=0)
+            mean = read_table_csv(table_path(study, "similarity", method, f"{metric}_mean"),
+                                  index_col=0)
             centre = centre_bias_similarity(maps, metric, names, options=options)
             shuffled = shuffled_null(maps, metric, n_shuffles=cfg.n_shuffles, seed=seed,
                                      names=names)
