@@ -81,8 +81,10 @@ class Tree:
         return float(cophenet(self.linkage, self.condensed)[0])
 
     def cut(self, k: int | None = None, height: float | None = None) -> dict[str, int]:
-        """Flat clusters {model: id (1-based)}: into at most k clusters, or at a height.
+        """Flat clusters {model: id}: into at most k clusters, or at a height.
 
+        Ids are 0, 1, ... in order of each cluster's first model in `labels`, the same
+        numbering as `communities()` (scipy's fcluster numbers from 1 in its own order).
         With ties in merge heights scipy's maxclust can return fewer than k clusters.
         """
         if (k is None) == (height is None):
@@ -97,7 +99,9 @@ class Tree:
             if not np.isfinite(height) or height < 0:
                 raise UserError(f"height={height!r} is not accepted; accepted: a number >= 0")
             ids = fcluster(self.linkage, height, criterion="distance")
-        return {label: int(i) for label, i in zip(self.labels, ids, strict=True)}
+        first: dict[int, int] = {}  # renumber 0, 1, ... by first model, as communities()
+        return {label: first.setdefault(int(i), len(first))
+                for label, i in zip(self.labels, ids, strict=True)}
 
 
 def cluster(D: pd.DataFrame, method: str = "average", *, strict: bool = False) -> Tree:
