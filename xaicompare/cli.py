@@ -27,7 +27,7 @@ zoo_app = typer.Typer(no_args_is_help=True, help="The offline model zoo.")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(zoo_app, name="zoo")
 
-STATE = {"verbose": False}
+STATE = {"verbose": False, "argv": []}
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -122,12 +122,27 @@ def validate(study: StudyPath) -> None:
                f"methods: {', '.join(config.methods)})")
 
 
+def _run(s, stages=None):
+    """Study.run with the terminal's warnings summarised at the end and, on Ctrl-C, one
+    line saying what is kept and how to resume (exit 130, no traceback)."""
+    from .terminal import interrupted_message, summarised_warnings
+
+    try:
+        with summarised_warnings(TERMINAL_LOG, lambda line: typer.echo(line, err=True)):
+            return s.run() if stages is None else s.run(stages)
+    except KeyboardInterrupt:
+        display = s.display
+        typer.echo(interrupted_message(display, s.run_dir if display else None,
+                                       STATE["argv"]), err=True)
+        raise typer.Exit(130) from None
+
+
 @app.command()
 def explain(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
             quiet: Quiet = False, executor: Executor = None) -> None:
     """Compute (or resume) logits and explanation maps for every model and method."""
     s = _study(study, device, batch_size, quiet, executor)
-    summary = s.run(("explain",))
+    summary = _run(s, ("explain",))
     typer.echo(f"explanations stored in {s.run_dir / 'store'} "
                f"({summary.timings.get('explain', 0):.1f} s)")
 
@@ -135,7 +150,7 @@ def explain(study: StudyPath, device: Device = None, batch_size: BatchSize = Non
 def _stage_command(stage: str, doc: str):
     def command(study: StudyPath, device: Device = None, quiet: Quiet = False) -> None:
         s = _study(study, device, None, quiet)
-        s.run((stage,))
+        _run(s, (stage,))
         typer.echo(f"{stage}: done, outputs in {s.run_dir}")
 
     command.__doc__ = doc
@@ -157,7 +172,7 @@ def run(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
         quiet: Quiet = False, executor: Executor = None) -> None:
     """Every stage of a study, each resuming from the store."""
     s = _study(study, device, batch_size, quiet, executor)
-    result = s.run()
+    result = _run(s)
     _print_result(result)
 
 
@@ -165,9 +180,9 @@ def _print_result(result) -> None:
     for stage, seconds in result.timings.items():
         typer.echo(f"  {stage:<10} {seconds:8.1f} s")
     if result.report is not None:
-        typer.echo(f"report: {result.report}")
+        typer.echo(f"report: {Path(result.report).resolve()}")
     else:
-        typer.echo(f"outputs: {result.run_dir}")
+        typer.echo(f"outputs: {Path(result.run_dir).resolve()}")
 
 
 @app.command()
@@ -176,9 +191,10 @@ def quickstart(
     quiet: Quiet = False,
 ) -> None:
     """The offline quickstart study: shipped zoo on the synthetic shapes benchmark."""
-    from .quickstart import run_quickstart
+    from .quickstart import quickstart_config
+    from .study import Study
 
-    result = run_quickstart(output=output, progress=not quiet)
+    result = _run(Study(quickstart_config(output), progress=not quiet))
     _print_result(result)
 
 
@@ -322,6 +338,7 @@ def finetune(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
+    STATE["argv"] = list(args)
     try:
         app(args=args, prog_name="xaicompare")  # click handles usage errors (exit 2)
     except UserError as err:

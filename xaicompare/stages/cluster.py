@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from .. import progress
 from ..cluster import (
     adjusted_rand_index,
     check_dissimilarity,
@@ -75,8 +76,10 @@ def run_cluster(study) -> dict:
     families = study.families
     backend, louvain_seed = louvain_settings(study)
     outputs = {}
+    progress.plan(len(study.config.methods) * len(study.config.compare.metrics), "matrix")
     for method in study.config.methods:
         for metric in study.config.compare.metrics:
+            progress.note(f"{method}/{metric}")
             D = defined_part(read_dissimilarity(study, method, metric), f"{method}/{metric}")
             provenance = {"method": method, "metric": metric, "linkage": cfg.method,
                           "louvain_weight": cfg.louvain_weight, "seed": study.config.seed,
@@ -85,6 +88,7 @@ def run_cluster(study) -> dict:
             if len(D) < 2:
                 log.warning("%s/%s: fewer than 2 models with defined dissimilarities; "
                             "clustering skipped", method, metric)
+                progress.step()
                 continue
             tree = cluster(D, method=cfg.method)
             W, weight = louvain_input(study, method, metric, D)
@@ -117,6 +121,7 @@ def run_cluster(study) -> dict:
             save_arrays(array_path(study, "cluster", f"{method}__{metric}"), linkage=tree.linkage,
                      labels=np.asarray(tree.labels), order=np.asarray(tree.order))
             outputs[(method, metric)] = {"tree": tree, "communities": parts, "tests": tests}
+            progress.step()
     return outputs
 
 
