@@ -128,3 +128,21 @@ def test_top_level_cluster_works_after_the_subpackage_is_imported():
                      index=list("abc"), columns=list("abc"))
     assert xc.cluster(D).cut(k=2) == xc.cluster(D, method="average").cut(k=2)
     assert xc.cluster(D).cut(k=2)["a"] == xc.cluster(D).cut(k=2)["b"]
+
+
+def test_numpy_matrices_are_accepted_with_names(D):
+    """One kind of input per kind of result: a labelled DataFrame or an array + names."""
+    from xaicompare.cluster import communities
+
+    from_frame = cluster(D).cut(k=2)
+    assert cluster(D.to_numpy(), names=list(D.index)).cut(k=2) == from_frame
+    by_position = cluster(D.to_numpy()).cut(k=2)  # default names "0", "1", ...
+    assert list(by_position.values()) == list(from_frame.values())
+    assert list(by_position) == [str(i) for i in range(len(D))]
+    W = np.exp(-D)  # a similarity in (0, 1]
+    assert communities(W.to_numpy(), names=list(D.index), weight="similarity") == \
+        communities(W, weight="similarity")
+    with pytest.raises(UserError, match="names for a matrix"):
+        cluster(D.to_numpy(), names=["a"])
+    with pytest.raises(UserError, match="models x models matrix"):
+        cluster("not a matrix")

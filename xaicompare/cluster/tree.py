@@ -19,14 +19,15 @@ LINKAGE_METHODS = ("single", "complete", "average", "weighted", "ward", "centroi
 EUCLIDEAN_METHODS = ("ward", "centroid", "median")
 
 
-def check_dissimilarity(D, name: str = "D", strict: bool = False) -> pd.DataFrame:
+def check_dissimilarity(D, name: str = "D", strict: bool = False, names=None) -> pd.DataFrame:
     """Symmetric, non-negative, finite, same labels on both axes; the diagonal is set to 0.
 
     A diagonal that is not zero (e.g. a published matrix whose self-dissimilarities came
     from two runs of one model) is ignored with a warning, as scipy's linkage ignores it;
     strict=True refuses it instead.
     """
-    D = check_square_frame(D, name, symmetric=True, zero_diagonal=strict, non_negative=True)
+    D = check_square_frame(D, name, symmetric=True, zero_diagonal=strict, non_negative=True,
+                           names=names)
     return ignore_diagonal(D, name)
 
 
@@ -104,8 +105,10 @@ class Tree:
                 for label, i in zip(self.labels, ids, strict=True)}
 
 
-def cluster(D: pd.DataFrame, method: str = "average", *, strict: bool = False) -> Tree:
-    """Agglomerative clustering of the models in dissimilarity matrix D (labelled DataFrame).
+def cluster(D: pd.DataFrame, method: str = "average", *, strict: bool = False,
+            names=None) -> Tree:
+    """Agglomerative clustering of the models in dissimilarity matrix D: a labelled
+    DataFrame, or a NumPy array whose rows and columns are `names` (default "0", "1", ...).
 
     method: single | complete | average | weighted | ward | centroid | median. The last
     three assume Euclidean distances; they warn when D is not Euclidean.
@@ -115,7 +118,7 @@ def cluster(D: pd.DataFrame, method: str = "average", *, strict: bool = False) -
         raise UserError(
             f"linkage method {method!r} is not accepted; accepted: {', '.join(LINKAGE_METHODS)}"
         )
-    D = check_dissimilarity(D, strict=strict)
+    D = check_dissimilarity(D, strict=strict, names=names)
     if len(D) < 2:
         raise UserError(f"clustering needs at least 2 models, got {len(D)}")
     values = D.to_numpy()
