@@ -147,24 +147,30 @@ def explain(study: StudyPath, device: Device = None, batch_size: BatchSize = Non
                f"({summary.timings.get('explain', 0):.1f} s)")
 
 
-def _stage_command(stage: str, doc: str):
+def _stage_command(stage: str, doc: str, device_flag: bool = True):
     def command(study: StudyPath, device: Device = None, quiet: Quiet = False) -> None:
         s = _study(study, device, None, quiet)
         _run(s, (stage,))
         typer.echo(f"{stage}: done, outputs in {s.run_dir}")
 
-    command.__doc__ = doc
-    command.__name__ = stage
-    return command
+    def command_without_device(study: StudyPath, quiet: Quiet = False) -> None:
+        command(study, None, quiet)
+
+    chosen = command if device_flag else command_without_device  # no model compute: no flag
+    chosen.__doc__ = doc
+    chosen.__name__ = stage
+    return chosen
 
 
 app.command("compare")(_stage_command("compare", "Pairwise explanation similarity matrices."))
-app.command("cluster")(_stage_command("cluster", "Dendrograms and Louvain communities."))
+app.command("cluster")(_stage_command("cluster", "Dendrograms and Louvain communities.",
+                                      device_flag=False))
 app.command("diversity")(_stage_command("diversity", "Prediction diversity, ensembles, "
                                                      "corruptions and calibration."))
 app.command("trust")(_stage_command("trust", "Bootstrap intervals, clustering stability, "
                                              "null baselines and faithfulness."))
-app.command("report")(_stage_command("report", "Figures, atlases and the HTML report."))
+app.command("report")(_stage_command("report", "Figures, atlases and the HTML report.",
+                                     device_flag=False))
 
 
 @app.command()
@@ -201,7 +207,8 @@ def quickstart(
 @app.command()
 def models(
     probe: Annotated[list[str] | None, typer.Argument(
-        help="timm names to load (random weights) and probe for a Grad-CAM layer.")] = None,
+        help="timm names to load (random weights) and probe for a Grad-CAM layer; prints "
+             "its module path, usable as `layer:`.")] = None,
 ) -> None:
     """List the offline zoo and the study catalogs; probe timm names for a Grad-CAM layer."""
     from .models.catalog import IMAGENETTE_14
@@ -213,9 +220,10 @@ def models(
         for name in probe:
             model = load_model(name, pretrained=False)
             cam = model.cam
-            typer.echo(f"{name}: family={model.family} cam_layer={cam.name} "
-                       f"({type(model.cam_layer).__name__}, {cam.route}, grid {cam.grid}) "
-                       f"input={model.input_size}")
+            path = module_path(model.net, model.cam_layer) or cam.name
+            typer.echo(f"{name}: family={model.family} input={model.input_size}")
+            typer.echo(f"  Grad-CAM layer: {path}  (give it as `layer: {path}`; a "
+                       f"{type(model.cam_layer).__name__}, read by {cam.route}, grid {cam.grid})")
         return
     typer.echo("offline zoo (use as source: zoo:<name> or zoo:all), shapes test accuracy:")
     for name, entry in zoo_entries().items():
@@ -226,6 +234,11 @@ def models(
     typer.echo("published Imagenette study (configs/imagenette-14.yaml):")
     for name in IMAGENETTE_14:
         typer.echo(f"  {name}")
+
+
+def module_path(net, module) -> str | None:
+    """The dotted path of `module` inside `net` (what `layer:` accepts), None if absent."""
+    return next((name for name, m in net.named_modules() if m is module and name), None)
 
 
 SIGNED_WORDS = {True: "signed", False: "unsigned", None: "as param"}
