@@ -113,3 +113,25 @@ def test_zoo_train_replays_its_recorded_command(capsys, tmp_path, monkeypatch):
     monkeypatch.undo()
     code, _, err = run_cli(capsys, "zoo", "train", "--out", str(tmp_path), "--name", "nope")
     assert code == 2 and "unknown zoo model 'nope'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_models_probe_prints_a_layer_path_that_layer_accepts(capsys):
+    from xaicompare.models import load_model
+
+    code, out, _ = run_cli(capsys, "models", "vit_tiny_patch16_224")
+    assert code == 0
+    line = next(x for x in out.splitlines() if "Grad-CAM layer:" in x)
+    path = line.split("Grad-CAM layer:")[1].split()[0]
+    assert f"`layer: {path}`" in line
+    model = load_model("vit_tiny_patch16_224", pretrained=False)
+    assert dict(model.net.named_modules())[path] is model.cam_layer  # a module path
+    again = load_model("vit_tiny_patch16_224", pretrained=False, layer=path)
+    assert again.cam.name == model.cam.name and again.cam.grid == model.cam.grid
+
+
+@pytest.mark.parametrize("stage", ["cluster", "report"])
+def test_stages_without_model_compute_have_no_device_flag(capsys, stage):
+    code, out, _ = run_cli(capsys, stage, "--help")
+    assert code == 0 and "--device" not in out and "--quiet" in out
+    code, _, err = run_cli(capsys, stage, "study.yaml", "--device", "cpu")
+    assert code == 2 and "--device" in err

@@ -88,4 +88,5 @@ def test_csv_to_cluster_to_cut_to_communities_pipeline(tmp_path, W):
     cut = cluster(loaded, "average").cut(k=3)
     parts = communities(loaded, weight="dissimilarity")
     assert same_grouping(cut, parts)
+    assert cut == parts  # one numbering: 0-based, in order of each group's first model
     assert len(set(cut.values())) == 3

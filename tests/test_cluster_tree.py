@@ -36,10 +36,19 @@ def test_tree_matches_scipy(D, method):
     assert tree.order == [LABELS[i] for i in leaves_list(reference)]
     assert tree.cophenetic_correlation == pytest.approx(cophenet(reference, condensed)[0])
     cut = tree.cut(k=2)
-    assert list(cut.values()) == fcluster(reference, 2, criterion="maxclust").tolist()
+    assert same_partition(cut, fcluster(reference, 2, criterion="maxclust"))
     assert cut["a"] == cut["b"] == cut["c"] != cut["d"] == cut["e"] == cut["f"]
+    assert cut["a"] == 0 and cut["d"] == 1  # 0-based, numbered by first model, as communities
     by_height = tree.cut(height=1.0)
-    assert list(by_height.values()) == fcluster(reference, 1.0, criterion="distance").tolist()
+    assert same_partition(by_height, fcluster(reference, 1.0, criterion="distance"))
+    assert sorted(set(by_height.values())) == list(range(len(set(by_height.values()))))
+
+
+def same_partition(cut: dict, scipy_ids) -> bool:
+    """Same grouping as scipy's fcluster (which numbers from 1 in its own order)."""
+    ours, theirs = list(cut.values()), list(scipy_ids)
+    return all((ours[i] == ours[j]) == (theirs[i] == theirs[j])
+               for i in range(len(ours)) for j in range(len(ours)))
 
 
 def test_tree_accepts_columns_in_another_order(D):
@@ -119,3 +128,21 @@ def test_top_level_cluster_works_after_the_subpackage_is_imported():
                      index=list("abc"), columns=list("abc"))
     assert xc.cluster(D).cut(k=2) == xc.cluster(D, method="average").cut(k=2)
     assert xc.cluster(D).cut(k=2)["a"] == xc.cluster(D).cut(k=2)["b"]
+
+
+def test_numpy_matrices_are_accepted_with_names(D):
+    """One kind of input per kind of result: a labelled DataFrame or an array + names."""
+    from xaicompare.cluster import communities
+
+    from_frame = cluster(D).cut(k=2)
+    assert cluster(D.to_numpy(), names=list(D.index)).cut(k=2) == from_frame
+    by_position = cluster(D.to_numpy()).cut(k=2)  # default names "0", "1", ...
+    assert list(by_position.values()) == list(from_frame.values())
+    assert list(by_position) == [str(i) for i in range(len(D))]
+    W = np.exp(-D)  # a similarity in (0, 1]
+    assert communities(W.to_numpy(), names=list(D.index), weight="similarity") == \
+        communities(W, weight="similarity")
+    with pytest.raises(UserError, match="names for a matrix"):
+        cluster(D.to_numpy(), names=["a"])
+    with pytest.raises(UserError, match="models x models matrix"):
+        cluster("not a matrix")

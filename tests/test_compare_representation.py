@@ -112,3 +112,16 @@ def test_float32_torch_input_and_bad_input(feats):
         cka_matrix([feats[0], np.full((40, 3), np.nan)])
     with pytest.raises(UserError, match="CKA kernel"):
         cka_matrix(feats, kernel="cosine")
+
+
+def test_features_straight_from_a_forward_pass_are_accepted():
+    """Features that still require grad (no torch.no_grad()) give the same CKA."""
+    import torch
+
+    from xaicompare.compare import cka_matrix
+
+    x = torch.randn(12, 5, requires_grad=True)
+    y = x @ torch.randn(5, 4)  # requires grad too
+    with_grad = cka_matrix({"x": x, "y": y}).estimate
+    without = cka_matrix({"x": x.detach(), "y": y.detach()}).estimate
+    assert with_grad.equals(without)

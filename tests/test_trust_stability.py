@@ -37,7 +37,7 @@ def test_perfectly_separated_clusters_always_coclustered(algorithm):
     expected = np.kron(np.eye(2), np.ones((3, 3)))
     np.testing.assert_array_equal(freq.to_numpy(), expected)
     assert freq.attrs["n_used"] == 30
-    assert consensus_clustering(freq, k=2) == {m: 1 if m[0] == "a" else 2 for m in NAMES}
+    assert consensus_clustering(freq, k=2) == {m: 0 if m[0] == "a" else 1 for m in NAMES}
     consensus = cluster_consensus(freq, freq.attrs["reference"])
     assert consensus["consensus"].tolist() == [1.0, 1.0]
 

@@ -27,7 +27,7 @@ zoo_app = typer.Typer(no_args_is_help=True, help="The offline model zoo.")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(zoo_app, name="zoo")
 
-STATE = {"verbose": False}
+STATE = {"verbose": False, "argv": []}
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -122,34 +122,55 @@ def validate(study: StudyPath) -> None:
                f"methods: {', '.join(config.methods)})")
 
 
+def _run(s, stages=None):
+    """Study.run with the terminal's warnings summarised at the end and, on Ctrl-C, one
+    line saying what is kept and how to resume (exit 130, no traceback)."""
+    from .terminal import interrupted_message, summarised_warnings
+
+    try:
+        with summarised_warnings(TERMINAL_LOG, lambda line: typer.echo(line, err=True)):
+            return s.run() if stages is None else s.run(stages)
+    except KeyboardInterrupt:
+        display = s.display
+        typer.echo(interrupted_message(display, s.run_dir if display else None,
+                                       STATE["argv"]), err=True)
+        raise typer.Exit(130) from None
+
+
 @app.command()
 def explain(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
             quiet: Quiet = False, executor: Executor = None) -> None:
     """Compute (or resume) logits and explanation maps for every model and method."""
     s = _study(study, device, batch_size, quiet, executor)
-    summary = s.run(("explain",))
+    summary = _run(s, ("explain",))
     typer.echo(f"explanations stored in {s.run_dir / 'store'} "
                f"({summary.timings.get('explain', 0):.1f} s)")
 
 
-def _stage_command(stage: str, doc: str):
+def _stage_command(stage: str, doc: str, device_flag: bool = True):
     def command(study: StudyPath, device: Device = None, quiet: Quiet = False) -> None:
         s = _study(study, device, None, quiet)
-        s.run((stage,))
+        _run(s, (stage,))
         typer.echo(f"{stage}: done, outputs in {s.run_dir}")
 
-    command.__doc__ = doc
-    command.__name__ = stage
-    return command
+    def command_without_device(study: StudyPath, quiet: Quiet = False) -> None:
+        command(study, None, quiet)
+
+    chosen = command if device_flag else command_without_device  # no model compute: no flag
+    chosen.__doc__ = doc
+    chosen.__name__ = stage
+    return chosen
 
 
 app.command("compare")(_stage_command("compare", "Pairwise explanation similarity matrices."))
-app.command("cluster")(_stage_command("cluster", "Dendrograms and Louvain communities."))
+app.command("cluster")(_stage_command("cluster", "Dendrograms and Louvain communities.",
+                                      device_flag=False))
 app.command("diversity")(_stage_command("diversity", "Prediction diversity, ensembles, "
                                                      "corruptions and calibration."))
 app.command("trust")(_stage_command("trust", "Bootstrap intervals, clustering stability, "
                                              "null baselines and faithfulness."))
-app.command("report")(_stage_command("report", "Figures, atlases and the HTML report."))
+app.command("report")(_stage_command("report", "Figures, atlases and the HTML report.",
+                                     device_flag=False))
 
 
 @app.command()
@@ -157,7 +178,7 @@ def run(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
         quiet: Quiet = False, executor: Executor = None) -> None:
     """Every stage of a study, each resuming from the store."""
     s = _study(study, device, batch_size, quiet, executor)
-    result = s.run()
+    result = _run(s)
     _print_result(result)
 
 
@@ -165,9 +186,9 @@ def _print_result(result) -> None:
     for stage, seconds in result.timings.items():
         typer.echo(f"  {stage:<10} {seconds:8.1f} s")
     if result.report is not None:
-        typer.echo(f"report: {result.report}")
+        typer.echo(f"report: {Path(result.report).resolve()}")
     else:
-        typer.echo(f"outputs: {result.run_dir}")
+        typer.echo(f"outputs: {Path(result.run_dir).resolve()}")
 
 
 @app.command()
@@ -176,16 +197,18 @@ def quickstart(
     quiet: Quiet = False,
 ) -> None:
     """The offline quickstart study: shipped zoo on the synthetic shapes benchmark."""
-    from .quickstart import run_quickstart
+    from .quickstart import quickstart_config
+    from .study import Study
 
-    result = run_quickstart(output=output, progress=not quiet)
+    result = _run(Study(quickstart_config(output), progress=not quiet))
     _print_result(result)
 
 
 @app.command()
 def models(
     probe: Annotated[list[str] | None, typer.Argument(
-        help="timm names to load (random weights) and probe for a Grad-CAM layer.")] = None,
+        help="timm names to load (random weights) and probe for a Grad-CAM layer; prints "
+             "its module path, usable as `layer:`.")] = None,
 ) -> None:
     """List the offline zoo and the study catalogs; probe timm names for a Grad-CAM layer."""
     from .models.catalog import IMAGENETTE_14
@@ -197,9 +220,10 @@ def models(
         for name in probe:
             model = load_model(name, pretrained=False)
             cam = model.cam
-            typer.echo(f"{name}: family={model.family} cam_layer={cam.name} "
-                       f"({type(model.cam_layer).__name__}, {cam.route}, grid {cam.grid}) "
-                       f"input={model.input_size}")
+            path = module_path(model.net, model.cam_layer) or cam.name
+            typer.echo(f"{name}: family={model.family} input={model.input_size}")
+            typer.echo(f"  Grad-CAM layer: {path}  (give it as `layer: {path}`; a "
+                       f"{type(model.cam_layer).__name__}, read by {cam.route}, grid {cam.grid})")
         return
     typer.echo("offline zoo (use as source: zoo:<name> or zoo:all), shapes test accuracy:")
     for name, entry in zoo_entries().items():
@@ -210,6 +234,11 @@ def models(
     typer.echo("published Imagenette study (configs/imagenette-14.yaml):")
     for name in IMAGENETTE_14:
         typer.echo(f"  {name}")
+
+
+def module_path(net, module) -> str | None:
+    """The dotted path of `module` inside `net` (what `layer:` accepts), None if absent."""
+    return next((name for name, m in net.named_modules() if m is module and name), None)
 
 
 SIGNED_WORDS = {True: "signed", False: "unsigned", None: "as param"}
@@ -322,6 +351,7 @@ def finetune(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
+    STATE["argv"] = list(args)
     try:
         app(args=args, prog_name="xaicompare")  # click handles usage errors (exit 2)
     except UserError as err:

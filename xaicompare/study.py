@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import progress
 from .config import StudyConfig
 from .errors import UserError
+from .progress import RunDisplay
 from .provenance import library_versions
 from .store import Store, atomic_write
 from .study_config import load_config, parse_config
@@ -48,6 +50,7 @@ class Study:
         self.config = config
         self.class_space: list = []  # one ClassMapping per model, set when models load
         self.progress = progress
+        self.display = None  # progress.RunDisplay of the current (or last) run
         self.run_dir = config.output_dir
         self.result = StudyResult(self.run_dir)
 
@@ -233,6 +236,7 @@ class Study:
     def report(self):
         from .stages.report import run_report
 
+        progress.plan(None, "figure")  # counted as they are saved (report/style.py)
         self.result.report = run_report(self)
         return self.result.report
 
@@ -315,10 +319,12 @@ class Study:
                     logger.addHandler(handler)
                     cleanup.callback(logger.removeHandler, handler)
                 log.setLevel(logging.INFO)
+                self.display = RunDisplay(enabled=self.progress)
                 for stage in stages:
                     start = time.perf_counter()
                     log.info("stage %s started", stage)
-                    getattr(self, stage)()
+                    with self.display.stage(stage):
+                        getattr(self, stage)()
                     self.result.timings[stage] = round(time.perf_counter() - start, 2)
                     log.info("stage %s finished in %.1f s", stage, self.result.timings[stage])
                     self.write_metadata()

@@ -20,7 +20,8 @@ WEIGHTS = ("similarity", "dissimilarity")
 BACKENDS = ("python-louvain", "networkx")
 
 
-def model_graph(W: pd.DataFrame, weight: str = "similarity", strict: bool = False) -> nx.Graph:
+def model_graph(W: pd.DataFrame, weight: str = "similarity", strict: bool = False,
+                names=None) -> nx.Graph:
     """Undirected graph: one node per model (in label order), one edge per pair with weight > 0.
 
     weight='similarity': W holds similarities and is used as is.
@@ -31,7 +32,7 @@ def model_graph(W: pd.DataFrame, weight: str = "similarity", strict: bool = Fals
     if weight not in WEIGHTS:
         raise UserError(f"weight={weight!r} is not accepted; accepted: {', '.join(WEIGHTS)}")
     W = check_square_frame(W, "W", symmetric=True,
-                           zero_diagonal=strict and weight == "dissimilarity")
+                           zero_diagonal=strict and weight == "dissimilarity", names=names)
     if weight == "dissimilarity":
         W = ignore_diagonal(W, "W")
     values = W.to_numpy()
@@ -71,8 +72,11 @@ def communities(
     *,
     strict: bool = False,
     preset: str | Conventions | None = None,
+    names=None,
 ) -> dict[str, int]:
-    """Louvain communities {model: id}, deterministic for a given seed.
+    """Louvain communities {model: id}, ids 0, 1, ... by first model, deterministic for a
+    given seed. W: a labelled DataFrame, or a NumPy array whose rows and columns are
+    `names` (default "0", "1", ...).
 
     See `model_graph` for `weight` and `strict`. backend='python-louvain'
     (community.best_partition, the toolkit's default) or 'networkx'
@@ -90,7 +94,7 @@ def communities(
         raise UserError(f"resolution={resolution!r} is not accepted; accepted: a number > 0")
     if backend not in BACKENDS:
         raise UserError(f"backend={backend!r} is not accepted; accepted: {', '.join(BACKENDS)}")
-    graph = model_graph(W, weight, strict=strict)
+    graph = model_graph(W, weight, strict=strict, names=names)
     if graph.size(weight="weight") == 0:
         raise UserError("W has no positive off-diagonal weights: every model would be alone")
     if backend == "networkx":

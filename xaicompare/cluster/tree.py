@@ -19,14 +19,15 @@ LINKAGE_METHODS = ("single", "complete", "average", "weighted", "ward", "centroi
 EUCLIDEAN_METHODS = ("ward", "centroid", "median")
 
 
-def check_dissimilarity(D, name: str = "D", strict: bool = False) -> pd.DataFrame:
+def check_dissimilarity(D, name: str = "D", strict: bool = False, names=None) -> pd.DataFrame:
     """Symmetric, non-negative, finite, same labels on both axes; the diagonal is set to 0.
 
     A diagonal that is not zero (e.g. a published matrix whose self-dissimilarities came
     from two runs of one model) is ignored with a warning, as scipy's linkage ignores it;
     strict=True refuses it instead.
     """
-    D = check_square_frame(D, name, symmetric=True, zero_diagonal=strict, non_negative=True)
+    D = check_square_frame(D, name, symmetric=True, zero_diagonal=strict, non_negative=True,
+                           names=names)
     return ignore_diagonal(D, name)
 
 
@@ -81,8 +82,10 @@ class Tree:
         return float(cophenet(self.linkage, self.condensed)[0])
 
     def cut(self, k: int | None = None, height: float | None = None) -> dict[str, int]:
-        """Flat clusters {model: id (1-based)}: into at most k clusters, or at a height.
+        """Flat clusters {model: id}: into at most k clusters, or at a height.
 
+        Ids are 0, 1, ... in order of each cluster's first model in `labels`, the same
+        numbering as `communities()` (scipy's fcluster numbers from 1 in its own order).
         With ties in merge heights scipy's maxclust can return fewer than k clusters.
         """
         if (k is None) == (height is None):
@@ -97,11 +100,15 @@ class Tree:
             if not np.isfinite(height) or height < 0:
                 raise UserError(f"height={height!r} is not accepted; accepted: a number >= 0")
             ids = fcluster(self.linkage, height, criterion="distance")
-        return {label: int(i) for label, i in zip(self.labels, ids, strict=True)}
+        first: dict[int, int] = {}  # renumber 0, 1, ... by first model, as communities()
+        return {label: first.setdefault(int(i), len(first))
+                for label, i in zip(self.labels, ids, strict=True)}
 
 
-def cluster(D: pd.DataFrame, method: str = "average", *, strict: bool = False) -> Tree:
-    """Agglomerative clustering of the models in dissimilarity matrix D (labelled DataFrame).
+def cluster(D: pd.DataFrame, method: str = "average", *, strict: bool = False,
+            names=None) -> Tree:
+    """Agglomerative clustering of the models in dissimilarity matrix D: a labelled
+    DataFrame, or a NumPy array whose rows and columns are `names` (default "0", "1", ...).
 
     method: single | complete | average | weighted | ward | centroid | median. The last
     three assume Euclidean distances; they warn when D is not Euclidean.
@@ -111,7 +118,7 @@ def cluster(D: pd.DataFrame, method: str = "average", *, strict: bool = False) -
         raise UserError(
             f"linkage method {method!r} is not accepted; accepted: {', '.join(LINKAGE_METHODS)}"
         )
-    D = check_dissimilarity(D, strict=strict)
+    D = check_dissimilarity(D, strict=strict, names=names)
     if len(D) < 2:
         raise UserError(f"clustering needs at least 2 models, got {len(D)}")
     values = D.to_numpy()

@@ -23,7 +23,7 @@ from .similarity import (
     pooled_kappa,
     similarity,
 )
-from .tables import read_matrix_csv, write_table_csv
+from .tables import read_matrix_csv, read_table_csv, table_provenance, write_table_csv
 
 __all__ = [
     "CKAResult",
@@ -54,9 +54,11 @@ __all__ = [
     "normalize",
     "pooled_kappa",
     "read_matrix_csv",
+    "read_table_csv",
     "register_metric",
     "similarity",
     "similarity_matrices",
     "similarity_matrix",
+    "table_provenance",
     "write_table_csv",
 ]

@@ -17,15 +17,16 @@ def check_square_frame(
     zero_diagonal: bool = False,
     non_negative: bool = False,
     atol: float = 1e-8,
+    names=None,
 ) -> pd.DataFrame:
     """Validate a labelled square matrix; returns it as float64 with columns in index order.
 
     Rows and columns must carry the same labels (any order; columns are reordered to rows).
+    A NumPy array (or torch tensor) is accepted too, labelled by `names` (default "0",
+    "1", ...); `names` relabels nothing when a DataFrame is given.
     """
     if not isinstance(df, pd.DataFrame):
-        raise UserError(
-            f"{name} must be a pandas DataFrame (models x models), got {type(df).__name__}"
-        )
+        df = _labelled(df, name, names)
     if df.shape[0] != df.shape[1] or df.shape[0] == 0:
         raise UserError(f"{name} must be square and non-empty, got shape {df.shape}")
     rows, cols = [str(x) for x in df.index], [str(x) for x in df.columns]
@@ -63,3 +64,21 @@ def check_square_frame(
         i, j = np.unravel_index(np.argmin(values), values.shape)
         raise UserError(f"{name} must be non-negative, but [{rows[i]}, {rows[j]}]={values[i, j]:g}")
     return pd.DataFrame(values, index=rows, columns=rows)
+
+
+def _labelled(values, name: str, names) -> pd.DataFrame:
+    """A 2-D array as a DataFrame whose rows and columns are `names`."""
+    if hasattr(values, "detach"):  # torch
+        values = values.detach().cpu().numpy()
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim != 2:
+        raise UserError(f"{name} must be a models x models matrix: a pandas DataFrame, or a "
+                        f"2-D NumPy array with names=; got {type(values).__name__}")
+    labels = [str(i) for i in range(len(array))] if names is None else [str(x) for x in names]
+    if len(labels) != array.shape[0]:
+        raise UserError(f"{name}: {len(labels)} names for a matrix of shape {array.shape}")
+    return pd.DataFrame(array, index=labels, columns=labels[: array.shape[1]]
+                        if array.shape[0] == array.shape[1] else None)

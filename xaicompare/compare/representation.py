@@ -46,8 +46,8 @@ def _as_features(features, names) -> tuple[torch.Tensor, list[str]]:
         names = list(features) if names is None else list(names)
         features = [features[n] for n in names]
     if isinstance(features, list | tuple):
-        parts = [torch.as_tensor(np.asarray(f)) if not isinstance(f, torch.Tensor) else f
-                 for f in features]
+        parts = [torch.as_tensor(np.asarray(f)) if not isinstance(f, torch.Tensor)
+                 else f.detach() for f in features]  # features straight from a forward pass
         if len({f.shape[0] for f in parts}) != 1 or any(f.ndim != 2 for f in parts):
             raise UserError("features must be one [N, F] array per model, all with the same N "
                             f"images; got shapes {[tuple(f.shape) for f in parts]}")
@@ -55,7 +55,8 @@ def _as_features(features, names) -> tuple[torch.Tensor, list[str]]:
         width = max(f.shape[1] for f in parts)  # zero padding changes no kernel value
         features = torch.stack([torch.nn.functional.pad(f.to(dtype), (0, width - f.shape[1]))
                                 for f in parts])
-    x = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
+    x = (features.detach() if isinstance(features, torch.Tensor)
+         else torch.as_tensor(np.asarray(features)))
     if x.ndim != 3:
         raise UserError(f"features must be [M, N, F] (models x images x features), got shape "
                         f"{tuple(x.shape)}")

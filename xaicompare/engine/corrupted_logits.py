@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from ..devices import intra_op_threads, resolve_device
+from ..progress import bar as progress_bar
 from ..store import Store
 from ..store.keys import logits_entry
 from .runner import executor_options
@@ -52,8 +52,8 @@ def run_corrupted_logits(models: Sequence, dataset, conditions: Sequence[Conditi
                        options.model_copy(update={"device": device}), progress)
     device_ = resolve_device(device)
     summary = RunSummary()
-    bar = tqdm(total=len(conditions) * len(models) * len(dataset), desc="corruptions",
-               disable=not progress, leave=False, unit="img")
+    bar = progress_bar(len(conditions) * len(models) * len(dataset), desc="corruptions",
+                       unit="img", enabled=progress)
     entries = {c.name: [logits_entry(store, m, dataset_identity, c.name) for m in models]
                for c in conditions}  # built once: an entry indexes its chunks when first asked
     with intra_op_threads(options.threads):
@@ -61,7 +61,7 @@ def run_corrupted_logits(models: Sequence, dataset, conditions: Sequence[Conditi
             images = None
             for condition in conditions:
                 if all(e.has_all(shard.ids) for e in entries[condition.name]):
-                    bar.update(len(shard) * len(models))
+                    bar.restore(len(shard) * len(models))  # in the store
                     continue
                 if images is None:
                     images = dataset.load(list(shard.rows)).to(device_)
@@ -70,7 +70,8 @@ def run_corrupted_logits(models: Sequence, dataset, conditions: Sequence[Conditi
                     n = corrupted_logits_unit(model, shard, corrupted, condition.name, store,
                                               dataset_identity, device_, entry)
                     summary.add(f"{model.name}/{condition.name}", n, len(shard) - n, 0.0)
-                    bar.update(len(shard))
+                    bar.restore(len(shard) - n)
+                    bar.update(n)
     bar.close()
     return summary
 
@@ -94,7 +95,7 @@ def _on_ray(models, dataset, conditions, store, shards, dataset_identity, seed, 
                     units.append(Unit(m, s, condition))
     if not units:
         return summary
-    bar = tqdm(total=len(units), desc="corruptions (ray)", disable=not progress, unit="unit")
+    bar = progress_bar(len(units), desc="corruptions (ray)", unit="unit", enabled=progress)
     pending = {}
     for unit in units:
         pending.setdefault(unit.shard, {})[unit.payload.name] = unit.payload

@@ -28,10 +28,10 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..attribution.registry import METHODS, method_info
 from ..errors import UserError
+from ..progress import bar as progress_bar
 from ..store import Store
 from .batching import auto_batch_size
 from .ray_pool import (
@@ -132,8 +132,8 @@ def run_explanations_on_ray(models: Sequence, dataset, job: ExplainJob, store: S
     shards = make_shards(dataset, ray_shard_size(batch_size, options))
     summary = RunSummary()
     per_image = 1 + len(job.methods)
-    bar = tqdm(total=len(dataset) * per_image * len(models), desc="explain (ray)",
-               disable=not progress, unit="map")
+    bar = progress_bar(len(dataset) * per_image * len(models), desc="explain (ray)",
+                       unit="map", enabled=progress)
     units, entries = [], [ModelEntries.of(store, model, job) for model in models]
     for s, shard in enumerate(shards):
         for m, model in enumerate(models):
@@ -141,7 +141,7 @@ def run_explanations_on_ray(models: Sequence, dataset, job: ExplainJob, store: S
                 report = explain_unit(model, shard, job, store, torch.device("cpu"),
                                       lambda: None, entries=entries[m])
                 summary.merge(report)
-                bar.update(report.progress)
+                bar.restore(report.progress)  # all in the store
             else:
                 units.append(Unit(m, s))
     if units:
@@ -172,7 +172,8 @@ def run_explanations_on_ray(models: Sequence, dataset, job: ExplainJob, store: S
 
             def done(unit: Unit, report) -> None:
                 summary.merge(report)
-                bar.update(report.progress)
+                bar.restore(report.restored)
+                bar.update(report.progress - report.restored)
 
             run_units(ray, pool, units, refs.keys, submit, done, summary, options.retries,
                       lambda u: (models[u.model].name, shards[u.shard].name), inputs.release)

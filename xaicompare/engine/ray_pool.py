@@ -121,6 +121,7 @@ def merge_reports(reports: list[UnitReport]) -> UnitReport:
         merged.counts += report.counts
         merged.nonfinite += report.nonfinite
         merged.progress += report.progress
+        merged.restored += report.restored
     return merged
 
 

@@ -20,10 +20,10 @@ import logging
 from collections.abc import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..devices import check_device_syntax, intra_op_threads, resolve_device
 from ..errors import UserError
+from ..progress import bar as progress_bar
 from ..store import Store
 from .batching import PROBE_IMAGES, auto_batch_size, place_model, probe_batch_size
 from .summary import RunSummary
@@ -94,25 +94,27 @@ def run_explanations(
                                        progress=progress)
     device_ = resolve_device(device)
     summary = RunSummary()
+    bar = progress_bar(len(models) * len(dataset) * (1 + len(methods)), desc="explain",
+                       unit="map", enabled=progress)
     with intra_op_threads(options.threads):
         for model in models:
+            bar.note(model.name)
             model = place_model(model, device_)
             size = _shard_size(batch_size, model, dataset, job, store, device_)
-            bar = tqdm(total=len(dataset) * (1 + len(methods)), desc=model.name,
-                       disable=not progress, unit="map", leave=False)
             entries = ModelEntries.of(store, model, job)
 
-            def run_all(size: int, model=model, bar=bar, entries=entries) -> None:
-                bar.reset()
+            def run_all(size: int, model=model, entries=entries, start=bar.n) -> None:
+                bar.rewind(start)  # an out-of-memory retry redoes this model's shards
                 for shard in make_shards(dataset, size):
                     report = explain_unit(model, shard, job, store, device_,
                                           lambda rows=shard.rows: dataset.load(list(rows)),
                                           entries=entries)
                     summary.merge(report)
-                    bar.update(report.progress)
+                    bar.restore(report.restored)  # stored work: done, not in the ETA
+                    bar.update(report.progress - report.restored)
 
             with_oom_backoff(run_all, size)
-            bar.close()
+    bar.close()
     return summary.finish()
 
 

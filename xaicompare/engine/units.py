@@ -92,10 +92,12 @@ class UnitReport:
     counts: list[tuple[str, int, int, float]] = field(default_factory=list)
     nonfinite: list[tuple[str, str, str]] = field(default_factory=list)
     progress: int = 0  # images x (logits + methods) accounted for
+    restored: int = 0  # of which found in the store (or not applicable): nothing to compute
 
     def add(self, what: str, computed: int, skipped: int, seconds: float = 0.0) -> None:
         self.counts.append((f"{self.model}/{what}", computed, skipped, seconds))
         self.progress += computed + skipped
+        self.restored += skipped
 
     def flag(self, what: str, ids: Sequence[str], finite: np.ndarray) -> None:
         self.nonfinite.extend((self.model, what, i)
@@ -204,7 +206,9 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
     entries = entries or ModelEntries.of(store, model, job)
     logits, features, entries = entries.logits, entries.features, entries.maps
     todo = {m for m, e in entries.items() if not e.has_all(ids)}
-    report.progress += len(ids) * (len(job.methods) - len(entries))  # not applicable: done
+    not_applicable = len(ids) * (len(job.methods) - len(entries))  # done: nothing to do
+    report.progress += not_applicable
+    report.restored += not_applicable
     if logits.has_all(ids) and features.has_all(ids) and not todo:
         report.add("logits", 0, len(ids))
         report.flag("logits", ids, stored_finite(logits, ids, "logits"))

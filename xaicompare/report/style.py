@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .. import progress  # noqa: E402
 from ..errors import UserError  # noqa: E402
 from ..store import atomic_write  # noqa: E402
 
@@ -200,4 +201,5 @@ def save_figure(
             atomic_write(path, lambda handle, fmt=fmt, metadata=metadata: fig.savefig(
                 handle, format=fmt, dpi=dpi, metadata=metadata))
             written.append(path)
+    progress.step(base.name)  # the report stage's progress line counts figures
     return written

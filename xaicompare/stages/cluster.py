@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from .. import progress
 from ..cluster import (
     adjusted_rand_index,
     check_dissimilarity,
@@ -22,7 +23,7 @@ from ..cluster import (
     mds,
     resolution_sweep,
 )
-from ..compare import read_matrix_csv, write_table_csv
+from ..compare import read_matrix_csv, read_table_csv, write_table_csv
 from ..errors import UserError
 from .compare import study_conventions
 from .paths import array_path, save_arrays, table_path
@@ -34,7 +35,7 @@ SWEEP = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 def read_dissimilarity(study, method: str, metric: str) -> pd.DataFrame:
     path = table_path(study, "similarity", method, f"{metric}_dissimilarity")
-    return pd.read_csv(path, comment="#", index_col=0)
+    return read_table_csv(path, index_col=0)
 
 
 def defined_part(D: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -75,8 +76,10 @@ def run_cluster(study) -> dict:
     families = study.families
     backend, louvain_seed = louvain_settings(study)
     outputs = {}
+    progress.plan(len(study.config.methods) * len(study.config.compare.metrics), "matrix")
     for method in study.config.methods:
         for metric in study.config.compare.metrics:
+            progress.note(f"{method}/{metric}")
             D = defined_part(read_dissimilarity(study, method, metric), f"{method}/{metric}")
             provenance = {"method": method, "metric": metric, "linkage": cfg.method,
                           "louvain_weight": cfg.louvain_weight, "seed": study.config.seed,
@@ -85,6 +88,7 @@ def run_cluster(study) -> dict:
             if len(D) < 2:
                 log.warning("%s/%s: fewer than 2 models with defined dissimilarities; "
                             "clustering skipped", method, metric)
+                progress.step()
                 continue
             tree = cluster(D, method=cfg.method)
             W, weight = louvain_input(study, method, metric, D)
@@ -117,6 +121,7 @@ def run_cluster(study) -> dict:
             save_arrays(array_path(study, "cluster", f"{method}__{metric}"), linkage=tree.linkage,
                      labels=np.asarray(tree.labels), order=np.asarray(tree.order))
             outputs[(method, metric)] = {"tree": tree, "communities": parts, "tests": tests}
+            progress.step()
     return outputs
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import progress
 from ..compare import CompareOptions, conventions, similarity_matrices, write_table_csv
 from ..compare.localisation import localisation_scores
 from ..compare.matrix import SimilarityResult
@@ -94,7 +95,9 @@ def run_compare(study) -> dict:
     labels = study.dataset.labels
     masks = study.dataset.masks(range(len(study.dataset)))
     results, localisation = {}, []
+    progress.plan(len(study.config.methods) + 1, "method")  # + the representation lens
     for method in study.config.methods:
+        progress.note(f"{method}: maps and lenses")
         skip = study.not_applicable(method)  # e.g. rollout for CNNs: no maps, NaN pairs
         keep = [i for i, name in enumerate(study.model_names) if name not in skip]
         names = [study.model_names[i] for i in keep]
@@ -106,6 +109,7 @@ def run_compare(study) -> dict:
         if masks is not None:
             localisation += localisation_rows(study, method, maps, masks.numpy(), names)
         # every metric in one pass: each chunk of maps is converted and normalised once
+        progress.note(f"{method}: similarity")
         per_metric = similarity_matrices(
             maps, {metric: metric_options(study, method, metric) for metric in cfg.metrics},
             options, names=names, preds=preds[keep], labels=labels,
@@ -130,7 +134,10 @@ def run_compare(study) -> dict:
                                 table_path(study, "similarity", method, "degenerate_maps"),
                                 provenance)
             results[(method, metric)] = result
+        progress.step()
+    progress.note("representation (CKA)")
     representation_tables(study)
+    progress.step()
     report_degenerate(study, health)  # each degenerate model named once, with counts
     if localisation:
         write_table_csv(pd.DataFrame(localisation), table_path(study, "localisation"),

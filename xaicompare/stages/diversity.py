@@ -12,6 +12,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from .. import progress
 from ..compare import write_table_csv
 from ..diversity import (
     diversity_components,
@@ -67,6 +68,8 @@ def run_diversity(study) -> dict:
     if study.dataset.labels is None or (labels < 0).all():
         log.warning("diversity needs labels; the dataset has none, stage skipped")
         return {}
+    progress.plan(5, "step")  # metrics, pairwise, corruptions, joint view, disagreement
+    progress.note("accuracy and calibration")
     logits = study.read_logits()
     finite = np.isfinite(logits).all(-1)  # [M, N]: images whose logits are numbers
     probs = np.full(logits.shape, np.nan)
@@ -97,6 +100,7 @@ def run_diversity(study) -> dict:
                     "finite images and each pair on the images both score, and they are left "
                     "out of ensembles, components, retention, disagreement and the joint view",
                     [n for n, ok in zip(names, healthy, strict=True) if not ok])
+    progress.step("error consistency and diversity")
     if len(names) >= 2:
         for kind, values in (("error_consistency", correct), ("zero_one_diversity", correct),
                              ("ce_diversity", p_true)):
@@ -110,15 +114,19 @@ def run_diversity(study) -> dict:
         ensembles = ensemble_table(probs, labels, names, k=sizes)
         ensembles["members"] = ensembles["members"].map(" + ".join)
         write(ensembles, "ensembles")
+    progress.step("corruptions")
     if cfg.corruptions:
         write(corruption_table(study, names, labels, metrics, keep), "retention",
               corruptions=cfg.corruptions, severities=cfg.severities, seed=study.config.seed)
+    progress.step("joint view and lenses")
     joint_view(study, correct, names, keep)
     if len(names) >= 3:
         joint_lenses(study, correct, pairwise_matrix(correct, "error_consistency", names),
                      metrics["accuracy"], keep)
+    progress.step("disagreement")
     if len(names) >= 2:  # disagreement needs two models
         disagreement(study, probs.argmax(-1))
+    progress.step()
     texture = study.dataset.attributes.get("object_texture")
     if texture is not None:  # the shapes benchmark: texture reliance on cue-conflict images
         n_textures = int(study.dataset.describe()["n_textures"])

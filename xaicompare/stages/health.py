@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..compare import write_table_csv
+from ..compare import read_table_csv, write_table_csv
 from ..compare.preprocess import DEGENERATE_REASONS, degenerate_codes
 from .paths import table_path
 
@@ -84,7 +84,7 @@ def summary_line(study) -> str:
     path = table_path(study, "degenerate_models")
     if not path.is_file():
         return "not checked (compare stage not run)"
-    table = pd.read_csv(path, comment="#")
+    table = read_table_csv(path)
     if table.empty:
         return "none"
     return "; ".join(f"{name}: {describe(part)}"

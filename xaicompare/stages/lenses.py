@@ -22,6 +22,7 @@ from ..compare import (
     cka_matrix,
     consensus,
     consensus_accuracy_correlation,
+    read_table_csv,
     similarity_matrices,
     write_table_csv,
 )
@@ -77,7 +78,7 @@ def representation_tables(study) -> dict[str, pd.DataFrame]:
 
 def read_cka(study, kernel: str = "linear") -> pd.DataFrame | None:
     path = table_path(study, "representation", f"cka_{kernel}")
-    return pd.read_csv(path, comment="#", index_col=0) if path.exists() else None
+    return read_table_csv(path, index_col=0) if path.exists() else None
 
 
 def consensus_table(study, method: str, maps: np.ndarray, names: list[str]
@@ -139,11 +140,11 @@ def joint_lenses(study, correct: np.ndarray, errors: pd.DataFrame, accuracy: pd.
             write_table_csv(table, table_path(study, "joint", method, f"{metric}_stratified"),
                             {"method": method, "metric": metric, "min_count": MIN_STRATUM})
             dissimilarity = table_path(study, "similarity", method, f"{metric}_dissimilarity")
-            matrices[f"explanation {method}/{metric}"] = pd.read_csv(
-                dissimilarity, comment="#", index_col=0).loc[names, names]
+            matrices[f"explanation {method}/{metric}"] = read_table_csv(
+                dissimilarity, index_col=0).loc[names, names]
         consensus_path = table_path(study, "consensus", method)
         if consensus_path.exists():
-            scores = pd.read_csv(consensus_path, comment="#")
+            scores = read_table_csv(consensus_path)
             scores = scores[np.isfinite(scores["model"].map(accuracy).astype(float))]
             rows = consensus_accuracy_correlation(scores, accuracy)
             write_table_csv(pd.DataFrame([{"method": method, **rows}]),

@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 
 from .. import report as rp
+from ..compare import read_table_csv
 from .paths import array_path, table_path
 
 
 def _read(path, index_col=0) -> pd.DataFrame | None:
-    return pd.read_csv(path, comment="#", index_col=index_col) if path.exists() else None
+    return read_table_csv(path, index_col=index_col) if path.exists() else None
 
 
 def _mantel_reading(row) -> str:

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .. import progress
 from ..attribution.registry import method_info
-from ..compare import write_table_csv
+from ..compare import read_table_csv, write_table_csv
 from ..diversity import to_probs
 from ..errors import UserError
 from ..trust import (
@@ -47,9 +48,13 @@ def run_trust(study) -> None:
         return
     seed = study.config.seed
     options = compare_options(study)
+    methods, metrics = study.config.methods, study.config.compare.metrics
+    progress.plan(len(methods) * (len(metrics) + 1) + 1 + len(methods) * (
+        (cfg.faithfulness_images > 0) + bool(cfg.randomization)), "step")
     for method in study.config.methods:
         maps = None
         for metric in study.config.compare.metrics:
+            progress.note(f"{method}/{metric}: bootstrap and nulls")
             per_image = np.load(array_path(study, "similarity", f"{method}__{metric}"))
             values, names = per_image["per_image"], [str(x) for x in per_image["names"]]
             provenance = {"method": method, "metric": metric, "n_resamples": cfg.n_resamples,
@@ -61,16 +66,19 @@ def run_trust(study) -> None:
             write_table_csv(pd.concat(tables, ignore_index=True),
                             table_path(study, "trust", method, f"{metric}_bootstrap"), provenance)
             if metric not in ("cosine", "spearman", "pearson"):
+                progress.step()
                 continue  # the centre-prior null of a pair is defined for correlations
             maps = study.read_maps(method) if maps is None else maps
-            mean = pd.read_csv(table_path(study, "similarity", method, f"{metric}_mean"),
-                               comment="#", index_col=0)
+            mean = read_table_csv(table_path(study, "similarity", method, f"{metric}_mean"),
+                                  index_col=0)
             centre = centre_bias_similarity(maps, metric, names, options=options)
             shuffled = shuffled_null(maps, metric, n_shuffles=cfg.n_shuffles, seed=seed,
                                      names=names)
             write_table_csv(null_table(mean, centre, shuffled),
                             table_path(study, "trust", method, f"{metric}_nulls"),
                             {**provenance, "n_shuffles": cfg.n_shuffles})
+            progress.step()
+        progress.note(f"{method}: clustering stability")
         primary = study.config.compare.metrics[0]
         values = np.load(array_path(study, "similarity", f"{method}__{primary}"))["per_image"]
         stability(study, method, primary, values)
@@ -82,7 +90,10 @@ def run_trust(study) -> None:
                             table_path(study, "trust", method, "sample_size"),
                             {"metric": primary, "statistic": "dissimilarity",
                              "ddof": study_ddof(study)})
+        progress.step()
+    progress.note("prediction intervals")
     prediction_intervals(study)
+    progress.step()
     faithfulness(study)
     if cfg.randomization:
         randomization(study)
@@ -163,6 +174,7 @@ def faithfulness(study) -> None:
     logits = study.read_logits(ids=ids)
     result = []
     for method in study.config.methods:
+        progress.note(f"{method}: faithfulness")
         maps = study.read_maps(method, ids)
         skip = study.not_applicable(method)
         for m, model in enumerate(study.models):
@@ -178,6 +190,7 @@ def faithfulness(study) -> None:
                                "deletion_auc": float(np.mean(curves.deletion_auc)),
                                "insertion_auc": float(np.mean(curves.insertion_auc)),
                                "n_images": len(rows)})
+        progress.step()
     write_table_csv(pd.DataFrame(result), table_path(study, "trust", "faithfulness"),
                     {"baseline": "black", "steps": cfg.faithfulness_steps,
                      "score": "probability of the predicted class",
@@ -192,11 +205,13 @@ def randomization(study) -> None:
     for method, params in study.config.methods.items():
         if not method_info(method).randomization:
             continue  # e.g. KernelSHAP: would need the stored superpixels
+        progress.note(f"{method}: randomisation test")
         skip = study.not_applicable(method)
         for model in [m for m in study.models if m.name not in skip]:
             tables.append(randomization_similarity(model, images, method, metric="spearman",
                                                    mode="full", seed=study.config.seed,
                                                    **params))
+        progress.step()
     if tables:
         write_table_csv(sanity_scores(tables), table_path(study, "trust", "randomization"),
                         {"metric": "spearman", "mode": "full", "images": len(images)})
