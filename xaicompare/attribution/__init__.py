@@ -4,9 +4,11 @@
 from . import (  # noqa: F401
     gradcam,
     gradient_rollout,
+    gradient_shap,
     gradients,
     integrated_gradients,
     kernelshap,
+    lime,
     perturbation,
     rollout,
 )

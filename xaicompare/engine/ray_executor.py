@@ -41,7 +41,15 @@ from .ray_pool import (
     worker_device,
 )
 from .runner import RunSummary, auto_batch_size
-from .units import ExplainJob, ModelEntries, Shard, explain_unit, make_shards, shard_segments
+from .units import (
+    ExplainJob,
+    ModelEntries,
+    Shard,
+    explain_unit,
+    make_shards,
+    shard_segments,
+    shared_segment_params,
+)
 
 INSTALL_HINT = "pip install 'xaicompare[ray]'"
 
@@ -147,12 +155,12 @@ def run_explanations_on_ray(models: Sequence, dataset, job: ExplainJob, store: S
             refs = put_models(ray, models)
             pool = get_pool(ray, options, store, pool_size(ray, options, len(units)))
             root = str(store.root.resolve())
-            kernelshap = job.methods.get("kernelshap")
+            superpixel_params = shared_segment_params(job.methods)
 
             def prepare(shard: int, images: torch.Tensor) -> dict:
-                if kernelshap is None:
-                    return {}
-                return {"segments": shard_segments(store, shards[shard], kernelshap,
+                if superpixel_params is None:
+                    return {}  # none, or methods on different superpixels: each unit's own
+                return {"segments": shard_segments(store, shards[shard], superpixel_params,
                                                    job.dataset_identity, images)}
 
             inputs = ShardInputs(ray, dataset, shards, units, prepare)

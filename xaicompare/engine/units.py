@@ -105,6 +105,19 @@ def maps_entry(store: Store, model, method: str, params: dict, dataset_identity:
     return store.entry("maps", f"{model.name}__{method}", identity)
 
 
+def takes_segments(method: str) -> bool:
+    """Is the method explained over superpixels (KernelSHAP, LIME)?"""
+    return "segments" in inspect.signature(METHODS.get(method)).parameters
+
+
+def shared_segment_params(methods: dict) -> dict | None:
+    """The parameters of the one superpixel set the job's methods share (None: no method
+    takes superpixels, or they ask for different ones)."""
+    wanted = [p for m, p in methods.items() if takes_segments(m)]
+    kinds = {tuple(p.get(k) for k in SEGMENT_PARAMS) for p in wanted}
+    return wanted[0] if len(kinds) == 1 else None
+
+
 def segments_entry(store: Store, params: dict, dataset_identity: dict) -> Entry:
     identity = {"params": {k: params[k] for k in SEGMENT_PARAMS if k in params},
                 "dataset": dataset_identity}
@@ -306,7 +319,7 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
             continue
         start = time.perf_counter()
         call = dict(params)
-        if method == "kernelshap":
+        if takes_segments(method):  # KernelSHAP, LIME: the shard's stored superpixels
             shared = segments or (lambda p, x: shard_segments(store, shard, p,
                                                               job.dataset_identity, x))
             call["segments"] = shared(params, images).to(device)
