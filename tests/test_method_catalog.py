@@ -24,10 +24,10 @@ def test_a_group_expands_to_its_family_and_named_methods_keep_their_parameters(t
     config = parse_config(_config(tmp_path, {"group": "gradient",
                                              "smoothgrad": {"n_samples": 5}}))
     assert set(config.methods) == {"saliency", "input_x_gradient", "integrated_gradients",
-                                   "smoothgrad"}
+                                   "smoothgrad", "gradient_shap"}
     assert config.methods["smoothgrad"] == {"n_samples": 5}
     config = parse_config(_config(tmp_path, {"group": ["cam", "perturbation"]}))
-    assert set(config.methods) == {"gradcam", "kernelshap", "occlusion", "rise"}
+    assert set(config.methods) == {"gradcam", "kernelshap", "lime", "occlusion", "rise"}
 
 
 def test_group_all_leaves_out_attention_methods_no_model_supports(tmp_path, caplog):
