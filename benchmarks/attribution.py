@@ -33,6 +33,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# the gradient and perturbation cases (run as a script: benchmarks/ is on sys.path)
+from attribution_gradient_perturbation import CASES as GRADIENT_PERTURBATION_CASES
+from attribution_gradient_perturbation import add_arguments as add_gp_arguments
+
 from xaicompare.attribution import explain
 from xaicompare.models.loading import load_model
 
@@ -289,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--methods", nargs="+", default=["gradcam", "ig", "kernelshap"],
-                        choices=["gradcam", "ig", "kernelshap"])
+                        choices=["gradcam", "ig", "kernelshap", *GRADIENT_PERTURBATION_CASES])
     parser.add_argument("--steps", type=int, default=32, help="IG n_steps")
     parser.add_argument("--ig-quadrature", default="gausslegendre")
     parser.add_argument("--captum-ig-ibs", type=int, default=None,
@@ -300,6 +304,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit-batch-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--model-input-size", type=int, default=None,
+                        help="run the models at this size (default: their own, e.g. 224)")
+    add_gp_arguments(parser)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (1 avoids waiting on a busy core at every op)")
     args = parser.parse_args(argv)
@@ -313,11 +320,11 @@ def main(argv: list[str] | None = None) -> None:
           f"KernelSHAP n_samples={args.samples} n_segments={args.segments}")
     for name in args.models:
         model = load_model(name, pretrained=False, class_indices=None, device=args.device,
-                           probe=False)
+                           probe=False, input_size=args.model_input_size)
         with torch.no_grad():
             target = model(images).argmax(1)
         forward = fwd_bwd = float("nan")  # IG measures its own limit, interleaved
-        if set(args.methods) - {"ig"}:
+        if set(args.methods) - {"ig", *GRADIENT_PERTURBATION_CASES}:  # those time their own
             forward, fwd_bwd = per_point_costs(model, images[:1], args.limit_batch_sizes,
                                                args.repeats)
         print(f"\n{name}: best per point: forward {forward * 1e3:.1f} ms, "
@@ -328,6 +335,8 @@ def main(argv: list[str] | None = None) -> None:
                 bench_gradcam(model, images, target, fwd_bwd, args.repeats)
             elif method == "ig":
                 bench_ig(model, images, target, fwd_bwd, args)
+            elif method in GRADIENT_PERTURBATION_CASES:
+                GRADIENT_PERTURBATION_CASES[method](model, images, target, args)
             else:
                 bench_kernelshap(model, images, target, forward, args)
 
