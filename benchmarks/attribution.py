@@ -34,6 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# the gradient and perturbation cases (run as a script: benchmarks/ is on sys.path)
+from attribution_gradient_perturbation import CASES as GRADIENT_PERTURBATION_CASES
+from attribution_gradient_perturbation import add_arguments as add_gp_arguments
+
 from xaicompare.attribution import explain
 from xaicompare.models.loading import load_model
 
@@ -417,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--methods", nargs="+", default=["gradcam", "ig", "kernelshap"],
                         choices=["gradcam", "ig", "kernelshap", "cams",
-                                 *(c.method for c in CAM_CASES)],
+                                 *(c.method for c in CAM_CASES), *GRADIENT_PERTURBATION_CASES],
                         help="cams: every CAM variant beside pytorch-grad-cam")
     parser.add_argument("--steps", type=int, default=32, help="IG n_steps")
     parser.add_argument("--ig-quadrature", default="gausslegendre")
@@ -429,6 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit-batch-sizes", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_gp_arguments(parser)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (1 avoids waiting on a busy core at every op)")
     args = parser.parse_args(argv)
@@ -446,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
                            probe=False, **sized)
         with torch.no_grad():
             target = model(images).argmax(1)
-        forward = fwd_bwd = float("nan")  # IG measures its own limit, interleaved
+        forward = fwd_bwd = float("nan")  # IG, the CAMs and the cases below time their own
         if set(args.methods) & {"gradcam", "kernelshap"}:
             forward, fwd_bwd = per_point_costs(model, images[:1], args.limit_batch_sizes,
                                                args.repeats)
@@ -462,6 +467,8 @@ def main(argv: list[str] | None = None) -> None:
                 bench_gradcam(model, images, target, fwd_bwd, args.repeats)
             elif method == "ig":
                 bench_ig(model, images, target, fwd_bwd, args)
+            elif method in GRADIENT_PERTURBATION_CASES:
+                GRADIENT_PERTURBATION_CASES[method](model, images, target, args)
             else:
                 bench_kernelshap(model, images, target, forward, args)
 

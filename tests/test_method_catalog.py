@@ -24,7 +24,7 @@ def test_a_group_expands_to_its_family_and_named_methods_keep_their_parameters(t
     config = parse_config(_config(tmp_path, {"group": "gradient",
                                              "smoothgrad": {"n_samples": 5}}))
     assert set(config.methods) == {"saliency", "input_x_gradient", "integrated_gradients",
-                                   "smoothgrad"}
+                                   "smoothgrad", "gradient_shap"}
     assert config.methods["smoothgrad"] == {"n_samples": 5}
     config = parse_config(_config(tmp_path, {"group": ["cam", "perturbation"]}))
     assert set(config.methods) == {*methods_in_group("cam"), *methods_in_group("perturbation")}

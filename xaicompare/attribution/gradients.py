@@ -80,7 +80,8 @@ def smoothgrad_noise(images: torch.Tensor, n_samples: int, noise_level: float,
     return torch.stack(out).to(images)
 
 
-@register_method("smoothgrad", signed=None, display_name="SmoothGrad")  # as its base
+@register_method("smoothgrad", signed=None, display_name="SmoothGrad",  # as its base
+                 budget="n_samples", minimums={"n_samples": 1})
 def smoothgrad(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                base: str = "saliency", n_samples: int = 25, noise_level: float = 0.15,
                reduction: str | None = None, seed: int = 0,

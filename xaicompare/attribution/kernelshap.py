@@ -54,6 +54,35 @@ def _stack_designs(designs: list[Coalitions], device: torch.device):
     return masks.to(device), weights.to(device), n_rows
 
 
+def superpixel_coalitions(images: torch.Tensor, n_samples: int, n_segments: int,
+                          compactness: float, segments: torch.Tensor | None, seeds: list[int]
+                          ) -> tuple[torch.Tensor, torch.Tensor, list[Coalitions]]:
+    """(segments [B, H, W] with ids 0..M_b-1, M [B], the coalition set of every image).
+
+    Shared by KernelSHAP and LIME: the same image, seed and n_samples give both methods the
+    same superpixels and the very same coalitions.
+    """
+    batch, _, height, width = images.shape
+    if segments is None:
+        segments, n_features = compute_segments(images, n_segments, compactness)
+    else:
+        if tuple(segments.shape) != (batch, height, width):
+            raise UserError(f"segments must have shape {(batch, height, width)} like the images,"
+                            f" got {tuple(segments.shape)}")
+        segments, n_features = relabel_segments(segments.to(images.device))
+    if int(n_features.max()) > n_samples - 2:
+        raise UserError(
+            f"n_samples={n_samples} is too few for {int(n_features.max())} superpixels: the "
+            f"regression needs at least n_features + 2; raise n_samples or lower n_segments")
+    cache: dict[tuple[int, int], Coalitions] = {}  # images with equal (M, seed) share a set
+    designs = []
+    for m, s in zip(n_features.tolist(), seeds, strict=True):
+        if (m, s) not in cache:
+            cache[(m, s)] = sample_coalitions(m, n_samples, s)
+        designs.append(cache[(m, s)])
+    return segments, n_features, designs
+
+
 def evaluate_coalitions(
     model, images: torch.Tensor, baseline: torch.Tensor, segments: torch.Tensor,
     target: torch.Tensor, masks: torch.Tensor, n_rows: torch.Tensor, batch_size: int,
@@ -117,24 +146,8 @@ def kernelshap(
         raise UserError(f"batch_size must be a positive int or None (auto), got {batch_size!r}")
     seeds = _seeds_per_image(seed, image_seeds, batch)
     segments_given = segments is not None
-    if segments is None:
-        segments, n_features = compute_segments(images, n_segments, compactness)
-    else:
-        if tuple(segments.shape) != (batch, height, width):
-            raise UserError(f"segments must have shape {(batch, height, width)} like the images,"
-                            f" got {tuple(segments.shape)}")
-        segments, n_features = relabel_segments(segments.to(images.device))
-    if int(n_features.max()) > n_samples - 2:
-        raise UserError(
-            f"n_samples={n_samples} is too few for {int(n_features.max())} superpixels: the "
-            f"regression needs at least n_features + 2; raise n_samples or lower n_segments")
-
-    cache: dict[tuple[int, int], Coalitions] = {}  # images with equal (M, seed) share a set
-    designs = []
-    for m, s in zip(n_features.tolist(), seeds, strict=True):
-        if (m, s) not in cache:
-            cache[(m, s)] = sample_coalitions(m, n_samples, s)
-        designs.append(cache[(m, s)])
+    segments, n_features, designs = superpixel_coalitions(images, n_samples, n_segments,
+                                                          compactness, segments, seeds)
     masks, weights, n_rows = _stack_designs(designs, images.device)
 
     base_images = make_baseline(images, baseline, seed=seed)

@@ -116,7 +116,8 @@ def rise_masks(seed: int, n_masks: int, grid: int, p: float, height: int,
     return up[:, 0][index, rows[:, :, None], cols[:, None, :]]
 
 
-@register_method("rise", display_name="RISE", family="perturbation")
+@register_method("rise", display_name="RISE", family="perturbation",
+                 budget="n_masks", minimums={"n_masks": 1})
 def rise(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
          n_masks: int = 1000, grid: int = 7, p: float = 0.5, seed: int = 0,
          image_seeds: torch.Tensor | None = None, internal_batch_size: int | None = None
