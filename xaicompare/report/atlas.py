@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -243,7 +244,9 @@ def plot_atlas(
                     overlay_rgba(shown, signs[method], colormap, alpha), interpolation="bilinear"
                 )
             if r == 0:
-                cell.set_title(names.method_label(method).replace("_", " "), fontsize="medium")
+                cell.set_title(textwrap.fill(names.method_label(method).replace("_", " "),
+                                             max(8, int(cell_inches * 11)),
+                                             break_long_words=False), fontsize="medium")
     for ax in grid.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -262,14 +265,17 @@ def plot_atlas(
         )
         bar.set_ticks([-1, 0, 1] if signs[method] else [0, 1])
         bar.ax.tick_params(labelsize="x-small", length=2)
-        bar.set_label(SCALE_LABEL.replace("the 99th", "99th").replace(" of |", "\nof |"),
-                      fontsize="x-small", labelpad=1)
         bar.outline.set_visible(False)
+    # what the colour bars' -1..1 / 0..1 mean, once under them (a label per narrow bar would
+    # run into its neighbour's)
+    note = f"Colour: each map {SCALE_LABEL} (1 = that value or more)."
     blurred = [names.method_label(m) for m in methods if sigmas[m] > 0]
     if blurred:
         sigma = max(sigmas.values())
-        fig.supxlabel(f"{', '.join(blurred)}: blurred for display (Gaussian σ = {sigma:.1f} px); "
-                      "each map scaled to its own 99th percentile of |map|", fontsize="x-small")
+        note += (f"\n{', '.join(blurred)}: blurred for display only (Gaussian σ = "
+                 f"{sigma:.1f} px).")
+    fig.supxlabel(textwrap.fill(note, width=max(40, int(fig.get_figwidth() * 14)),
+                                replace_whitespace=False), fontsize="x-small")
     if title:
         fig.suptitle(names.title_text(title))
     return fig

@@ -154,7 +154,9 @@ def _family_strips(ax: Axes, ordered: Sequence[str], fam: Mapping[str, str]) -> 
         handles=handles,
         loc="lower left",
         bbox_to_anchor=(0.0, 1.0),
-        ncol=len(handles),
+        # at most two columns: wider than the matrix, the legend would make constrained
+        # layout shrink an equal-aspect matrix a little more at every draw
+        ncol=min(len(handles), 2),
         frameon=False,
         handlelength=1.0,
         columnspacing=1.0,

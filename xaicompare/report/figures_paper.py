@@ -102,11 +102,13 @@ def plot_similarity_with_dendrogram(D: pd.DataFrame, linkage, labels: Sequence[s
     tree_ax, heat_ax = fig.add_subplot(grid[0]), fig.add_subplot(grid[1])
     plot_dendrogram(linkage, labels, families, ax=tree_ax, orientation="left", no_labels=True,
                     legend=False, distance_label="")
-    tree_ax.set_ylim(10 * n, 0)  # first leaf on top, as the heatmap's first row
     tree_ax.spines[["top", "right", "left"]].set_visible(False)
     plot_dissimilarity_heatmap(D.loc[order, order], families, order=order, ax=heat_ax,
                                square=False, cbar_label=cbar_label,
                                annot=n <= (8 if width < 5 else 12))
+    # scipy puts leaf k at y = 10 k + 5; the heatmap's row k at y = k (its range includes
+    # the family strip): the same range in both puts each leaf beside its row, first on top
+    tree_ax.set_ylim(*(10 * y + 5 for y in heat_ax.get_ylim()))
     return fig
 
 
@@ -125,7 +127,7 @@ def _draw(name: str, width_name: str, inputs: PaperInputs) -> Figure | None:
             return None
         n_methods = max(len(row) for row in inputs.atlas["maps"].values())
         return plot_atlas(**inputs.atlas, families=inputs.families,
-                          cell_inches=max(0.45, (width - 1.4) / (n_methods + 1)))
+                          cell_inches=max(0.45, (width - 1.2) / (n_methods + 1)))
     table = {"family_tests": inputs.family_tests, "error_consistency": inputs.error_consistency,
              "accuracy_vs_diversity": inputs.ensembles}[name]
     if table is None or len(table) == 0:
@@ -161,5 +163,5 @@ def write_paper_figures(inputs: PaperInputs, out_dir: str | Path,
                 fig = _draw(name, width_name, inputs)
                 if fig is not None:
                     written += save_figure(fig, Path(out_dir) / f"{name}_{width_name}",
-                                           formats=formats, dpi=300)
+                                           formats=formats, dpi=300, tight=False)
     return written

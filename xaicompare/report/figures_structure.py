@@ -107,7 +107,7 @@ def plot_dendrogram(
     if families is not None:
         fam = resolve_families(labels, families)
         palette = family_palette(fam.values())
-        for tick, leaf in zip(tick_labels, leaves, strict=True):
+        for tick, leaf in zip(tick_labels, leaves, strict=False):  # none with no_labels
             tick.set_color(palette[fam[leaf]])
         if draw_legend:
             _family_legend(ax, fam, markers=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -231,12 +231,15 @@ def save_figure(
     path_without_suffix: str | Path,
     formats: Sequence[str] = ("png", "pdf", "svg"),
     dpi: int = 200,
+    *,
+    tight: bool = True,
 ) -> list[Path]:
     """Write `fig` once per format next to each other; returns the written paths.
 
     Vector formats keep text editable (TrueType in PDF, <text> in SVG) and heatmap cells as
     vector quads; PNG is for the HTML report.
-    Metadata dates are dropped so that re-running a study gives identical files.
+    Metadata dates are dropped so that re-running a study gives identical files. `tight`:
+    crop to the drawn artists; False keeps the figure's own size (a paper's column width).
     """
     if isinstance(fig, Axes):
         fig = fig.figure  # type: ignore[assignment]
@@ -250,7 +253,7 @@ def save_figure(
     base = Path(path_without_suffix)
     base.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    with matplotlib.rc_context(SAVE_RC):
+    with matplotlib.rc_context({**SAVE_RC, "savefig.bbox": "tight" if tight else "standard"}):
         for fmt in (f.lower().lstrip(".") for f in formats):
             path = base.with_name(base.name + "." + fmt)
             metadata = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}.get(fmt)
