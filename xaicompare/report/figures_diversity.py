@@ -305,13 +305,14 @@ def plot_localisation(
     return fig
 
 
-def plot_cue_conflict(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
+def plot_cue_conflict(table: pd.DataFrame, ax: Axes | None = None, **kwargs) -> Axes:
     """Decisions on cue-conflict images per model: shape (the label), texture (a class the
     texture was cued with) or another class, as stacked bars; the black tick marks where the
     texture segment would end for a texture-blind model with the same accuracy.
 
     Columns (as `diversity.texture_reliance` names them): model, accuracy_conflict,
     texture_decisions, other_errors; optional texture_decisions_chance and shape_bias.
+    Further keywords go to `Axes.barh`. Returns the Axes.
     """
     table = require_frame(table, "table",
                           ["model", "accuracy_conflict", "texture_decisions", "other_errors"])
@@ -324,7 +325,8 @@ def plot_cue_conflict(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
                                  ("texture_decisions", "texture", OKABE_ITO["orange"]),
                                  ("other_errors", "other", "0.8")):
         values = table[column].to_numpy(float)
-        ax.barh(rows, values, left=left, color=color, label=label, height=0.7)
+        ax.barh(rows, values, left=left, **{"color": color, "label": label, "height": 0.7,
+                                            **kwargs})
         left += values
     if "texture_decisions_chance" in table.columns:
         chance = table["accuracy_conflict"].to_numpy(float) + \

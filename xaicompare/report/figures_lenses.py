@@ -60,8 +60,9 @@ def plot_matrix_trio(matrices: Mapping[str, pd.DataFrame], order: Sequence[str] 
 
 def plot_consensus_vs_accuracy(scores: pd.DataFrame, accuracy: Mapping[str, float],
                                families: Mapping[str, str] | None = None,
-                               ax: Axes | None = None) -> Axes:
-    """Each model's consensus score (with its interval) against its accuracy."""
+                               ax: Axes | None = None, **kwargs) -> Axes:
+    """Each model's consensus score (with its interval) against its accuracy; further
+    keywords go to `Axes.errorbar`."""
     scores = require_frame(scores, "scores", ["model", "score", "low", "high"])
     require_numeric_columns(scores, ["score", "low", "high"], "scores")
     models = scores["model"].astype(str).tolist()
@@ -74,8 +75,8 @@ def plot_consensus_vs_accuracy(scores: pd.DataFrame, accuracy: Mapping[str, floa
                             scores["high"].to_numpy(float) - y]))
     for i, model in enumerate(models):
         color = palette[fam[model]]
-        ax.errorbar(acc[i], y[i], yerr=err[:, i:i + 1], fmt="o", color=color, ms=4,
-                    capsize=2, lw=0.8)
+        ax.errorbar(acc[i], y[i], yerr=err[:, i:i + 1], **{"fmt": "o", "color": color, "ms": 4,
+                                                           "capsize": 2, "lw": 0.8, **kwargs})
         ax.annotate(names.model_label(model), (acc[i], y[i]), xytext=(4, 3),
                     textcoords="offset points", fontsize="x-small", color=color)
     ax.set_xlabel("accuracy")
@@ -86,8 +87,9 @@ def plot_consensus_vs_accuracy(scores: pd.DataFrame, accuracy: Mapping[str, floa
     return ax
 
 
-def plot_strata(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
+def plot_strata(table: pd.DataFrame, ax: Axes | None = None, **kwargs) -> Axes:
     """Per model pair: mean agreement when both models are right, one is, neither is.
+    Further keywords go to `Axes.errorbar`.
 
     table: `diversity.stratified_agreement` rows (split == "outcome" used). Hollow markers
     and no interval: the stratum has fewer images than its `min_count` (`enough` False).
@@ -107,7 +109,8 @@ def plot_strata(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
             if bool(row["enough"]):
                 ax.errorbar(row["mean"], y, xerr=[[row["mean"] - row["low"]],
                                                   [row["high"] - row["mean"]]],
-                            fmt="o", color=color, ms=3.5, capsize=1.5, lw=0.8)
+                            **{"fmt": "o", "color": color, "ms": 3.5, "capsize": 1.5,
+                               "lw": 0.8, **kwargs})
             elif np.isfinite(row["mean"]):
                 ax.plot(row["mean"], y, "o", mfc="none", color=color, ms=3.5)
     ax.set_yticks(range(len(pairs))[::-1],
@@ -127,9 +130,10 @@ SWEEP_LABELS = {"topk": "feature", "topk_sign": "sign", "rank": "rank",
 SWEEP_MARKERS = {"topk": "o", "topk_sign": "s", "rank": "^", "signed_rank": "v"}
 
 
-def plot_agreement_sweep(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
+def plot_agreement_sweep(table: pd.DataFrame, ax: Axes | None = None, **kwargs) -> Axes:
     """Mean top-k agreement over model pairs against k, per metric; solid: pairs of one
-    family, dashed: pairs across families (when both kinds exist)."""
+    family, dashed: pairs across families (when both kinds exist). Further keywords go to
+    `Axes.plot`."""
     table = require_frame(table, "table", ["fraction", "metric", "mean", "same_family"])
     fig, ax = figure_and_axes(ax, 3.4, 2.6)
     colors = dict(zip(SWEEP_LABELS, (OKABE_ITO["blue"], OKABE_ITO["orange"],
@@ -143,7 +147,7 @@ def plot_agreement_sweep(table: pd.DataFrame, ax: Axes | None = None) -> Axes:
             ax.plot(mean.index * 100, mean.to_numpy(), style, ms=3.5, mfc="none",
                     marker=SWEEP_MARKERS.get(metric, "o"),  # overlapping lines stay visible
                     color=colors.get(metric, "0.3"), label=SWEEP_LABELS.get(metric, metric)
-                    if same == kinds[0][0] else None)
+                    if same == kinds[0][0] else None, **kwargs)
     ax.set_xscale("log")
     ticks = sorted(table["fraction"].unique() * 100)
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])

@@ -228,8 +228,8 @@ def plot_embedding(
     are the column names (e.g. "MDS 1"); equal aspect by default because MDS distances mean
     the same along both axes. Further keywords go to `Axes.scatter`. Returns the Axes.
     """
-    coords = as_frame(coords, "coords", labels, None if labels is None or isinstance(
-        coords, pd.DataFrame) else ["dimension 1", "dimension 2"])
+    coords = as_frame(coords, "coords", labels,
+                      None if isinstance(coords, pd.DataFrame) else ["dimension 1", "dimension 2"])
     if coords.shape[1] != 2:
         raise UserError(f"coords must have exactly 2 columns, got {list(coords.columns)}")
     models = [str(m) for m in coords.index]
