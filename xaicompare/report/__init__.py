@@ -29,6 +29,12 @@ from .figures_lenses import (
     plot_strata,
 )
 from .figures_matrix import plot_dissimilarity_heatmap, plot_interval_heatmap, plot_matrix_heatmap
+from .figures_paper import (
+    PaperInputs,
+    plot_family_tests,
+    plot_similarity_with_dendrogram,
+    write_paper_figures,
+)
 from .figures_structure import (
     plot_community_graph,
     plot_dendrogram,
@@ -49,6 +55,10 @@ from .style import (
 )
 
 __all__ = [
+    "PaperInputs",
+    "plot_family_tests",
+    "plot_similarity_with_dendrogram",
+    "write_paper_figures",
     "DIVERGING_CMAP",
     "FAMILY_COLORS",
     "OKABE_ITO",
