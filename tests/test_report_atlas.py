@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
 
+import xaicompare.attribution  # noqa: F401  (registers the methods' display names)
 from xaicompare.errors import UserError
 from xaicompare.report import (
     plot_atlas,
@@ -60,7 +61,7 @@ def test_atlas_grid_rows_columns_grouping_and_wrong_marker():
         fig.savefig(io.BytesIO(), format="png")  # renders every glyph
     axes = _grid_axes(fig)
     assert len(axes) == 3 * 4  # 3 models x (image + 3 methods)
-    titles = [ax.get_title() for ax in axes[:4]]
+    titles = [ax.get_title().replace("\n", " ") for ax in axes[:4]]  # long names wrap
     assert titles == ["true: tench", "Grad-CAM", "Integrated Gradients", "KernelSHAP"]
     row_labels = [ax.get_yaxis().get_label() for ax in axes[::4]]
     # grouped by family: cnn, transformer, mlp
@@ -122,7 +123,7 @@ def test_depth_atlas_columns():
     }
     others = {m: {"integrated_gradients": v["integrated_gradients"]} for m, v in _maps().items()}
     fig = plot_depth_atlas(_image(), depth, others, families=FAMILIES)
-    titles = [ax.get_title() for ax in _grid_axes(fig)[:4]]
+    titles = [ax.get_title().replace("\n", " ") for ax in _grid_axes(fig)[:4]]
     assert titles == ["image", "Grad-CAM 25%", "Grad-CAM 100%", "Integrated Gradients"]
 
 

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import pdist, squareform
 
+import xaicompare.attribution  # noqa: F401  (registers the methods' display names)
 from xaicompare.report import (
     display_names,
     plot_atlas,

@@ -13,6 +13,7 @@ from PIL import Image
 from scipy.cluster import hierarchy
 from scipy.spatial.distance import pdist, squareform
 
+import xaicompare.attribution  # noqa: F401  (registers the methods' display names)
 from xaicompare.errors import UserError
 from xaicompare.report.figures_paper import (
     PAPER_FIGURES,

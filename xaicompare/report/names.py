@@ -1,7 +1,7 @@
 """Display names of models and methods in figures: `Grad-CAM`, not `gradcam`.
 
-Methods default to the name their registration declares (`MethodInfo.display_name`); models
-to their id. A study's config (`display_names:`, or `display_name:` on a model) or the caller
+Methods default to the name their registration declares (`MethodInfo.display_name`, once
+`xaicompare.attribution` is imported, as computing maps does); models to their id. A study's config (`display_names:`, or `display_name:` on a model) or the caller
 overrides either for the plotting inside a `with display_names(...)` block:
 
     with xc.plotting.display_names(models={"resnet18.a1_in1k": "ResNet-18"},
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 
 from ..errors import UserError
@@ -67,9 +68,18 @@ def method_label(method: object) -> str:
     given = _ACTIVE.get()[1].get(name)
     if given is not None:
         return given
+    methods = _registry()
+    return methods.get(name).info.display_name if name in methods else name
+
+
+def _registry():
+    """The method registry once the attribution package is loaded (it imports torch; a
+    figure of maps has loaded it), else an empty one: ids then stay as they are."""
+    if "xaicompare.attribution" not in sys.modules:
+        return {}
     from ..attribution.registry import METHODS
 
-    return METHODS.get(name).info.display_name if name in METHODS else name
+    return METHODS
 
 
 def model_label(model: object) -> str:
@@ -93,10 +103,10 @@ def title_text(title: str | None) -> str | None:
     method id, replaced by its display name ("gradcam / cosine" -> "Grad-CAM / cosine")."""
     if not title:
         return title
-    from ..attribution.registry import METHODS
-
+    registry = _registry()
     models, methods = _ACTIVE.get()
-    ids = {**{m: method_label(m) for m in METHODS.names()}, **methods, **models}
+    registered = registry.names() if registry else []
+    ids = {**{m: method_label(m) for m in registered}, **methods, **models}
     ids = {k: v for k, v in ids.items() if k != v}
     if not ids:
         return title
