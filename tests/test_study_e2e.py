@@ -127,3 +127,14 @@ def test_reading_some_ids_equals_slicing_all(finished):
     np.testing.assert_array_equal(study.read_maps("gradcam", ids),
                                   study.read_maps("gradcam")[:, [4, 1]])
     np.testing.assert_array_equal(study.read_logits(ids=ids), study.read_logits()[:, [4, 1]])
+
+
+def test_report_writes_the_paper_figures(finished):
+    _, study, _ = finished
+    paper = study.run_dir / "figures" / "paper"
+    written = {p.name for p in paper.iterdir()}
+    for figure in ("similarity_dendrogram", "atlas_excerpt", "error_consistency",
+                   "accuracy_vs_diversity"):
+        for width in ("column", "page"):
+            for fmt in ("pdf", "svg", "png"):
+                assert f"{figure}_{width}.{fmt}" in written, (figure, width, fmt)

@@ -39,12 +39,14 @@ _PUBLIC = {
     "UserError": "xaicompare.errors",
 }
 
-__all__ = sorted(_PUBLIC) + ["__version__"]
+__all__ = sorted(_PUBLIC) + ["__version__", "plotting"]
 
 
 def __getattr__(name: str):
     if name in _PUBLIC:
         return getattr(import_module(_PUBLIC[name]), name)
+    if name == "plotting":  # figures, style() and display_names(); imports matplotlib
+        return import_module("xaicompare.plotting")
     raise AttributeError(f"module 'xaicompare' has no attribute '{name}'")
 
 

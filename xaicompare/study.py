@@ -234,11 +234,23 @@ class Study:
         return run_trust(self)
 
     def report(self):
+        from .report import display_names, style
         from .stages.report import run_report
 
         progress.plan(None, "figure")  # counted as they are saved (report/style.py)
-        self.result.report = run_report(self)
+        with style(), display_names(**self.display_names()):  # every figure of the report
+            self.result.report = run_report(self)
         return self.result.report
+
+    def display_names(self) -> dict[str, dict[str, str]]:
+        """Names shown in figures: `display_names:` and each model's `display_name:`."""
+        from .config import model_id
+
+        models = dict(self.config.display_names.models)
+        for spec in self.config.models:
+            if spec.display_name is not None:
+                models[model_id(spec)] = spec.display_name
+        return {"models": models, "methods": dict(self.config.display_names.methods)}
 
     def read_maps(self, method: str, ids: Sequence[str] | None = None) -> np.ndarray:
         """Maps of every model for `method`, as float32 [M, N, H, W] (models x images);

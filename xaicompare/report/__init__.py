@@ -1,7 +1,11 @@
 """Figures, explanation atlases and the self-contained HTML report.
 
-Every plotting function takes `ax=None` (or `axes=`) and returns the matplotlib Figure;
-nothing calls pyplot.show, so figures embed in notebooks and in your own layouts.
+Like seaborn: every single-panel plotting function takes `ax=None` and returns the Axes it
+drew on; multi-panel ones (atlas, retention curves, localisation, the matrix trio, the
+histogram grid) take `axes=` where that makes sense and return the Figure. Data may be a
+DataFrame or a NumPy array, extra keywords go to the underlying matplotlib / scipy call, and
+your rcParams rule; `style()` is the house look and `display_names()` the names shown.
+Nothing calls pyplot.show, so figures embed in notebooks and in your own layouts.
 """
 
 from .atlas import (
@@ -25,6 +29,12 @@ from .figures_lenses import (
     plot_strata,
 )
 from .figures_matrix import plot_dissimilarity_heatmap, plot_interval_heatmap, plot_matrix_heatmap
+from .figures_paper import (
+    PaperInputs,
+    plot_family_tests,
+    plot_similarity_with_dendrogram,
+    write_paper_figures,
+)
 from .figures_structure import (
     plot_community_graph,
     plot_dendrogram,
@@ -32,6 +42,7 @@ from .figures_structure import (
     plot_similarity_histograms,
 )
 from .html import build_report, frame_to_table
+from .names import display_names, method_label, model_label
 from .style import (
     DIVERGING_CMAP,
     FAMILY_COLORS,
@@ -40,14 +51,23 @@ from .style import (
     family_palette,
     paper_style,
     save_figure,
+    style,
 )
 
 __all__ = [
+    "PaperInputs",
+    "plot_family_tests",
+    "plot_similarity_with_dendrogram",
+    "write_paper_figures",
     "DIVERGING_CMAP",
     "FAMILY_COLORS",
     "OKABE_ITO",
     "SEQUENTIAL_CMAP",
     "build_report",
+    "display_names",
+    "method_label",
+    "model_label",
+    "style",
     "family_palette",
     "frame_to_table",
     "paper_style",

@@ -25,9 +25,33 @@ def require_frame(obj: object, name: str, columns: Sequence[str] = ()) -> pd.Dat
     return obj
 
 
-def require_square(D: object, name: str) -> pd.DataFrame:
-    """A models x models DataFrame whose index and columns name the same models in one order."""
-    D = require_frame(D, name)
+def as_frame(data: object, name: str, labels: Sequence[str] | None = None,
+             columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A DataFrame as it is, or a 2-D NumPy array (or nested list) labelled by `labels` (rows,
+    and columns unless `columns` is given) or by position 0..n-1."""
+    if isinstance(data, pd.DataFrame) or data is None:
+        return require_frame(data, name)
+    try:
+        values = np.asarray(data, dtype=float)
+    except (TypeError, ValueError):
+        raise UserError(f"{name} must be a DataFrame or a 2-D array of numbers, got "
+                        f"{type(data).__name__}") from None
+    if values.ndim != 2:
+        raise UserError(f"{name} must be 2-D (rows x columns), got shape {values.shape}")
+    rows = list(labels) if labels is not None else list(range(values.shape[0]))
+    cols = list(columns) if columns is not None else (
+        rows if labels is not None and values.shape[0] == values.shape[1]
+        else list(range(values.shape[1])))
+    if len(rows) != values.shape[0] or len(cols) != values.shape[1]:
+        raise UserError(f"{name} has shape {values.shape} but {len(rows)} row and {len(cols)} "
+                        "column labels were given")
+    return require_frame(pd.DataFrame(values, index=rows, columns=cols), name)
+
+
+def require_square(D: object, name: str, labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """A models x models DataFrame whose index and columns name the same models in one order
+    (a square NumPy array is labelled by `labels`, or 0..n-1)."""
+    D = as_frame(D, name, labels)
     if D.shape[0] != D.shape[1] or list(D.index) != list(D.columns):
         raise UserError(
             f"{name} must be square with the same labels on index and columns; got index "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,30 +17,25 @@ from matplotlib.figure import Figure
 
 from ..errors import UserError
 from ..store import atomic_write
+from . import names
 from .style import (
     DIVERGING_CMAP,
     OVERLAY_CMAP,
-    PAPER_RC,
+    SAVE_RC,
     WRONG_COLOR,
     family_palette,
     family_sort_key,
     new_figure,
-    paper_style,
     resolve_families,
     save_figure,
 )
 
-# Methods whose maps carry a sign (evidence for vs against); others are magnitudes.
-SIGNED_METHODS = {
-    "integrated_gradients",
-    "ig",
-    "kernelshap",
-    "kernel_shap",
-    "shap",
-    "saliency_signed",
-    "gradient_x_input",
-}
 PERCENTILE = 99.0
+SCALE_LABEL = "scaled to the 99th percentile of |map|"
+# Pixel-wise gradient maps of large photos are speckle that vanishes when the atlas shrinks
+# a 224 px photo to an inch; for display only they are blurred by a Gaussian of this
+# fraction of the image side (below 1 px: left as they are). Numbers never use this.
+SMOOTH_FRACTION = 0.01
 _MARK_WRONG, _MARK_RIGHT = "✗", "✓"
 
 Prediction = tuple[str, float, bool | None]
@@ -64,14 +60,49 @@ def _image_hwc(image) -> np.ndarray:
     return np.clip(img.transpose(1, 2, 0), 0.0, 1.0)
 
 
+def _registered(method: str):
+    """The method's MethodInfo, or None for a column that is not a registered method."""
+    from ..attribution.registry import METHODS
+
+    return METHODS.get(method).info if method in METHODS else None
+
+
 def is_signed(method: str, signed: Mapping[str, bool] | None, maps: Sequence[np.ndarray]) -> bool:
-    """Explicit `signed[method]`, else known method names, else: any negative value."""
+    """Explicit `signed[method]`, else what the method's registration declares, else (None:
+    it depends on the parameters, or not a registered method) any negative value."""
     if signed is not None and method in signed:
         return bool(signed[method])
-    key = method.lower().replace("-", "_").replace(" ", "_")
-    if key in SIGNED_METHODS:
-        return True
+    info = _registered(method)
+    if info is not None and info.signed is not None:
+        return bool(info.signed)
     return any(np.nanmin(m) < 0 for m in maps if np.isfinite(m).any())
+
+
+def display_sigma(method: str, side: int, smooth: float | str | None) -> float:
+    """Gaussian sigma (pixels) to blur `method`'s maps with for display: `smooth` as a
+    fraction of the image side; "auto" = SMOOTH_FRACTION for gradient methods (pixel-wise
+    maps), 0 for the rest; 0 when below one pixel."""
+    if smooth is None or smooth == 0:
+        return 0.0
+    if smooth == "auto":
+        info = _registered(method)
+        fraction = SMOOTH_FRACTION if info is not None and info.family == "gradient" else 0.0
+    elif isinstance(smooth, int | float) and not isinstance(smooth, bool) and 0 <= smooth < 1:
+        fraction = float(smooth)
+    else:
+        raise UserError(f"smooth must be 'auto', None or a fraction of the image side in "
+                        f"[0, 1), got {smooth!r}")
+    sigma = fraction * side
+    return sigma if sigma >= 1.0 else 0.0
+
+
+def smoothed(saliency: np.ndarray, sigma: float) -> np.ndarray:
+    """`saliency` blurred by a Gaussian of `sigma` pixels (as it is for sigma 0)."""
+    if sigma <= 0:
+        return saliency
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(saliency, sigma, mode="nearest")
 
 
 def robust_scale(saliency: np.ndarray, percentile: float = PERCENTILE) -> float:
@@ -105,16 +136,16 @@ def _method_columns(maps: Mapping[str, Mapping[str, object]]) -> list[str]:
     return list(dict.fromkeys(method for per_model in maps.values() for method in per_model))
 
 
-def _row_label(model: str, family: str, prediction: Prediction | None) -> tuple[str, str]:
+def _row_label(model: str, family: str, prediction: Prediction | None) -> tuple[str, bool]:
+    """The row's text and whether it marks a wrong prediction."""
+    shown = names.model_label(model)
     if prediction is None:
-        return f"{model}\n({family})", "black"
+        return f"{shown}\n({family})", False
     label, confidence, correct = prediction
-    mark = {True: f" {_MARK_RIGHT}", False: f" {_MARK_WRONG}"}.get(correct, "")
-    color = WRONG_COLOR if correct is False else "black"
-    return f"{model}\n({family})\n{label} {float(confidence):.2f}{mark}", color
+    mark = {True: f" {_MARK_RIGHT}", False: f" {_MARK_WRONG} wrong"}.get(correct, "")
+    return f"{shown}\n({family})\n{label} {float(confidence):.2f}{mark}", correct is False
 
 
-@paper_style
 def plot_atlas(
     image,
     maps: Mapping[str, Mapping[str, object]],
@@ -128,6 +159,7 @@ def plot_atlas(
     title: str | None = None,
     diverging_cmap: str = DIVERGING_CMAP,
     cell_inches: float = 1.05,
+    smooth: float | str | None = "auto",
 ) -> Figure:
     """One image, models x methods: first column the image, then each map over a grey copy.
 
@@ -135,7 +167,10 @@ def plot_atlas(
     use a diverging colormap centred at 0 (red = for the class, blue = against), unsigned ones
     (Grad-CAM, rollout) a sequential one (`cmap`, default inferno). Each map is scaled to its
     own 99th percentile of |value|, so the atlas compares *where*, not *how much*. Row labels
-    give family, predicted label and confidence; wrong predictions are red and marked ✗.
+    give family, predicted label and confidence; wrong predictions are bold black and marked
+    "✗ wrong" (no hue: every hue may be a family's frame colour). Gradient methods' pixel-wise
+    maps are blurred for display (`smooth`, "auto": a Gaussian of 1% of the image side on
+    photos of 100 px and more; None: never), which the figure states beneath the grid.
     Cells for missing or non-finite maps say so instead of showing a misleading picture; a
     string in place of a map (e.g. "not applicable") is shown as that cell's text.
     """
@@ -166,16 +201,17 @@ def plot_atlas(
         m: is_signed(m, signed, [a for (_, mm), a in arrays.items() if mm == m]) for m in methods
     }
     palette = family_palette(fam.values())
+    sigmas = {m: display_sigma(m, max(height, width), smooth) for m in methods}
 
     fig = new_figure(cell_inches * (len(methods) + 1) + 1.2, cell_inches * len(rows) + 0.9)
     grid = fig.subplots(len(rows), len(methods) + 1, squeeze=False)
     for r, model in enumerate(rows):
         first = grid[r, 0]
         first.imshow(img, interpolation="bilinear")
-        text, color = _row_label(model, fam[model], (predictions or {}).get(model))
-        first.set_ylabel(
-            text, rotation=0, ha="right", va="center", fontsize=7, color=color, labelpad=4
-        )
+        text, wrong = _row_label(model, fam[model], (predictions or {}).get(model))
+        first.set_ylabel(text, rotation=0, ha="right", va="center", fontsize="small",
+                         color=WRONG_COLOR, fontweight="bold" if wrong else "normal",
+                         labelpad=4)
         for spine in first.spines.values():  # family shown as a coloured frame
             spine.set_visible(True)
             spine.set_color(palette[fam[model]])
@@ -197,24 +233,28 @@ def plot_atlas(
                     transform=cell.transAxes,
                     ha="center",
                     va="center",
-                    fontsize=7,
+                    fontsize="small",
                     color="black",
                     bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
                 )
             else:
                 colormap = diverging_cmap if signs[method] else (cmap or OVERLAY_CMAP)
+                shown = smoothed(arr, sigmas[method])
                 cell.imshow(
-                    overlay_rgba(arr, signs[method], colormap, alpha), interpolation="bilinear"
+                    overlay_rgba(shown, signs[method], colormap, alpha), interpolation="bilinear"
                 )
             if r == 0:
-                cell.set_title(method.replace("_", " "), fontsize=8)
+                cell.set_title(textwrap.fill(names.method_label(method).replace("_", " "),
+                                             max(8, int(cell_inches * 11)),
+                                             break_long_words=False), fontsize="medium")
     for ax in grid.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in grid[:, 1:].ravel():
         for spine in ax.spines.values():
             spine.set_visible(False)
-    grid[0, 0].set_title("image" if true_label is None else f"true: {true_label}", fontsize=8)
+    grid[0, 0].set_title("image" if true_label is None else f"true: {true_label}",
+                         fontsize="medium")
     for c, method in enumerate(methods, start=1):
         colormap = diverging_cmap if signs[method] else (cmap or OVERLAY_CMAP)
         mappable = matplotlib.cm.ScalarMappable(
@@ -224,11 +264,20 @@ def plot_atlas(
             mappable, ax=grid[-1, c], orientation="horizontal", fraction=0.08, pad=0.04, aspect=12
         )
         bar.set_ticks([-1, 0, 1] if signs[method] else [0, 1])
-        bar.ax.tick_params(labelsize=6, length=2)
-        bar.set_label("÷ p99 |map|", fontsize=6, labelpad=1)
+        bar.ax.tick_params(labelsize="x-small", length=2)
         bar.outline.set_visible(False)
+    # what the colour bars' -1..1 / 0..1 mean, once under them (a label per narrow bar would
+    # run into its neighbour's)
+    note = f"Colour: each map {SCALE_LABEL} (1 = that value or more)."
+    blurred = [names.method_label(m) for m in methods if sigmas[m] > 0]
+    if blurred:
+        sigma = max(sigmas.values())
+        note += (f"\n{', '.join(blurred)}: blurred for display only (Gaussian σ = "
+                 f"{sigma:.1f} px).")
+    fig.supxlabel(textwrap.fill(note, width=max(40, int(fig.get_figwidth() * 14)),
+                                replace_whitespace=False), fontsize="x-small")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(names.title_text(title))
     return fig
 
 
@@ -263,6 +312,18 @@ def _safe_stem(image_id: object) -> str:
     return stem[:80] or "image"
 
 
+_WNID = re.compile(r"^n\d{8}[_-]?")
+
+
+def human_image_name(image_id: object) -> str:
+    """A readable name for an image id: its file name without folder, extension and leading
+    ImageNet wnid ("n01440764/n01440764_tench.JPEG" -> "tench"); the id if nothing is left."""
+    name = re.split(r"[/\\]", str(image_id))[-1]
+    name = re.sub(r"\.(jpe?g|png|bmp|gif|webp|tiff?)$", "", name, flags=re.IGNORECASE)
+    name = _WNID.sub("", name).replace("_", " ").strip()
+    return name or str(image_id)
+
+
 def write_atlas_pages(
     images: Mapping[object, object],
     maps: Mapping[object, Mapping[str, Mapping[str, object]]],
@@ -276,8 +337,9 @@ def write_atlas_pages(
     prefix: str = "atlas",
     **atlas_kwargs,
 ) -> list[Path]:
-    """One atlas page per image id (files `<prefix>_<id>.<fmt>`) plus `<prefix>.pdf` holding
-    every page; returns all written paths. `images`, `maps`, `predictions` are keyed by id."""
+    """One atlas page per image id (files `<prefix>_<name>.<fmt>`, the name as
+    `human_image_name` gives it, e.g. `atlas_tench.png`) plus `<prefix>.pdf` holding every
+    page; returns all written paths. `images`, `maps`, `predictions` are keyed by id."""
     ids = list(images) if ids is None else list(ids)
     if not ids:
         raise UserError("no image ids to draw an atlas for")
@@ -293,7 +355,7 @@ def write_atlas_pages(
     book_path = out_dir / f"{prefix}.pdf"
     book_bytes = io.BytesIO()  # the book is renamed into place whole, as every figure
     with (
-        matplotlib.rc_context(PAPER_RC),
+        matplotlib.rc_context(SAVE_RC),
         PdfPages(book_bytes, metadata={"CreationDate": None}) as book,
     ):
         for image_id in ids:
@@ -303,12 +365,12 @@ def write_atlas_pages(
                 (predictions or {}).get(image_id),
                 families,
                 (true_labels or {}).get(image_id),
-                title=str(image_id),
+                title=human_image_name(image_id),
                 **atlas_kwargs,
             )
-            stem = _safe_stem(image_id)
-            while stem in stems:  # ids differing only in odd characters must not overwrite
-                stem += "_"
+            stem = base = _safe_stem(human_image_name(image_id))
+            while stem in stems:  # images with the same name must not overwrite each other
+                stem = f"{base}_{len([s for s in stems if s.startswith(base)]) + 1}"
             stems.add(stem)
             written += save_figure(fig, out_dir / f"{prefix}_{stem}", formats=formats)
             book.savefig(fig)

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from ..errors import UserError
+from . import names
 from ._validate import require_frame, require_numeric_columns
 from .labels import annotate_points
 from .style import (
@@ -21,14 +22,12 @@ from .style import (
     categorical_colors,
     figure_and_axes,
     new_figure,
-    paper_style,
 )
 
 _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
 
 
-@paper_style
 def plot_gain_vs_diversity(
     table: pd.DataFrame,
     ax: Axes | None = None,
@@ -36,26 +35,26 @@ def plot_gain_vs_diversity(
     xlabel: str = "diversity",
     ylabel: str = "ensemble gain (accuracy)",
     annotate: bool = True,
-) -> Figure:
+    **kwargs,
+) -> Axes:
     """One point per ensemble (or pair); title carries Spearman's rho, its p-value and n.
 
     Columns diversity, gain, label; `diversity.ensemble_table`'s own columns
-    (zero_one_diversity, accuracy_gain, members) are accepted as they are.
+    (zero_one_diversity, accuracy_gain, members) are accepted as they are. Point labels never
+    overlap: where the names do not fit, points are numbered and a key beside the axes names
+    them. Further keywords go to `Axes.scatter`. Returns the Axes.
     """
     if isinstance(table, pd.DataFrame) and "members" in table.columns and "label" not in table:
         table = table.rename(columns={"zero_one_diversity": "diversity",
                                       "accuracy_gain": "gain"}).assign(
-            label=[m if isinstance(m, str) else " + ".join(m) for m in table["members"]])
+            label=[_members_label(m) for m in table["members"]])
     table = require_frame(table, "table", ["diversity", "gain", "label"])
     require_numeric_columns(table, ["diversity", "gain"], "table")
     fig, ax = figure_and_axes(ax, 3.3, 2.8)
     x, y = table["diversity"].to_numpy(float), table["gain"].to_numpy(float)
     ok = np.isfinite(x) & np.isfinite(y)
-    ax.scatter(
-        x[ok], y[ok], s=22, color=OKABE_ITO["blue"], edgecolors="black", linewidths=0.4, zorder=3
-    )
-    if annotate:
-        annotate_points(ax, np.column_stack([x[ok], y[ok]]), list(table["label"].astype(str)[ok]))
+    ax.scatter(x[ok], y[ok], **{"s": 22, "color": OKABE_ITO["blue"], "edgecolors": "black",
+                                "linewidths": 0.4, "zorder": 3, **kwargs})
     ax.axhline(0.0, color="0.6", lw=0.8, ls=":")
     n = int(ok.sum())
     if n >= 3 and np.ptp(x[ok]) > 0 and np.ptp(y[ok]) > 0:
@@ -65,7 +64,18 @@ def plot_gain_vs_diversity(
         ax.set_title(f"Spearman ρ undefined (n = {n})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    return fig
+    if annotate:
+        annotate_points(ax, np.column_stack([x[ok], y[ok]]), list(table["label"].astype(str)[ok]))
+    return ax
+
+
+def _members_label(members) -> str:
+    """'a + b' in display names, from a tuple or the table's 'a+b' / 'a + b' string."""
+    if isinstance(members, str):
+        parts = [p.strip() for p in members.split("+")] if "+" in members else [members]
+    else:
+        parts = [str(m) for m in members]
+    return " + ".join(names.model_label(p) for p in parts)
 
 
 def _with_clean_anchor(frame: pd.DataFrame) -> pd.DataFrame:
@@ -82,7 +92,6 @@ def _with_clean_anchor(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame, anchors], ignore_index=True)
 
 
-@paper_style
 def plot_retention_curves(
     table: pd.DataFrame,
     axes: Axes | Sequence[Axes] | None = None,
@@ -136,7 +145,8 @@ def plot_retention_curves(
         for model, rows in sub.groupby("model", sort=False):
             rows = rows.sort_values("severity")
             panel.plot(
-                rows["severity"], rows["retention"], label=model, markersize=3, **style[model]
+                rows["severity"], rows["retention"], label=names.model_label(model),
+                markersize=3, **style[model]
             )
         panel.set_title(corruption.replace("_", " "))
         panel.set_xticks(range(0, 6))
@@ -146,33 +156,37 @@ def plot_retention_curves(
     top = max(1.05, float(np.nanmax(frame["retention"])) * 1.02)
     panels[0].set_ylim(0, top)
     if axes is None:
-        fig.supxlabel("severity (0 = clean)", fontsize=8)
-        fig.supylabel(ylabel, fontsize=8)
+        fig.supxlabel("severity (0 = clean)")
+        fig.supylabel(ylabel)
         handles, labels = panels[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right upper", frameon=False)
     else:
-        panels[0].legend(frameon=False, fontsize=6)
+        panels[0].legend(frameon=False, fontsize="x-small")
     return fig
 
 
-@paper_style
 def plot_reliability_diagram(
     bins: pd.DataFrame,
     ax: Axes | None = None,
     *,
     title: str | None = None,
-) -> Figure:
+    legend_loc: str = "outside",
+    **kwargs,
+) -> Axes:
     """Accuracy vs confidence per bin; gaps to the diagonal shaded, ECE in the title.
 
-    A `model` column draws one line per model instead of bars. Empty bins (count 0) are
-    skipped. ECE = sum over bins of count/N * |accuracy - confidence| (computed from the table).
+    A `model` column draws one line per model instead of bars: each its own colour, line
+    style and marker, so seven models stay apart; the legend sits beside the axes
+    (`legend_loc="outside"`, never over the lines) or where matplotlib's `loc` says. Empty
+    bins (count 0) are skipped. ECE = sum over bins of count/N * |accuracy - confidence|
+    (computed from the table). Further keywords go to `Axes.plot` / `Axes.bar`.
     """
     columns = ["bin", "confidence", "accuracy", "count"]
     bins = require_frame(bins, "bins", columns)
     require_numeric_columns(bins, ["confidence", "accuracy", "count"], "bins")
     if (bins["count"] < 0).any():
         raise UserError("bins column 'count' must be >= 0")
-    fig, ax = figure_and_axes(ax, 3.0, 3.0)
+    fig, ax = figure_and_axes(ax, 4.4 if "model" in bins.columns else 3.0, 3.0)
     ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=0.9, label="perfect calibration")
     groups = bins.groupby("model", sort=False) if "model" in bins.columns else [(None, bins)]
     eces = {}
@@ -191,6 +205,7 @@ def plot_reliability_diagram(
                 edgecolor="black",
                 linewidth=0.4,
                 label="accuracy",
+                **kwargs,
             )
             ax.bar(
                 rows["confidence"],
@@ -205,25 +220,27 @@ def plot_reliability_diagram(
             ax.plot(
                 rows["confidence"],
                 rows["accuracy"],
-                marker="o",
-                markersize=3,
-                color=colors[k],
-                label=f"{model} (ECE {eces[model]:.3f})",
+                **{"marker": _MARKERS[k % len(_MARKERS)], "markersize": 3.5,
+                   "ls": _LINESTYLES[k % len(_LINESTYLES)], "color": colors[k],
+                   "label": f"{names.model_label(model)} (ECE {eces[model]:.3f})", **kwargs},
             )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
-    ax.legend(frameon=False, loc="upper left")
+    if legend_loc == "outside":
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0,
+                  fontsize="x-small")
+    else:
+        ax.legend(frameon=False, loc=legend_loc, fontsize="x-small")
     if title is None and None in eces:
         title = f"ECE = {eces[None]:.3f}"
     if title:
-        ax.set_title(title)
-    return fig
+        ax.set_title(names.title_text(title))
+    return ax
 
 
-@paper_style
 def plot_localisation(
     table: pd.DataFrame,
     axes: Sequence[Axes] | None = None,
@@ -268,9 +285,10 @@ def plot_localisation(
                 heights,
                 width=width * 0.95,
                 color=colors[k],
-                label=method,
+                label=names.method_label(method),
             )
-        panel.set_xticks(positions, models, rotation=45, ha="right", rotation_mode="anchor")
+        panel.set_xticks(positions, names.labels(models), rotation=45, ha="right",
+                         rotation_mode="anchor")
         panel.set_title(label)
         panel.set_ylim(0, 1)
         panel.grid(axis="y", color="0.92", lw=0.6)
@@ -283,18 +301,18 @@ def plot_localisation(
     if len(labels) > 1 and axes is None:
         fig.legend(handles, labels, loc="outside upper center", ncol=len(labels), frameon=False)
     elif len(labels) > 1:
-        panels[1].legend(handles, labels, frameon=False, fontsize=6)
+        panels[1].legend(handles, labels, frameon=False, fontsize="x-small")
     return fig
 
 
-@paper_style
-def plot_cue_conflict(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
+def plot_cue_conflict(table: pd.DataFrame, ax: Axes | None = None, **kwargs) -> Axes:
     """Decisions on cue-conflict images per model: shape (the label), texture (a class the
     texture was cued with) or another class, as stacked bars; the black tick marks where the
     texture segment would end for a texture-blind model with the same accuracy.
 
     Columns (as `diversity.texture_reliance` names them): model, accuracy_conflict,
     texture_decisions, other_errors; optional texture_decisions_chance and shape_bias.
+    Further keywords go to `Axes.barh`. Returns the Axes.
     """
     table = require_frame(table, "table",
                           ["model", "accuracy_conflict", "texture_decisions", "other_errors"])
@@ -307,7 +325,8 @@ def plot_cue_conflict(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
                                  ("texture_decisions", "texture", OKABE_ITO["orange"]),
                                  ("other_errors", "other", "0.8")):
         values = table[column].to_numpy(float)
-        ax.barh(rows, values, left=left, color=color, label=label, height=0.7)
+        ax.barh(rows, values, left=left, **{"color": color, "label": label, "height": 0.7,
+                                            **kwargs})
         left += values
     if "texture_decisions_chance" in table.columns:
         chance = table["accuracy_conflict"].to_numpy(float) + \
@@ -316,13 +335,13 @@ def plot_cue_conflict(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
                    label="texture: chance")
     if "shape_bias" in table.columns:
         for row, bias in zip(rows, table["shape_bias"].to_numpy(float), strict=True):
-            ax.text(1.02, row, f"{bias:.2f}", va="center", fontsize=7,
+            ax.text(1.02, row, f"{bias:.2f}", va="center", fontsize="small",
                     transform=ax.get_yaxis_transform())
-        ax.text(1.02, len(table) - 0.35, "shape\nbias", fontsize=7, va="bottom",
+        ax.text(1.02, len(table) - 0.35, "shape\nbias", fontsize="small", va="bottom",
                 transform=ax.get_yaxis_transform())
-    ax.set_yticks(rows, table["model"].astype(str))
+    ax.set_yticks(rows, names.labels(table["model"].astype(str)))
     ax.set_xlim(0, 1)
     ax.set_xlabel("share of cue-conflict images")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=4, frameon=False,
-              fontsize=7)
-    return fig
+              fontsize="small")
+    return ax

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from ..errors import UserError
+from . import names
 from ._validate import require_frame, require_numeric_columns
 from .figures_matrix import plot_dissimilarity_heatmap
 from .style import (
@@ -19,7 +20,6 @@ from .style import (
     family_palette,
     figure_and_axes,
     new_figure,
-    paper_style,
     resolve_families,
 )
 
@@ -29,22 +29,28 @@ STRATA_LABELS = {"both_correct": "both right", "one_correct": "one right",
                  "both_wrong": "both wrong"}
 
 
-@paper_style
 def plot_matrix_trio(matrices: Mapping[str, pd.DataFrame], order: Sequence[str] | None = None,
-                     families: Mapping[str, str] | None = None) -> Figure:
+                     families: Mapping[str, str] | None = None,
+                     axes: Sequence[Axes] | None = None) -> Figure:
     """Dissimilarity matrices (e.g. explanation, representation, errors) in one model order.
 
     matrices: title -> models x models dissimilarity (0 = alike); models missing from one
     matrix are blank there. order: the shared model order (default: the first's index).
+    axes: one Axes per matrix to draw into (default: a new row of panels). Returns the Figure.
     """
     if not matrices:
         raise UserError("plot_matrix_trio needs at least one matrix")
     frames = {t: require_frame(m, t) for t, m in matrices.items()}
     order = list(order) if order is not None else list(next(iter(frames.values())).index)
     n = len(frames)
-    side = max(2.2, 0.32 * len(order) + 1.2)
-    fig = new_figure(side * n + 0.4, side + 0.5)
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    if axes is None:
+        side = max(2.2, 0.32 * len(order) + 1.2)
+        fig = new_figure(side * n + 0.4, side + 0.5)
+        axes = fig.subplots(1, n, squeeze=False)[0]
+    elif len(axes) != n:
+        raise UserError(f"axes has {len(axes)} Axes for {n} matrices")
+    else:
+        fig = axes[0].figure
     for ax, (title, frame) in zip(axes, frames.items(), strict=True):
         full = frame.reindex(index=order, columns=order)
         plot_dissimilarity_heatmap(full, families=resolve_families(order, families),
@@ -52,11 +58,11 @@ def plot_matrix_trio(matrices: Mapping[str, pd.DataFrame], order: Sequence[str] 
     return fig
 
 
-@paper_style
 def plot_consensus_vs_accuracy(scores: pd.DataFrame, accuracy: Mapping[str, float],
                                families: Mapping[str, str] | None = None,
-                               ax: Axes | None = None) -> Figure:
-    """Each model's consensus score (with its interval) against its accuracy."""
+                               ax: Axes | None = None, **kwargs) -> Axes:
+    """Each model's consensus score (with its interval) against its accuracy; further
+    keywords go to `Axes.errorbar`."""
     scores = require_frame(scores, "scores", ["model", "score", "low", "high"])
     require_numeric_columns(scores, ["score", "low", "high"], "scores")
     models = scores["model"].astype(str).tolist()
@@ -69,21 +75,21 @@ def plot_consensus_vs_accuracy(scores: pd.DataFrame, accuracy: Mapping[str, floa
                             scores["high"].to_numpy(float) - y]))
     for i, model in enumerate(models):
         color = palette[fam[model]]
-        ax.errorbar(acc[i], y[i], yerr=err[:, i:i + 1], fmt="o", color=color, ms=4,
-                    capsize=2, lw=0.8)
-        ax.annotate(model, (acc[i], y[i]), xytext=(4, 3), textcoords="offset points",
-                    fontsize=6, color=color)
+        ax.errorbar(acc[i], y[i], yerr=err[:, i:i + 1], **{"fmt": "o", "color": color, "ms": 4,
+                                                           "capsize": 2, "lw": 0.8, **kwargs})
+        ax.annotate(names.model_label(model), (acc[i], y[i]), xytext=(4, 3),
+                    textcoords="offset points", fontsize="x-small", color=color)
     ax.set_xlabel("accuracy")
     ax.set_ylabel("consensus score (leave-one-out)")
     handles = [Line2D([], [], marker="o", ls="", color=palette[f], label=f)
                for f in dict.fromkeys(fam.values())]
-    ax.legend(handles=handles, frameon=False, fontsize=7, loc="best")
-    return fig
+    ax.legend(handles=handles, frameon=False, fontsize="small", loc="best")
+    return ax
 
 
-@paper_style
-def plot_strata(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
+def plot_strata(table: pd.DataFrame, ax: Axes | None = None, **kwargs) -> Axes:
     """Per model pair: mean agreement when both models are right, one is, neither is.
+    Further keywords go to `Axes.errorbar`.
 
     table: `diversity.stratified_agreement` rows (split == "outcome" used). Hollow markers
     and no interval: the stratum has fewer images than its `min_count` (`enough` False).
@@ -103,18 +109,20 @@ def plot_strata(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
             if bool(row["enough"]):
                 ax.errorbar(row["mean"], y, xerr=[[row["mean"] - row["low"]],
                                                   [row["high"] - row["mean"]]],
-                            fmt="o", color=color, ms=3.5, capsize=1.5, lw=0.8)
+                            **{"fmt": "o", "color": color, "ms": 3.5, "capsize": 1.5,
+                               "lw": 0.8, **kwargs})
             elif np.isfinite(row["mean"]):
                 ax.plot(row["mean"], y, "o", mfc="none", color=color, ms=3.5)
-    ax.set_yticks(range(len(pairs))[::-1], [f"{a} / {b}" for a, b in pairs])
+    ax.set_yticks(range(len(pairs))[::-1],
+                  [f"{names.model_label(a)} / {names.model_label(b)}" for a, b in pairs])
     ax.set_xlabel("mean explanation similarity")
     handles = [Line2D([], [], marker="o", ls="", color=c, label=STRATA_LABELS[s])
                for s, c in STRATA_COLORS.items()]
     handles.append(Line2D([], [], marker="o", ls="", mfc="none", color="0.4",
                           label="too few images"))
-    ax.legend(handles=handles, frameon=False, fontsize=7, ncol=2, loc="lower right",
+    ax.legend(handles=handles, frameon=False, fontsize="small", ncol=2, loc="lower right",
               bbox_to_anchor=(1.0, 1.0))  # above the axes, clear of the long pair labels
-    return fig
+    return ax
 
 
 SWEEP_LABELS = {"topk": "feature", "topk_sign": "sign", "rank": "rank",
@@ -122,10 +130,10 @@ SWEEP_LABELS = {"topk": "feature", "topk_sign": "sign", "rank": "rank",
 SWEEP_MARKERS = {"topk": "o", "topk_sign": "s", "rank": "^", "signed_rank": "v"}
 
 
-@paper_style
-def plot_agreement_sweep(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
+def plot_agreement_sweep(table: pd.DataFrame, ax: Axes | None = None, **kwargs) -> Axes:
     """Mean top-k agreement over model pairs against k, per metric; solid: pairs of one
-    family, dashed: pairs across families (when both kinds exist)."""
+    family, dashed: pairs across families (when both kinds exist). Further keywords go to
+    `Axes.plot`."""
     table = require_frame(table, "table", ["fraction", "metric", "mean", "same_family"])
     fig, ax = figure_and_axes(ax, 3.4, 2.6)
     colors = dict(zip(SWEEP_LABELS, (OKABE_ITO["blue"], OKABE_ITO["orange"],
@@ -139,7 +147,7 @@ def plot_agreement_sweep(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
             ax.plot(mean.index * 100, mean.to_numpy(), style, ms=3.5, mfc="none",
                     marker=SWEEP_MARKERS.get(metric, "o"),  # overlapping lines stay visible
                     color=colors.get(metric, "0.3"), label=SWEEP_LABELS.get(metric, metric)
-                    if same == kinds[0][0] else None)
+                    if same == kinds[0][0] else None, **kwargs)
     ax.set_xscale("log")
     ticks = sorted(table["fraction"].unique() * 100)
     ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
@@ -150,5 +158,5 @@ def plot_agreement_sweep(table: pd.DataFrame, ax: Axes | None = None) -> Figure:
     handles, labels = ax.get_legend_handles_labels()
     if len(kinds) == 2:
         handles += [Line2D([], [], ls=s, color="0.3", label=t) for _, s, t in kinds]
-    ax.legend(handles=handles, frameon=False, fontsize=7, ncol=2, loc="upper left")
-    return fig
+    ax.legend(handles=handles, frameon=False, fontsize="small", ncol=2, loc="upper left")
+    return ax

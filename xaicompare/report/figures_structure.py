@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import matplotlib
 import networkx as nx
 import numpy as np
 import pandas as pd
@@ -15,17 +16,18 @@ from matplotlib.patches import Patch
 from scipy.cluster import hierarchy
 
 from ..errors import UserError
-from ._validate import require_frame, require_square
+from . import names
+from ._validate import as_frame, require_frame, require_square
 from .labels import annotate_points
 from .style import (
     PAGE_WIDTH_IN,
     categorical_colors,
+    community_colors,
     family_markers,
     family_palette,
     family_sort_key,
     figure_and_axes,
     new_figure,
-    paper_style,
     resolve_families,
 )
 
@@ -51,7 +53,6 @@ def _family_legend(ax: Axes, fam: Mapping[str, str], *, markers: bool, **kwargs)
     ax.legend(handles=handles, title="family", frameon=False, **kwargs)
 
 
-@paper_style
 def plot_dendrogram(
     linkage_matrix,
     labels: Sequence[str] | None = None,
@@ -61,11 +62,16 @@ def plot_dendrogram(
     orientation: str = "right",
     distance_label: str = "dissimilarity",
     title: str | None = None,
-) -> Figure:
+    legend: bool | str = "auto",
+    **kwargs,
+) -> Axes:
     """scipy dendrogram with leaf labels coloured by family (links stay neutral grey).
 
     linkage_matrix: a scipy linkage [n-1, 4] with its `labels`, or an `xc.cluster` Tree
-    (which carries both).
+    (which carries both). Leaf labels use the tick label size of your rcParams. `legend`:
+    the family legend, "auto" = only on a figure this function makes (in your own figure the
+    coloured leaves and your heatmap's legend say it, and nothing spills onto the next
+    panel). Further keywords go to `scipy.cluster.hierarchy.dendrogram`. Returns the Axes.
     """
     if hasattr(linkage_matrix, "linkage") and hasattr(linkage_matrix, "labels"):
         labels = linkage_matrix.labels if labels is None else labels
@@ -83,23 +89,28 @@ def plot_dendrogram(
     n = len(labels)
     long_side = max(2.0, 0.22 * n + 0.8)
     size = (3.3, long_side) if orientation in ("right", "left") else (max(3.3, long_side), 2.6)
+    draw_legend = (ax is None) if legend == "auto" else bool(legend)
     fig, ax = figure_and_axes(ax, *size)
-    hierarchy.dendrogram(
+    vertical_leaves = orientation in ("right", "left")
+    leaf_size = matplotlib.rcParams["ytick.labelsize" if vertical_leaves else "xtick.labelsize"]
+    dendrogram = hierarchy.dendrogram(
         Z,
-        labels=labels,
+        labels=[names.model_label(x) for x in labels],
         ax=ax,
         orientation=orientation,
-        leaf_font_size=7,
-        link_color_func=lambda _: "0.3",
+        **{"link_color_func": lambda _: "0.3", **kwargs},
     )
-    vertical_leaves = orientation in ("right", "left")
+    leaves = [labels[k] for k in dendrogram["leaves"]]
     tick_labels = ax.get_yticklabels() if vertical_leaves else ax.get_xticklabels()
+    for tick in tick_labels:
+        tick.set_fontsize(leaf_size)
     if families is not None:
         fam = resolve_families(labels, families)
         palette = family_palette(fam.values())
-        for tick in tick_labels:
-            tick.set_color(palette[fam[tick.get_text()]])
-        _family_legend(ax, fam, markers=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        for tick, leaf in zip(tick_labels, leaves, strict=False):  # none with no_labels
+            tick.set_color(palette[fam[leaf]])
+        if draw_legend:
+            _family_legend(ax, fam, markers=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     (ax.set_xlabel if vertical_leaves else ax.set_ylabel)(distance_label)
     if not vertical_leaves:
         ax.tick_params(axis="x", labelrotation=90)
@@ -107,11 +118,10 @@ def plot_dendrogram(
     for side in ("left", "right") if vertical_leaves else ("bottom", "top"):
         ax.spines[side].set_visible(False)
     if title:
-        ax.set_title(title)
-    return fig
+        ax.set_title(names.title_text(title))
+    return ax
 
 
-@paper_style
 def plot_community_graph(
     W: pd.DataFrame,
     communities: Mapping[str, int],
@@ -121,13 +131,15 @@ def plot_community_graph(
     *,
     min_weight: float = 0.0,
     title: str | None = None,
-) -> Figure:
+    labels: Sequence[str] | None = None,
+) -> Axes:
     """Models as nodes, similarity as edges (width ~ weight), seeded spring layout.
 
-    Node fill = community, marker shape = family, so a community that mixes families is
-    visible at a glance. Edges with weight <= `min_weight` are not drawn (nor used in layout).
+    Node fill = community (pale colours, never a family's), marker shape = family, so a
+    community that mixes families is visible at a glance. Edges with weight <= `min_weight`
+    are not drawn (nor used in layout). W: a DataFrame or a NumPy array with `labels`.
     """
-    W = require_square(W, "W")
+    W = require_square(W, "W", labels)
     models = [str(m) for m in W.index]
     missing = [m for m in models if m not in communities]
     if missing:
@@ -150,7 +162,7 @@ def plot_community_graph(
         widths = 0.4 + 3.6 * (weights - weights.min()) / span
         nx.draw_networkx_edges(graph, positions, ax=ax, width=widths, edge_color="0.55", alpha=0.7)
     community_ids = sorted({communities[m] for m in models}, key=str)
-    colors = dict(zip(community_ids, categorical_colors(len(community_ids)), strict=True))
+    colors = dict(zip(community_ids, community_colors(len(community_ids)), strict=True))
     shapes = family_markers(fam.values())
     for family in sorted(set(fam.values()), key=family_sort_key):
         nodes = [m for m in models if fam[m] == family]
@@ -169,8 +181,9 @@ def plot_community_graph(
     nx.draw_networkx_labels(
         graph,
         label_pos,
+        labels={m: names.model_label(m) for m in models},
         ax=ax,
-        font_size=6,
+        font_size=matplotlib.rcParams["font.size"] * 0.75,
         verticalalignment="top",
         bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 0.5},
     )
@@ -194,11 +207,10 @@ def plot_community_graph(
     ax.set_axis_off()
     ax.margins(0.12)
     if title:
-        ax.set_title(title)
-    return fig
+        ax.set_title(names.title_text(title))
+    return ax
 
 
-@paper_style
 def plot_embedding(
     coords: pd.DataFrame,
     families: Mapping[str, str] | None = None,
@@ -207,13 +219,17 @@ def plot_embedding(
     annotate: bool = True,
     equal_aspect: bool = True,
     title: str | None = None,
-) -> Figure:
+    labels: Sequence[str] | None = None,
+    **kwargs,
+) -> Axes:
     """Models placed by a 2-D embedding (MDS, PCA); colour and marker by family.
 
-    Axis labels are the column names (e.g. "MDS 1"); equal aspect by default because MDS
-    distances mean the same along both axes.
+    coords: a DataFrame (index = models) or an [n, 2] NumPy array with `labels`. Axis labels
+    are the column names (e.g. "MDS 1"); equal aspect by default because MDS distances mean
+    the same along both axes. Further keywords go to `Axes.scatter`. Returns the Axes.
     """
-    coords = require_frame(coords, "coords")
+    coords = as_frame(coords, "coords", labels,
+                      None if isinstance(coords, pd.DataFrame) else ["dimension 1", "dimension 2"])
     if coords.shape[1] != 2:
         raise UserError(f"coords must have exactly 2 columns, got {list(coords.columns)}")
     models = [str(m) for m in coords.index]
@@ -226,13 +242,9 @@ def plot_embedding(
         ax.scatter(
             xy[rows, 0],
             xy[rows, 1],
-            s=28,
-            marker=shapes[family],
-            color=palette[family],
-            edgecolors="black",
-            linewidths=0.4,
-            label=family,
-            zorder=3,
+            **{"s": 28, "marker": shapes[family], "color": palette[family],
+               "edgecolors": "black", "linewidths": 0.4, "label": family, "zorder": 3,
+               **kwargs},
         )
     ax.set_xlabel(str(coords.columns[0]))
     ax.set_ylabel(str(coords.columns[1]))
@@ -240,13 +252,13 @@ def plot_embedding(
         ax.set_aspect("equal", adjustable="datalim")
     ax.margins(0.15)
     if annotate:
-        annotate_points(ax, xy, models)
+        annotate_points(ax, xy, [names.model_label(m) for m in models])
     ax.legend(
         title="family", frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0
     )
     if title:
-        ax.set_title(title)
-    return fig
+        ax.set_title(names.title_text(title))
+    return ax
 
 
 def _pairs_from(per_image, value: str) -> dict[tuple[str, str], np.ndarray]:
@@ -269,7 +281,6 @@ def _pairs_from(per_image, value: str) -> dict[tuple[str, str], np.ndarray]:
     )
 
 
-@paper_style
 def plot_similarity_histograms(
     per_image,
     ax: Axes | None = None,
@@ -278,11 +289,12 @@ def plot_similarity_histograms(
     bins: int = 20,
     value_range: tuple[float, float] | None = None,
     xlabel: str = "per-image similarity",
-) -> Figure:
+) -> Figure | Axes:
     """Distribution of per-image similarity for each model pair.
 
-    Without `ax`: small multiples, one panel per pair with its mean marked (shared x-axis).
-    With `ax`: all pairs overlaid as step histograms on that Axes (readable up to ~6 pairs).
+    Without `ax`: small multiples, one panel per pair with its mean marked (shared x-axis);
+    returns the Figure. With `ax`: all pairs overlaid as step histograms on that Axes
+    (readable up to ~6 pairs); returns the Axes.
     NaN values (degenerate maps) are left out and counted in each panel's title.
     """
     pairs = _pairs_from(per_image, value)
@@ -301,12 +313,12 @@ def plot_similarity_histograms(
                 histtype="step",
                 color=color,
                 linewidth=1.2,
-                label=f"{pair[0]} vs {pair[1]}",
+                label=f"{names.model_label(pair[0])} vs {names.model_label(pair[1])}",
             )
         ax.set_xlabel(xlabel)
         ax.set_ylabel("images")
-        ax.legend(frameon=False, fontsize=6)
-        return fig
+        ax.legend(frameon=False, fontsize="x-small")
+        return ax
     ncols = min(len(pairs), 4 if len(pairs) > 4 else len(pairs))
     nrows = math.ceil(len(pairs) / ncols)
     fig = new_figure(min(PAGE_WIDTH_IN, 1.75 * ncols + 0.3), 1.45 * nrows + 0.3)
@@ -318,13 +330,14 @@ def plot_similarity_histograms(
             panel.axvline(finite.mean(), color="#D55E00", lw=1.0, ls="--")
         dropped = values.size - finite.size
         note = f" ({dropped} NaN)" if dropped else ""
-        panel.set_title(f"{pair[0]}\nvs {pair[1]}{note}", fontsize=6.5)
-        panel.tick_params(labelsize=6)
+        panel.set_title(f"{names.model_label(pair[0])}\nvs {names.model_label(pair[1])}{note}",
+                        fontsize="small")
+        panel.tick_params(labelsize="small")
     for k, panel in enumerate(axes):
         if k >= len(pairs):
             panel.set_visible(False)
         elif k + ncols >= len(pairs):  # nothing drawn below: this panel carries the x ticks
             panel.xaxis.set_tick_params(labelbottom=True)
-    fig.supxlabel(xlabel, fontsize=8)
-    fig.supylabel("images", fontsize=8)
+    fig.supxlabel(xlabel)
+    fig.supylabel("images")
     return fig

@@ -1,14 +1,17 @@
-"""Shared look of every figure: paper-column fonts, colour-blind-safe palettes, saving.
+"""Shared look of every figure: colour-blind-safe palettes, the house style, saving.
 
-Figures are built on `matplotlib.figure.Figure` directly (never pyplot), so nothing needs a
-display, no global figure list fills up, and plotting works in threads and on headless
-machines. The Agg backend is selected for the odd caller that still goes through pyplot.
+Plotting functions draw under the caller's rcParams; the house style (paper-column font
+sizes, no top/right spines) is a context manager, `style()`, that the report stage and
+anyone else who wants it wraps around their plotting. Figures made without an `ax` are built
+on `matplotlib.figure.Figure` directly (never pyplot), so nothing needs a display and no
+global figure list fills up. The Agg backend is selected for callers that go through pyplot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,8 +46,12 @@ FAMILY_COLORS = {
     "mlp": OKABE_ITO["reddish_purple"],
 }
 FAMILY_MARKERS = {"cnn": "o", "transformer": "s", "hybrid": "D", "mlp": "^"}
-# Colours for families outside the four known ones, and for categorical data (communities).
-_EXTRA_COLORS = ("#E69F00", "#56B4E9", "#F0E442", "#000000", "#999999")
+# Colours for families outside the four known ones: dark enough for coloured tick labels on
+# white (WCAG contrast >= 3; Okabe-Ito yellow, orange and sky blue are not) and apart from
+# the four family colours (Paul Tol's dark hues, then greys).
+_EXTRA_COLORS = ("#8B5A00", "#332288", "#882255", "#117733", "#555555", "#000000")
+# Lines and bars of categorical data (models, methods): Okabe-Ito without its yellow, which
+# vanishes on white, then Tol's dark hues.
 CATEGORICAL = (
     OKABE_ITO["blue"],
     OKABE_ITO["orange"],
@@ -52,8 +59,22 @@ CATEGORICAL = (
     OKABE_ITO["vermillion"],
     OKABE_ITO["sky_blue"],
     OKABE_ITO["reddish_purple"],
-    OKABE_ITO["yellow"],
     "#000000",
+    "#8B5A00",
+    "#332288",
+    "#882255",
+)
+# Community fills in the graph: pale hues (ColorBrewer Pastel1 / Set3 without yellows), so a
+# community is never drawn in a family's saturated colour (families are the marker shapes).
+COMMUNITY_COLORS = (
+    "#A6CEE3",  # pale blue
+    "#FDBF6F",  # pale orange
+    "#B2DF8A",  # pale green
+    "#FB9A99",  # pink
+    "#CAB2D6",  # lavender
+    "#CCCCCC",  # light grey
+    "#8DD3C7",  # aqua
+    "#E5C494",  # sand
 )
 _EXTRA_MARKERS = ("v", "P", "X", "p", "h", "*")
 
@@ -61,7 +82,8 @@ SEQUENTIAL_CMAP = "viridis"
 SEQUENTIAL_CMAP_ALT = "cividis"
 DIVERGING_CMAP = "RdBu_r"
 OVERLAY_CMAP = "inferno"  # unsigned maps over photos: dark-to-bright reads well on grey
-WRONG_COLOR = OKABE_ITO["vermillion"]
+# Wrong predictions: black, bold and marked ✗; no hue, since every hue may be a family's.
+WRONG_COLOR = "#000000"
 UNKNOWN_FAMILY = "unknown"
 
 # Sizes for a two-column paper: 8 pt text at 3.3 in per column keeps labels legible.
@@ -86,20 +108,39 @@ PAPER_RC: dict[str, Any] = {
     "savefig.pad_inches": 0.03,
     "pdf.fonttype": 42,  # TrueType in PDFs: editable text, accepted by paper venues
     "ps.fonttype": 42,
-    "svg.fonttype": "path",  # SVGs look the same on machines without DejaVu
+    "svg.fonttype": "none",  # real <text> in SVGs: editable in Inkscape / Illustrator
     "svg.hashsalt": "xaicompare",  # deterministic SVG ids -> byte-stable outputs
     "image.cmap": SEQUENTIAL_CMAP,
 }
 
+# What saving needs whatever the caller's style: fonts embedded as TrueType / real text,
+# deterministic ids, tight bounding box.
+SAVE_RC = {key: PAPER_RC[key] for key in ("savefig.bbox", "savefig.pad_inches", "pdf.fonttype",
+                                          "ps.fonttype", "svg.fonttype", "svg.hashsalt")}
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@contextlib.contextmanager
+def style(**overrides: Any) -> Iterator[None]:
+    """The house style (8 pt text for a 3.3 in paper column, no top/right spines, TrueType
+    fonts in PDFs, real text in SVGs) for the plotting inside the `with` block; `overrides`
+    are further rcParams. Outside it every plotting function follows your rcParams.
+
+        with xc.plotting.style():
+            ax = plot_dissimilarity_heatmap(D)
+    """
+    with matplotlib.rc_context({**PAPER_RC, **overrides}):
+        yield
+
+
 def paper_style(func: F) -> F:
-    """Run a plotting function under PAPER_RC without touching the caller's global rcParams."""
+    """Decorator: run `func` under `style()` (the house style) without touching the caller's
+    rcParams afterwards."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with matplotlib.rc_context(PAPER_RC):
+        with style():
             return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -145,11 +186,27 @@ def family_sort_key(family: str) -> tuple[int, str]:
 
 
 def categorical_colors(n: int) -> list[str]:
-    """n distinguishable colours: Okabe-Ito up to 8, then tab20 (less safe, but distinct)."""
+    """n distinguishable colours: CATEGORICAL up to 10, then tab20 (less safe, but distinct)."""
     if n <= len(CATEGORICAL):
         return list(CATEGORICAL[:n])
     cmap = matplotlib.colormaps["tab20"]
     return [matplotlib.colors.to_hex(cmap(i % 20)) for i in range(n)]
+
+
+def community_colors(n: int) -> list[str]:
+    """n pale fills for communities, none of them a family colour (tab20's pale half after 8)."""
+    if n <= len(COMMUNITY_COLORS):
+        return list(COMMUNITY_COLORS[:n])
+    cmap = matplotlib.colormaps["tab20"]
+    return [matplotlib.colors.to_hex(cmap(2 * i % 20 + 1)) for i in range(n)]
+
+
+def contrast_on_white(color: str | Sequence[float]) -> float:
+    """WCAG contrast ratio of `color` against white (1 = invisible, 21 = black)."""
+    r, g, b = matplotlib.colors.to_rgb(color)
+    channels = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+    luminance = 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
+    return 1.05 / (luminance + 0.05)
 
 
 def resolve_families(models: Sequence[str], families: Mapping[str, str] | None) -> dict[str, str]:
@@ -175,11 +232,15 @@ def save_figure(
     path_without_suffix: str | Path,
     formats: Sequence[str] = ("png", "pdf", "svg"),
     dpi: int = 200,
+    *,
+    tight: bool = True,
 ) -> list[Path]:
     """Write `fig` once per format next to each other; returns the written paths.
 
-    Vector formats (pdf, svg) keep text as fonts/paths for papers; PNG is for the HTML report.
-    Metadata dates are dropped so that re-running a study gives identical files.
+    Vector formats keep text editable (TrueType in PDF, <text> in SVG) and heatmap cells as
+    vector quads; PNG is for the HTML report.
+    Metadata dates are dropped so that re-running a study gives identical files. `tight`:
+    crop to the drawn artists; False keeps the figure's own size (a paper's column width).
     """
     if isinstance(fig, Axes):
         fig = fig.figure  # type: ignore[assignment]
@@ -193,7 +254,7 @@ def save_figure(
     base = Path(path_without_suffix)
     base.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    with matplotlib.rc_context(PAPER_RC):
+    with matplotlib.rc_context({**SAVE_RC, "savefig.bbox": "tight" if tight else "standard"}):
         for fmt in (f.lower().lstrip(".") for f in formats):
             path = base.with_name(base.name + "." + fmt)
             metadata = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}.get(fmt)

@@ -18,7 +18,7 @@ from .. import report as rp
 from ..attribution.registry import METHODS, method_info
 from ..cluster import read_family_tests
 from ..store import atomic_write
-from . import report_lenses
+from . import paper_figures, report_lenses
 from .cluster import read_dissimilarity
 from .health import summary_line as degenerate_summary
 from .paths import array_path, figure_path, table_path
@@ -40,7 +40,7 @@ class FigureWriter:
         import matplotlib.pyplot as plt
 
         paths = rp.save_figure(fig, figure_path(self.study, *parts), formats=self.formats)
-        plt.close(fig)
+        plt.close(getattr(fig, "figure", fig))  # plot functions return an Axes or a Figure
         return next(p for p in paths if p.suffix == ".png")
 
 
@@ -494,6 +494,7 @@ def run_report(study) -> Path | None:
                            summary=run_summary(study), sections=sections,
                            subtitle=f"{len(study.models)} models, {len(study.dataset)} images, "
                                     f"methods: {', '.join(study.config.methods)}")
+    paper_figures.write_paper_figures(study)  # figures/paper/: column and page width
     fingerprint = report_fingerprint(study)  # of the inputs and of what was just drawn
     atomic_write(stamp, lambda handle: handle.write(fingerprint.encode()))
     log.info("report written to %s", path)

@@ -1,0 +1,103 @@
+"""`<run>/figures/paper/`: the study's paper figures (report.figures_paper) from what the
+earlier stages wrote; the report stage calls `write_paper_figures(study)`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..report.figures_paper import PaperInputs
+from ..report.figures_paper import write_paper_figures as draw_paper_figures
+from .paths import array_path, table_path
+
+log = logging.getLogger("xaicompare")
+
+ATLAS_MODELS = 4  # rows of the atlas excerpt: a paper page fits about this many
+ATLAS_METHODS = 3
+
+
+def _table(path: Path, **kwargs) -> pd.DataFrame | None:
+    return pd.read_csv(path, comment="#", **kwargs) if path.exists() else None
+
+
+def _family_tests(study) -> pd.DataFrame | None:
+    frames = []
+    for method in study.config.methods:
+        for metric in study.config.compare.metrics:
+            tests = _table(table_path(study, "cluster", method, f"{metric}_tests"))
+            if tests is not None:
+                frames.append(tests.assign(method=method, metric=metric))
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _atlas(study) -> dict | None:
+    """The first image with up to 4 models (one per family first) and 3 methods."""
+    import torch
+
+    if len(study.dataset) == 0:
+        return None
+    image_id = study.dataset.ids[0]
+    families = study.families
+    by_family: dict[str, list[str]] = {}
+    for name in study.model_names:
+        by_family.setdefault(families[name], []).append(name)
+    models = [names[0] for names in by_family.values()]
+    models += [m for m in study.model_names if m not in models]
+    models = models[:ATLAS_MODELS]
+    methods = list(study.config.methods)[:ATLAS_METHODS]
+    rows = {name: k for k, name in enumerate(study.model_names)}
+    maps = {method: study.read_maps(method, [image_id]) for method in methods}
+    logits = study.read_logits(ids=[image_id])
+    probs = torch.from_numpy(logits).softmax(-1).numpy()
+    known = list(study.dataset.class_names)
+    label = None if study.dataset.labels is None else int(study.dataset.labels[0])
+
+    def class_name(k: int) -> str:
+        return known[k] if k < len(known) else f"class {k}"
+
+    return {
+        "image": study.dataset.load([0])[0].numpy(),
+        "maps": {m: {method: ("not applicable" if m in study.not_applicable(method)
+                              else maps[method][rows[m], 0]) for method in methods}
+                 for m in models},
+        "predictions": {m: (class_name(int(probs[rows[m], 0].argmax())),
+                            float(probs[rows[m], 0].max()),
+                            None if label is None or label < 0
+                            else bool(probs[rows[m], 0].argmax() == label)) for m in models},
+        "true_label": class_name(label) if label is not None and label >= 0 else None,
+    }
+
+
+def paper_inputs(study) -> PaperInputs:
+    """The primary method and metric (the first configured) for the similarity figure."""
+    method, metric = next(iter(study.config.methods)), study.config.compare.metrics[0]
+    inputs = PaperInputs(families=study.families,
+                         similarity_title=f"{method} {metric} dissimilarity")
+    tree_path = array_path(study, "cluster", f"{method}__{metric}")
+    if tree_path.exists():
+        from .cluster import read_dissimilarity
+
+        D = read_dissimilarity(study, method, metric)
+        tree = np.load(tree_path)
+        labels = [str(x) for x in tree["labels"]]
+        inputs.dissimilarity = D.loc[labels, labels]
+        inputs.linkage, inputs.linkage_labels = tree["linkage"], labels
+    inputs.family_tests = _family_tests(study)
+    inputs.error_consistency = _table(table_path(study, "diversity", "error_consistency"),
+                                      index_col=0)
+    inputs.ensembles = _table(table_path(study, "diversity", "ensembles"), index_col=0)
+    try:
+        inputs.atlas = _atlas(study)
+    except (KeyError, FileNotFoundError, ValueError) as error:  # maps not stored: no excerpt
+        log.warning("paper figures: no atlas excerpt (%s)", error)
+    return inputs
+
+
+def write_paper_figures(study) -> list[Path]:
+    """Write `<run>/figures/paper/<figure>_<column|page>.<pdf|svg|png>`; returns the paths."""
+    paths = draw_paper_figures(paper_inputs(study), study.run_dir / "figures" / "paper")
+    log.info("paper figures: %d files in %s", len(paths), study.run_dir / "figures" / "paper")
+    return paths
