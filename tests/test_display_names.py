@@ -4,7 +4,7 @@ every figure of the report (method defaults from the method registry)."""
 import pytest
 
 import xaicompare.attribution  # noqa: F401  (registers the methods' display names)
-from xaicompare.config import parse_config
+from xaicompare.study_config import parse_config
 from xaicompare.errors import UserError
 from xaicompare.report import display_names, method_label, model_label
 from xaicompare.study import Study

@@ -30,7 +30,12 @@ def _family_tests(study) -> pd.DataFrame | None:
             tests = _table(table_path(study, "cluster", method, f"{metric}_tests"))
             if tests is not None:
                 frames.append(tests.assign(method=method, metric=metric))
-    return pd.concat(frames, ignore_index=True) if frames else None
+    if not frames:
+        return None
+    tests = pd.concat(frames, ignore_index=True)
+    # too few models or families: the tests are undefined and the figure has nothing to show
+    shown = tests["test"].isin(["permanova", "permdisp"]) & tests["p_value"].notna()
+    return tests if shown.any() else None
 
 
 def _atlas(study) -> dict | None:
