@@ -28,6 +28,8 @@ from ..devices import check_device_syntax, resolve_device  # noqa: F401  (re-exp
 from ..errors import UserError
 from ..store import Store
 from .batching import PROBE_IMAGES, place_model, probe_batch_size
+from .heartbeat import Heartbeat, report_killed
+from .memory import limit_for
 from .units import (  # noqa: F401  (re-exported: the store keys are part of the runner's API)
     SEGMENT_PARAMS,
     ExplainJob,
@@ -153,7 +155,8 @@ def run_explanations(
     options = executor_options(executor)
     if autocast not in AUTOCAST_MODES:
         raise UserError(f"autocast: got {autocast!r}; accepted: {', '.join(AUTOCAST_MODES)}")
-    job = ExplainJob(dict(methods), dataset_identity, target, seed, map_dtype, autocast)
+    job = ExplainJob(dict(methods), dataset_identity, target, seed, map_dtype, autocast,
+                     options.memory)
     if options.kind == "ray":  # the workers' devices are theirs: only the name is checked
         from .ray_executor import run_explanations_on_ray
 
@@ -163,6 +166,8 @@ def run_explanations(
                                        progress=progress)
     device_ = resolve_device(device)
     summary = RunSummary()
+    report_killed(store.root)  # a unit of an earlier run the system killed: say so once
+    heartbeat = Heartbeat(store.root)
     with intra_op_threads(options.threads):
         for model in models:
             model = place_model(model, device_)
@@ -174,9 +179,10 @@ def run_explanations(
             def run_all(size: int, model=model, bar=bar, entries=entries) -> None:
                 bar.reset()
                 for shard in make_shards(dataset, size):
-                    report = explain_unit(model, shard, job, store, device_,
-                                          lambda rows=shard.rows: dataset.load(list(rows)),
-                                          entries=entries)
+                    with heartbeat.unit(model.name, shard.name):
+                        report = explain_unit(model, shard, job, store, device_,
+                                              lambda rows=shard.rows: dataset.load(list(rows)),
+                                              entries=entries)
                     summary.merge(report)
                     bar.update(report.progress)
 
@@ -189,10 +195,26 @@ def _shard_size(batch_size: int | str, model, dataset, job: ExplainJob, store: S
                 device: torch.device) -> int:
     """`batch_size`, or for "auto" on CUDA one sized to the free memory by a probe (skipped
     when the model has nothing left to compute)."""
+    if ModelEntries.of(store, model, job).done(dataset.ids):
+        return auto_batch_size(device) if batch_size == "auto" else int(batch_size)
+    size = _unbudgeted_shard_size(batch_size, model, dataset, job, device)
+    if job.memory == "none" or len(dataset) == 0:
+        return size
+    # Grad-CAM and the logits pass run a whole shard at once: no more images than fit
+    limit = limit_for(model, dataset.load([0]).to(device), job.memory)
+    if limit is not None and limit.backward < size:
+        log.info("model '%s': batch size %d within executor.memory %s (was %d)", model.name,
+                 limit.backward, job.memory, size)
+        size = limit.backward
+    return size
+
+
+def _unbudgeted_shard_size(batch_size: int | str, model, dataset, job: ExplainJob,
+                           device: torch.device) -> int:
     if batch_size != "auto":
         return int(batch_size)
     default = auto_batch_size(device)
-    if device.type != "cuda" or ModelEntries.of(store, model, job).done(dataset.ids):
+    if device.type != "cuda":
         return default
     probe = dataset.load(list(range(min(PROBE_IMAGES, len(dataset)))))
     size = probe_batch_size(model, probe, job, device, default)
