@@ -156,9 +156,26 @@ app.command("report")(_stage_command("report", "Figures, atlases and the HTML re
 def run(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
         quiet: Quiet = False, executor: Executor = None) -> None:
     """Every stage of a study, each resuming from the store."""
+    from .plan import plan_study
+
     s = _study(study, device, batch_size, quiet, executor)
+    typer.echo(plan_study(s.config, probe=False).short())  # before any compute
     result = s.run()
     _print_result(result)
+
+
+@app.command()
+def plan(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
+         probe: Annotated[bool, typer.Option(
+             help="Time each model on the device (a few passes) to estimate time and "
+                  "memory per stage.")] = True) -> None:
+    """Before any compute: units, model evaluations per model and method, storage, and
+    (after a short probe) time and peak memory per stage."""
+    from .plan import format_plan, plan_study
+
+    s = _study(study, device, batch_size, True)
+    for line in format_plan(plan_study(s.config, probe=probe), s.config):
+        typer.echo(line)
 
 
 def _print_result(result) -> None:

@@ -43,7 +43,8 @@ def peak_rss() -> int:
 def _memory() -> dict:
     import psutil
 
-    return {"rss": int(psutil.Process().memory_info().rss), "peak_rss": peak_rss()}
+    rss = int(psutil.Process().memory_info().rss)
+    return {"rss": rss, "peak_rss": max(rss, peak_rss())}
 
 
 class Heartbeat:
