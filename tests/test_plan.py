@@ -83,3 +83,12 @@ def test_format_without_probe_has_counts_only(tmp_path):
     lines = format_plan(plan_study(config, probe=False), config)
     assert not any(line.startswith("stage") for line in lines)
     assert "total: 4 forward and 4 forward+backward" in "\n".join(lines)
+
+
+def test_a_bad_memory_flag_is_one_line_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study_dict(tmp_path, {"gradcam": {}})))
+    assert main(["plan", str(path), "--no-probe", "--memory", "lots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --memory: got 'lots'; accepted: auto, none, or a size such as "
+                   "512MB, 8GB, 16GiB")

@@ -133,15 +133,17 @@ def _dataset(config):
     return full
 
 
-def plan_study(config, probe: bool = True) -> StudyPlan:
-    """Count what `config` will compute; with `probe`, time each model on its device."""
+def plan_study(config, probe: bool = True, study=None) -> StudyPlan:
+    """Count what `config` will compute; with `probe`, time each model on its device.
+    study: the Study about to run it (its models and images are then loaded once)."""
     from .engine.runner import auto_batch_size
     from .engine.units import logits_width
     from .study import Study
 
-    study = Study(config, progress=False)
-    data = _dataset(config)
-    study.__dict__["dataset"] = data  # the cached property: no manifest is written
+    if study is None:
+        study = Study(config, progress=False)
+        study.__dict__["dataset"] = _dataset(config)  # cached property: no manifest written
+    data = study.dataset
     n, size = len(data), int(data.size)
     device = torch.device("cpu")
     if probe:
