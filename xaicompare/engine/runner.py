@@ -198,10 +198,13 @@ def _shard_size(batch_size: int | str, model, dataset, job: ExplainJob, store: S
     if ModelEntries.of(store, model, job).done(dataset.ids):
         return auto_batch_size(device) if batch_size == "auto" else int(batch_size)
     size = _unbudgeted_shard_size(batch_size, model, dataset, job, device)
-    if job.memory == "none" or len(dataset) == 0:
+    side = getattr(dataset, "size", None)  # the canonical frame's side (an ImageSet's)
+    if job.memory == "none" or len(dataset) == 0 or not isinstance(side, int):
         return size
-    # Grad-CAM and the logits pass run a whole shard at once: no more images than fit
-    limit = limit_for(model, dataset.load([0]).to(device), job.memory)
+    # Grad-CAM and the logits pass run a whole shard at once: no more images than fit.
+    # The cost depends on the image's shape only: probe a blank one, load nothing.
+    blank = torch.zeros(1, 3, side, side, device=device)
+    limit = limit_for(model, blank, job.memory)
     if limit is not None and limit.backward < size:
         log.info("model '%s': batch size %d within executor.memory %s (was %d)", model.name,
                  limit.backward, job.memory, size)
