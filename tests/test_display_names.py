@@ -4,10 +4,10 @@ every figure of the report (method defaults from the method registry)."""
 import pytest
 
 import xaicompare.attribution  # noqa: F401  (registers the methods' display names)
-from xaicompare.study_config import parse_config
 from xaicompare.errors import UserError
 from xaicompare.report import display_names, method_label, model_label
 from xaicompare.study import Study
+from xaicompare.study_config import parse_config
 
 
 def config(**overrides) -> dict:

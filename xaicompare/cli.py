@@ -54,6 +54,9 @@ BatchSize = Annotated[str | None, typer.Option(
 Quiet = Annotated[bool, typer.Option("--quiet", help="Logs only, no progress bars.")]
 Executor = Annotated[str | None, typer.Option(
     "--executor", help="local | ray (default: executor.kind of the study file)")]
+Memory = Annotated[str | None, typer.Option(
+    "--memory", help="auto | none | a size such as 8GB: the explain stage's memory budget "
+                     "(default: executor.memory of the study file)")]
 
 
 def _version(value: bool) -> None:
@@ -80,7 +83,7 @@ def main_options(
 
 
 def _study(path: Path, device: str | None = None, batch_size: str | None = None,
-           quiet: bool = False, executor: str | None = None):
+           quiet: bool = False, executor: str | None = None, memory: str | None = None):
     from .config_checks import check_executor
     from .devices import check_device_syntax
     from .study import Study
@@ -95,6 +98,11 @@ def _study(path: Path, device: str | None = None, batch_size: str | None = None,
         config.executor.device = check_device_syntax(device, "--device")
     if batch_size is not None:
         config.executor.batch_size = _parse_batch_size(batch_size)
+    if memory is not None:
+        from .engine.memory import check_memory_setting
+
+        check_memory_setting(memory, "--memory")
+        config.executor.memory = memory
     # the flag's device (or the file's, under --executor) must exist here, before any compute
     check_executor(config, "--device" if device is not None else "executor.device")
     return Study(config, progress=not quiet)
@@ -139,9 +147,9 @@ def _run(s, stages=None):
 
 @app.command()
 def explain(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
-            quiet: Quiet = False, executor: Executor = None) -> None:
+            quiet: Quiet = False, executor: Executor = None, memory: Memory = None) -> None:
     """Compute (or resume) logits and explanation maps for every model and method."""
-    s = _study(study, device, batch_size, quiet, executor)
+    s = _study(study, device, batch_size, quiet, executor, memory)
     summary = _run(s, ("explain",))
     typer.echo(f"explanations stored in {s.run_dir / 'store'} "
                f"({summary.timings.get('explain', 0):.1f} s)")
@@ -175,11 +183,28 @@ app.command("report")(_stage_command("report", "Figures, atlases and the HTML re
 
 @app.command()
 def run(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
-        quiet: Quiet = False, executor: Executor = None) -> None:
+        quiet: Quiet = False, executor: Executor = None, memory: Memory = None) -> None:
     """Every stage of a study, each resuming from the store."""
-    s = _study(study, device, batch_size, quiet, executor)
+    from .plan import plan_study
+
+    s = _study(study, device, batch_size, quiet, executor, memory)
+    typer.echo(plan_study(s.config, probe=False, study=s).short())  # before compute
     result = _run(s)
     _print_result(result)
+
+
+@app.command()
+def plan(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
+         memory: Memory = None, probe: Annotated[bool, typer.Option(
+             help="Time each model on the device (a few passes) to estimate time and "
+                  "memory per stage.")] = True) -> None:
+    """Before any compute: units, model evaluations per model and method, storage, and
+    (after a short probe) time and peak memory per stage."""
+    from .plan import format_plan, plan_study
+
+    s = _study(study, device, batch_size, True, None, memory)
+    for line in format_plan(plan_study(s.config, probe=probe), s.config):
+        typer.echo(line)
 
 
 def _print_result(result) -> None:

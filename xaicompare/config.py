@@ -125,6 +125,17 @@ class ExecutorConfig(Section):
     # Explain stage under torch.autocast (maps and clean logits get their own store keys).
     # bf16 changed IG maps of a CNN by up to 0.89 of their max on CPU: measure before use.
     autocast: Literal["none", "bf16", "fp16"] = "none"
+    # Explain stage's memory budget (engine/memory.py): auto (a share of the free memory),
+    # none (no cap), or a size such as 8GB; caps the model evaluations in one pass.
+    memory: str | int = "auto"
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> Any:
+        from .sizes import parse_memory
+
+        parse_memory(value)  # ValueError: got ..., accepted: ...
+        return value
 
     @field_validator("device", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ import torch
 from ..errors import UserError
 from .baselines import make_baseline
 from .coalitions import Coalitions, sample_coalitions
+from .passes import within_pass_limit
 from .registry import Attribution, register_method
 from .shapley import solve_kernel_regression
 from .superpixels import compute_segments, relabel_segments
@@ -153,6 +154,7 @@ def kernelshap(
     base_images = make_baseline(images, baseline, seed=seed)
     if batch_size is None:
         batch_size = default_batch_size(images.device, height, width)
+    batch_size = within_pass_limit(batch_size, backward=False)  # executor.memory's cap
     values = evaluate_coalitions(model, images, base_images, segments, target, masks, n_rows,
                                  batch_size)
     base_value, full_value = values[:, 0], values[:, 1]

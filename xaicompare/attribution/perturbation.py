@@ -33,7 +33,8 @@ AUTO_INPUTS_CUDA = 256
 
 
 def _chunk(images: torch.Tensor, internal_batch_size: int | None) -> int:
-    return inputs_per_pass(images, internal_batch_size, AUTO_INPUTS_CPU, AUTO_INPUTS_CUDA)
+    return inputs_per_pass(images, internal_batch_size, AUTO_INPUTS_CPU, AUTO_INPUTS_CUDA,
+                           backward=False)
 
 
 def _pair(value, name: str) -> tuple[int, int]:

@@ -34,6 +34,7 @@ from ..errors import UserError
 from ..progress import bar as progress_bar
 from ..store import Store
 from .batching import auto_batch_size
+from .heartbeat import report_killed
 from .ray_pool import (
     Unit,
     get_pool,
@@ -145,6 +146,7 @@ def run_explanations_on_ray(models: Sequence, dataset, job: ExplainJob, store: S
             else:
                 units.append(Unit(m, s))
     if units:
+        report_killed(store.root)  # a local run killed before this one
         with ray_session(ray, options.address):
             refs = put_models(ray, models)
             pool = get_pool(ray, options, store, pool_size(ray, options, len(units)))
@@ -176,7 +178,8 @@ def run_explanations_on_ray(models: Sequence, dataset, job: ExplainJob, store: S
                 bar.update(report.progress - report.restored)
 
             run_units(ray, pool, units, refs.keys, submit, done, summary, options.retries,
-                      lambda u: (models[u.model].name, shards[u.shard].name), inputs.release)
+                      lambda u: (models[u.model].name, shards[u.shard].name), inputs.release,
+                      lambda u: report_killed(store.root, "a Ray worker"))
     bar.close()
     summary.finish()
     raise_failures(summary, "explain")

@@ -21,6 +21,7 @@ from ..attribution.registry import METHODS
 from ..errors import UserError
 from ..store import Store
 from .batching import place_model
+from .heartbeat import Heartbeat
 from .summary import RunSummary
 from .units import ExplainJob, Shard, UnitReport, corrupted_logits_unit, explain_unit
 
@@ -80,8 +81,9 @@ class ExplainWorker:
         model = self._model(key, boxed)
         given = None if segments is None else (lambda method, params, x: segments[method])
         try:
-            return explain_unit(model, shard, job, Store(store_root), self.device,
-                                lambda: images, given)
+            with Heartbeat(Path(store_root)).unit(model.name, shard.name):  # named if killed
+                return explain_unit(model, shard, job, Store(store_root), self.device,
+                                    lambda: images, given)
         except torch.cuda.OutOfMemoryError:
             if len(shard) == 1:
                 raise
@@ -242,7 +244,8 @@ def _lost_worker_errors(ray) -> tuple[type[BaseException], ...]:
 def run_units(ray, pool: WorkerPool, units: Sequence[Unit], keys: list[str],
               submit: Callable[[object, Unit], object], done: Callable[[Unit, object], None],
               summary: RunSummary, retries: int, describe: Callable[[Unit], tuple[str, str]],
-              release: Callable[[Unit], None] = lambda unit: None) -> None:
+              release: Callable[[Unit], None] = lambda unit: None,
+              on_lost: Callable[[Unit], None] = lambda unit: None) -> None:
     """Run units on the pool; retry those whose worker died, record those that raised."""
     pending, inflight = deque(units), {}
     idle = deque(range(pool.active))
@@ -259,6 +262,7 @@ def run_units(ray, pool: WorkerPool, units: Sequence[Unit], keys: list[str],
         try:
             result = ray.get(ref)
         except lost as err:
+            on_lost(unit)
             pool.replace(slot)
             unit.attempts += 1
             if unit.attempts <= retries:

@@ -26,6 +26,8 @@ from ..errors import UserError
 from ..progress import bar as progress_bar
 from ..store import Store
 from .batching import PROBE_IMAGES, auto_batch_size, place_model, probe_batch_size
+from .heartbeat import Heartbeat, report_killed
+from .memory import limit_for
 from .summary import RunSummary
 from .units import ExplainJob, ModelEntries, explain_unit, make_shards
 
@@ -84,7 +86,8 @@ def run_explanations(
     options = executor_options(executor)
     if autocast not in AUTOCAST_MODES:
         raise UserError(f"autocast: got {autocast!r}; accepted: {', '.join(AUTOCAST_MODES)}")
-    job = ExplainJob(dict(methods), dataset_identity, target, seed, map_dtype, autocast)
+    job = ExplainJob(dict(methods), dataset_identity, target, seed, map_dtype, autocast,
+                     options.memory)
     if options.kind == "ray":  # the workers' devices are theirs: only the name is checked
         from .ray_executor import run_explanations_on_ray
 
@@ -96,6 +99,8 @@ def run_explanations(
     summary = RunSummary()
     bar = progress_bar(len(models) * len(dataset) * (1 + len(methods)), desc="explain",
                        unit="map", enabled=progress)
+    report_killed(store.root)  # a unit of an earlier run the system killed: say so once
+    heartbeat = Heartbeat(store.root)
     with intra_op_threads(options.threads):
         for model in models:
             bar.note(model.name)
@@ -106,9 +111,10 @@ def run_explanations(
             def run_all(size: int, model=model, entries=entries, start=bar.n) -> None:
                 bar.rewind(start)  # an out-of-memory retry redoes this model's shards
                 for shard in make_shards(dataset, size):
-                    report = explain_unit(model, shard, job, store, device_,
-                                          lambda rows=shard.rows: dataset.load(list(rows)),
-                                          entries=entries)
+                    with heartbeat.unit(model.name, shard.name):
+                        report = explain_unit(model, shard, job, store, device_,
+                                              lambda rows=shard.rows: dataset.load(list(rows)),
+                                              entries=entries)
                     summary.merge(report)
                     bar.restore(report.restored)  # stored work: done, not in the ETA
                     bar.update(report.progress - report.restored)
@@ -122,10 +128,29 @@ def _shard_size(batch_size: int | str, model, dataset, job: ExplainJob, store: S
                 device: torch.device) -> int:
     """`batch_size`, or for "auto" on CUDA one sized to the free memory by a probe (skipped
     when the model has nothing left to compute)."""
+    if ModelEntries.of(store, model, job).done(dataset.ids):
+        return auto_batch_size(device) if batch_size == "auto" else int(batch_size)
+    size = _unbudgeted_shard_size(batch_size, model, dataset, job, device)
+    side = getattr(dataset, "size", None)  # the canonical frame's side (an ImageSet's)
+    if job.memory == "none" or len(dataset) == 0 or not isinstance(side, int):
+        return size
+    # Grad-CAM and the logits pass run a whole shard at once: no more images than fit.
+    # The cost depends on the image's shape only: probe a blank one, load nothing.
+    blank = torch.zeros(1, 3, side, side, device=device)
+    limit = limit_for(model, blank, job.memory)
+    if limit is not None and limit.backward < size:
+        log.info("model '%s': batch size %d within executor.memory %s (was %d)", model.name,
+                 limit.backward, job.memory, size)
+        size = limit.backward
+    return size
+
+
+def _unbudgeted_shard_size(batch_size: int | str, model, dataset, job: ExplainJob,
+                           device: torch.device) -> int:
     if batch_size != "auto":
         return int(batch_size)
     default = auto_batch_size(device)
-    if device.type != "cuda" or ModelEntries.of(store, model, job).done(dataset.ids):
+    if device.type != "cuda":
         return default
     probe = dataset.load(list(range(min(PROBE_IMAGES, len(dataset)))))
     size = probe_batch_size(model, probe, job, device, default)

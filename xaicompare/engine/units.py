@@ -34,6 +34,7 @@ from ..store.keys import (
     segments_entry,
     takes_image_seeds,
 )
+from .memory import memory_budget
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -81,6 +82,7 @@ class ExplainJob:
     seed: int = 0
     map_dtype: str = "float16"
     autocast: str = "none"  # none | bf16 | fp16: passes under torch.autocast (own store keys)
+    memory: str | int = "none"  # executor.memory: caps the inputs per pass (engine/memory.py)
 
 
 @dataclass
@@ -249,7 +251,7 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
             call["segments"] = shared(method, params, images).to(device)
         if takes_image_seeds(method):  # random draws per image id: shared by every model
             call["image_seeds"] = image_seeds(ids, job.seed + params.get("seed", 0))
-        with autocast(device, job.autocast, model):
+        with autocast(device, job.autocast, model), memory_budget(model, images, job.memory):
             result = explain_full(model, images, method, targets, check_logits=False, **call)
         maps = result.maps.detach().float().cpu().numpy()
         maps[~logits_ok] = np.nan  # a map of a score that is not a number explains nothing

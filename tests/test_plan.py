@@ -1,0 +1,94 @@
+"""`xaicompare plan`: the evaluations it predicts are the ones a real explain makes."""
+
+import pytest
+import torch
+import yaml
+
+from xaicompare.cli import main
+from xaicompare.config import parse_config
+from xaicompare.engine.runner import run_explanations
+from xaicompare.plan import format_plan, plan_study
+from xaicompare.store import Store
+from xaicompare.study import Study
+
+
+def study_dict(tmp_path, methods):
+    return {"name": "plan", "output": str(tmp_path / "run"),
+            "dataset": {"name": "shapes", "options": {"split": "test", "n": 20, "size": 32},
+                        "n_images": 2},
+            "models": [{"source": "zoo:shapes-resnet"}, {"source": "zoo:shapes-pvt"}],
+            "methods": methods, "executor": {"memory": "none"},
+            "diversity": {"corruptions": ["gaussian_noise"], "severities": [1, 3]}}
+
+
+def counted_evaluations(study, method, params, tmp_path):
+    """Images through each model while explaining 2 images with `method` alone:
+    {model: (forward only, with gradients)}, the logits pass left out."""
+    counts, hooks = {}, []
+    for model in study.models:
+        counts[model.name] = [0, 0]
+
+        def hook(module, args, out, name=model.name):
+            counts[name][1 if torch.is_grad_enabled() else 0] += len(args[0])
+
+        hooks.append(model.register_forward_hook(hook))
+    try:
+        run_explanations(study.models, study.dataset, {method: params},
+                         Store(tmp_path / method), dataset_identity=study.dataset_identity,
+                         progress=False, executor=study.config.executor)
+    finally:
+        for h in hooks:
+            h.remove()
+    n = len(study.dataset)
+    return {name: (f - n, b) for name, (f, b) in counts.items()}
+
+
+@pytest.mark.parametrize("method, params", [
+    ("gradcam", {}), ("integrated_gradients", {"n_steps": 3}),
+    ("integrated_gradients", {"n_steps": 3, "quadrature": "riemann_trapezoid"}),
+    ("kernelshap", {"n_samples": 12, "n_segments": 4}),
+    ("occlusion", {"window": 16, "stride": 8}), ("smoothgrad", {"n_samples": 3}),
+    ("rise", {"n_masks": 5}), ("saliency", {})])
+def test_planned_evaluations_equal_the_counted_model_calls(tmp_path, method, params):
+    config = parse_config(study_dict(tmp_path, {method: params}))
+    plan = plan_study(config, probe=False)
+    study = Study(config, progress=False)
+    counted = counted_evaluations(study, method, params, tmp_path)
+    for model in plan.models:
+        [(name, forward, backward, exact, _)] = [r for r in model.rows if r[0] == method]
+        logits = [r for r in model.rows if r[0] == "logits"][0]
+        assert logits[1:3] == (2, 0)
+        if exact:
+            assert counted[model.name] == (forward, backward), method
+        else:  # KernelSHAP: at most n_samples per image (2^M when M superpixels are few)
+            assert counted[model.name][1] == backward == 0
+            assert 0 < counted[model.name][0] <= forward
+
+
+def test_plan_command_prints_counts_storage_and_estimates_and_computes_nothing(tmp_path,
+                                                                              capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study_dict(tmp_path, {"gradcam": {},
+                                                         "integrated_gradients": {"n_steps": 3}})))
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 models x 2 methods x 2 images (32 px)" in out
+    assert "shapes-pvt" in out and "integrated_gradients" in out
+    assert "storage: ~" in out and "stage explain" in out and "peak memory" in out
+    assert not (tmp_path / "run").exists()  # no store, no manifest, no maps
+
+
+def test_format_without_probe_has_counts_only(tmp_path):
+    config = parse_config(study_dict(tmp_path, {"gradcam": {}}))
+    lines = format_plan(plan_study(config, probe=False), config)
+    assert not any(line.startswith("stage") for line in lines)
+    assert "total: 4 forward and 4 forward+backward" in "\n".join(lines)
+
+
+def test_a_bad_memory_flag_is_one_line_and_exit_2(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study_dict(tmp_path, {"gradcam": {}})))
+    assert main(["plan", str(path), "--no-probe", "--memory", "lots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --memory: got 'lots'; accepted: auto, none, or a size such as "
+                   "512MB, 8GB, 16GiB")
