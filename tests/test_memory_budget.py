@@ -11,12 +11,14 @@ from torch import nn
 
 from xaicompare.attribution import explain, explain_full
 from xaicompare.attribution.passes import PassLimit, pass_limit
-from xaicompare.config import ExecutorConfig, parse_config
+from xaicompare.config import ExecutorConfig
 from xaicompare.engine.memory import evaluation_cost, limit_for, parse_memory
-from xaicompare.engine.runner import maps_entry, run_explanations
+from xaicompare.engine.runner import run_explanations
 from xaicompare.errors import UserError
 from xaicompare.models.base import LoadedModel
 from xaicompare.store import Store
+from xaicompare.store.keys import maps_entry
+from xaicompare.study_config import parse_config
 
 DATASET = {"name": "fake"}
 SPLIT_METHODS = {

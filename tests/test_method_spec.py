@@ -48,7 +48,7 @@ def test_budget_and_shared_inputs_come_from_the_spec():
     assert method_info("gradcam").shared_inputs == ()
     assert not method_info("kernelshap").randomization and method_info("gradcam").randomization
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
-    with pytest.raises(UserError, match="accepted: integrated_gradients, kernelshap"):
+    with pytest.raises(UserError, match="accepted: .*integrated_gradients, kernelshap, lime, rise, smoothgrad"):
         convergence_curve(model, torch.rand(1, 3, 8, 8), method="saliency")
 
 

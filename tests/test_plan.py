@@ -5,11 +5,11 @@ import torch
 import yaml
 
 from xaicompare.cli import main
-from xaicompare.config import parse_config
 from xaicompare.engine.runner import run_explanations
 from xaicompare.plan import format_plan, plan_study
 from xaicompare.store import Store
 from xaicompare.study import Study
+from xaicompare.study_config import parse_config
 
 
 def study_dict(tmp_path, methods):

@@ -5,58 +5,28 @@ resolved parameters: forward only, and forward + backward. Units (model x shard)
 storage the maps and logits take, and, after a probe of each model on the chosen device
 (a few passes), the time and peak memory the explain and diversity stages should take.
 
-`EVALUATIONS` keeps one cost function per method name, `fn(params, n_images, size) ->
-(forward, backward, exact)`. It belongs beside each method's registration (the MethodSpec);
-it is one table here until the spec has the field.
+Each method declares what it costs where it is registered (`register_method(cost=...)`,
+`fn(params, n_images, size) -> (forward, backward, exact)`).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from .attribution import applies_to, resolved_params
+from .attribution.registry import method_info
 
 Cost = tuple[int, int, bool]  # forward-only evaluations, forward+backward ones, exact count
 
 
-def _ig(p: dict, n: int, size: int) -> Cost:
-    ends = 0 if p["quadrature"] in ("riemann_trapezoid",) else 2  # F(x) and F(x') after
-    return n * ends, n * p["n_steps"], True
-
-
-def _occlusion(p: dict, n: int, size: int) -> Cost:
-    window = p.get("window") or max(1, size // 8)
-    stride = p.get("stride") or max(1, size // 16)
-    window, stride = (window if isinstance(window, int) else window[0],
-                      stride if isinstance(stride, int) else stride[0])
-    per_side = math.ceil((size - window) / stride) + 1
-    return n * (1 + per_side * per_side), 0, True
-
-
-EVALUATIONS: dict[str, Callable[[dict, int, int], Cost]] = {
-    "gradcam": lambda p, n, s: (0, n, True),
-    "gradient_rollout": lambda p, n, s: (0, n, True),
-    "rollout": lambda p, n, s: (n, 0, True),
-    "saliency": lambda p, n, s: (0, n, True),
-    "input_x_gradient": lambda p, n, s: (0, n, True),
-    "smoothgrad": lambda p, n, s: (0, n * p["n_samples"], True),
-    "integrated_gradients": _ig,
-    # at most: an image with few superpixels enumerates its 2^M coalitions exactly
-    "kernelshap": lambda p, n, s: (n * p["n_samples"], 0, False),
-    "occlusion": _occlusion,
-    "rise": lambda p, n, s: (n * p["n_masks"], 0, True),
-}
-
-
 def method_evaluations(method: str, params: dict, n_images: int, size: int) -> Cost | None:
     """(forward, backward, exact) evaluations of `method` on n_images; None: not known."""
-    fn = EVALUATIONS.get(method)
+    fn = method_info(method).cost
     return None if fn is None else fn(resolved_params(method, params), n_images, size)
 
 
@@ -137,7 +107,7 @@ def plan_study(config, probe: bool = True, study=None) -> StudyPlan:
     """Count what `config` will compute; with `probe`, time each model on its device.
     study: the Study about to run it (its models and images are then loaded once)."""
     from .engine.runner import auto_batch_size
-    from .engine.units import logits_width
+    from .store.keys import logits_width
     from .study import Study
 
     if study is None:

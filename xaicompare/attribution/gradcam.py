@@ -256,8 +256,9 @@ def register_cam(name: str, display_name: str, combine: Combine, *,
                       f"extras[\"native\"] is the layer grid.\n\n{CAM_PARAMETERS}\n\n"
                       f"{combine.__doc__ or ''}")
     method.store_identity = _store_identity
+    cost = (lambda p, n, s: (0, n, True)) if uses_gradients else (lambda p, n, s: (n, 0, True))
     return register_method(name, display_name=display_name, family="cam",
-                           signed=False)(method)
+                           signed=False, cost=cost)(method)
 
 
 CAM_PARAMETERS = """layer:    None (model.cam_layer), a module name, a relative depth, or an nn.Module

@@ -30,7 +30,7 @@ from .rollout import check_start_layer, token_maps
 
 
 @register_method("gradient_rollout", display_name="Gradient rollout", family="attention",
-                 check_model=attention_modules,
+                 check_model=attention_modules, cost=lambda p, n, s: (0, n, True),
                  applies_note="models with standard multi-head self-attention (ViT, DeiT, BEiT, EVA, CaiT)")
 def gradient_rollout(
     model: nn.Module,

@@ -58,7 +58,8 @@ def baseline_distribution(images: torch.Tensor, baselines, seed: int) -> torch.T
 
 
 @register_method("gradient_shap", signed=True, display_name="GradientSHAP",
-                 budget="n_samples", minimums={"n_samples": 1})
+                 budget="n_samples", minimums={"n_samples": 1},
+                 cost=lambda p, n, s: (0, n * p["n_samples"], True))
 def gradient_shap(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                   n_samples: int = 32, stdevs: float = 0.0,
                   baselines: str | float | list | tuple = DEFAULT_BASELINES,

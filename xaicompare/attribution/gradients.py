@@ -45,7 +45,7 @@ def _raw(kind: str, inputs: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
     return grads.abs() if kind == "saliency" else inputs * grads
 
 
-@register_method("saliency", display_name="Saliency")
+@register_method("saliency", display_name="Saliency", cost=lambda p, n, s: (0, n, True))
 def saliency(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
              reduction: str = "max", internal_batch_size: int | None = None) -> Attribution:
     """|dF/dx| reduced over channels ("max" default; "sum"/"abs"/"l2" as for IG)."""
@@ -56,7 +56,8 @@ def saliency(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                        params={"reduction": reduction})
 
 
-@register_method("input_x_gradient", signed=True, display_name="Input x Gradient")
+@register_method("input_x_gradient", signed=True, display_name="Input x Gradient",
+                 cost=lambda p, n, s: (0, n, True))
 def input_x_gradient(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                      reduction: str = "sum", internal_batch_size: int | None = None
                      ) -> Attribution:
@@ -81,7 +82,8 @@ def smoothgrad_noise(images: torch.Tensor, n_samples: int, noise_level: float,
 
 
 @register_method("smoothgrad", signed=None, display_name="SmoothGrad",  # as its base
-                 budget="n_samples", minimums={"n_samples": 1})
+                 budget="n_samples", minimums={"n_samples": 1},
+                 cost=lambda p, n, s: (0, n * p["n_samples"], True))
 def smoothgrad(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                base: str = "saliency", n_samples: int = 25, noise_level: float = 0.15,
                reduction: str | None = None, seed: int = 0,

@@ -95,8 +95,13 @@ def path_gradients(
     return total, scores.view(batch, n)
 
 
+def _cost(p: dict, n: int, size: int) -> tuple[int, int, bool]:
+    ends = 0 if p["quadrature"] in ("riemann_trapezoid",) else 2  # F(x) and F(x') after
+    return n * ends, n * p["n_steps"], True
+
+
 @register_method("integrated_gradients", signed=True, display_name="Integrated Gradients",
-                 budget="n_steps", minimums={"n_steps": 1})
+                 budget="n_steps", minimums={"n_steps": 1}, cost=_cost)
 def integrated_gradients(
     model: nn.Module,
     images: torch.Tensor,

@@ -113,7 +113,9 @@ def evaluate_coalitions(
 
 @register_method("kernelshap", signed=True, display_name="KernelSHAP", family="perturbation",
                  budget="n_samples", minimums={"n_samples": 3, "n_segments": 2},
-                 randomization=False)  # the randomised copy would need the stored superpixels
+                 randomization=False,
+                 # at most: an image with few superpixels enumerates its 2^M coalitions exactly
+                 cost=lambda p, n, s: (n * p["n_samples"], 0, False))  # the randomised copy would need the stored superpixels
 def kernelshap(
     model,
     images: torch.Tensor,

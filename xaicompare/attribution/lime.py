@@ -77,7 +77,8 @@ def fit_interpretable_model(z: np.ndarray, y: np.ndarray, w: np.ndarray, regress
 
 @register_method("lime", signed=True, display_name="LIME", family="perturbation",
                  budget="n_samples", minimums={"n_samples": 3, "n_segments": 2},
-                 randomization=False)  # the randomised copy would need the stored superpixels
+                 randomization=False,  # the randomised copy would need the stored superpixels
+                 cost=lambda p, n, s: (n * p["n_samples"], 0, False))  # as KernelSHAP's  # the randomised copy would need the stored superpixels
 def lime(model, images: torch.Tensor, target: torch.Tensor, *,
          n_samples: int = 350, n_segments: int = 50, compactness: float = 10.0,
          baseline="black", kernel_width: float = 1.0, distance: str = "cosine",

@@ -68,7 +68,17 @@ def _scores(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
                                              strict=True)])
 
 
-@register_method("occlusion", signed=True, display_name="Occlusion", family="perturbation")
+def _occlusion_cost(p: dict, n: int, size: int) -> tuple[int, int, bool]:
+    window = p.get("window") or max(1, size // 8)
+    stride = p.get("stride") or max(1, size // 16)
+    window, stride = (window if isinstance(window, int) else window[0],
+                      stride if isinstance(stride, int) else stride[0])
+    per_side = math.ceil((size - window) / stride) + 1
+    return n * (1 + per_side * per_side), 0, True
+
+
+@register_method("occlusion", signed=True, display_name="Occlusion", family="perturbation",
+                 cost=_occlusion_cost)
 def occlusion(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
               window: int | tuple[int, int] | None = None,
               stride: int | tuple[int, int] | None = None,
@@ -118,7 +128,8 @@ def rise_masks(seed: int, n_masks: int, grid: int, p: float, height: int,
 
 
 @register_method("rise", display_name="RISE", family="perturbation",
-                 budget="n_masks", minimums={"n_masks": 1})
+                 budget="n_masks", minimums={"n_masks": 1},
+                 cost=lambda p, n, s: (n * p["n_masks"], 0, True))
 def rise(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
          n_masks: int = 1000, grid: int = 7, p: float = 0.5, seed: int = 0,
          image_seeds: torch.Tensor | None = None, internal_batch_size: int | None = None

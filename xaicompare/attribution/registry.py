@@ -62,6 +62,9 @@ class MethodInfo:
     shared_inputs: tuple[str, ...] = ()
     # the model-parameter randomisation test may explain it again on a randomised copy
     randomization: bool = True
+    # model evaluations it costs: fn(resolved params, n_images, image side) ->
+    # (forward-only, forward+backward, exact count?); `xaicompare plan` adds them up
+    cost: Callable[[dict, int, int], tuple[int, int, bool]] | None = None
 
     def applies(self, model: nn.Module) -> bool:
         """Whether the method can explain `model`."""
@@ -82,7 +85,8 @@ def register_method(name: str, *, signed: bool | None = False, display_name: str
                     check_model: Callable[[nn.Module, str], object] | None = None,
                     applies_note: str = "every classifier", version: int = 1,
                     budget: str | None = None, minimums: Mapping[str, int] | None = None,
-                    shared_inputs: tuple[str, ...] | None = None, randomization: bool = True):
+                    shared_inputs: tuple[str, ...] | None = None, randomization: bool = True,
+                    cost: Callable[[dict, int, int], tuple[int, int, bool]] | None = None):
     """Decorator: register `fn(model, images, target, **params) -> Attribution` as `name`,
     with its MethodInfo as `fn.info` (see MethodInfo for what each argument declares)."""
 
@@ -92,7 +96,7 @@ def register_method(name: str, *, signed: bool | None = False, display_name: str
             else tuple(shared_inputs)
         fn.info = MethodInfo(name, signed, display_name or name, family, check_model,
                              applies_note, version, budget, dict(minimums or {}), shared,
-                             randomization)
+                             randomization, cost)
         return METHODS.register(name)(fn)
 
     return decorate

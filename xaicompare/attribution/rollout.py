@@ -106,7 +106,7 @@ def token_maps(model: nn.Module, images: torch.Tensor, scores: torch.Tensor) -> 
 
 
 @register_method("rollout", display_name="Attention rollout", family="attention",
-                 check_model=attention_modules,
+                 check_model=attention_modules, cost=lambda p, n, s: (n, 0, True),
                  applies_note="models with standard multi-head self-attention (ViT, DeiT, BEiT, EVA, CaiT)")
 def rollout(
     model: nn.Module,
