@@ -222,7 +222,7 @@ def same(module):
     return set(state) == set(written) and all(torch.equal(state[k], written[k]) for k in written)
 
 
-print(json.dumps({"weights_source": model.metadata["weights_source"],
+print(json.dumps({"weights_source": model.weights_source,
                   "timm": same(net), "load_model": same(model.net)}))
 """
 
@@ -247,8 +247,8 @@ def test_weights_source_names_random_init_and_checkpoints(tmp_path):
     from xaicompare.models import load_model, save_model
 
     model = load_model("resnet10t", pretrained=False, probe=False, input_size=32)
-    assert model.metadata["weights_source"] == "random-init"
+    assert model.weights_source == "random-init"
     path = save_model(model, tmp_path / "m.safetensors")
-    assert load_model(path, probe=False).metadata["weights_source"] == f"checkpoint:{path}"
+    assert load_model(path, probe=False).weights_source == f"checkpoint:{path}"
     again = load_model("resnet10t", checkpoint=path, probe=False)
-    assert again.metadata["weights_source"] == f"checkpoint:{path}"
+    assert again.weights_source == f"checkpoint:{path}"

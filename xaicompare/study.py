@@ -193,7 +193,7 @@ class Study:
         meta = {"versions": library_versions(), "seed": self.config.seed,
                 "timings": self.result.timings,
                 "models": [{"name": m.name, "family": m.family, "weights": m.weights_id,
-                            "weights_source": m.metadata.get("weights_source")}
+                            "weights_source": m.weights_source}
                            for m in self.models],
                 "class_space": self.class_space_record(),
                 "not_applicable": {method: self.not_applicable(method)

@@ -126,7 +126,7 @@ def load_model(
     model.metadata = {"arch": arch, "model_kwargs": dict(model_kwargs),
                       "num_classes": n_outputs, **{k: v for k, v in meta.items()
                                                            if k not in ("arch", "model_kwargs")}}
-    model.metadata["weights_source"] = weights_source  # for run.json: hub revision, file, ...
+    model.weights_source = weights_source
     if grid is not None:
         model.metadata["grid"] = list(_pair(grid))
     set_cam(model, resolve_layer(model, 1.0 if layer is None else layer))  # layer= wins
