@@ -1,5 +1,8 @@
 """The GPU figures of the published study, in one run that fits 10 minutes on an H200.
 
+Sections 1-3 run on the shared Imagenette photos at 224 px (synthetic photos where
+../shared is absent: SLIC needs structure, uniform noise can leave captum one superpixel).
+
 1. Throughput: images/s of each method for resnet50 and vit_base_patch16_224 at 224 px
    (random weights) through the engine at batch_size auto, beside the limit measured in
    the same run at one large batch: one forward+backward to the input per image for
@@ -127,7 +130,7 @@ def throughput_section(args, device, models, images) -> None:
 
     methods = {"gradcam": {}, "integrated_gradients": {"n_steps": args.ig_steps},
                "kernelshap": {"n_samples": args.shap_samples, "n_segments": args.shap_segments}}
-    print(f"\n== 1. throughput: {len(images)} images of {tuple(images.shape[-2:])} px, "
+    print(f"\n== 1. throughput: {len(images)} photos of {tuple(images.shape[-2:])} px, "
           f"batch_size auto; limits at batch {args.limit_batch} ==")
     print(f"{'model':<24}{'method':<22}{'images/s':>10}{'limit':>10}{'ratio':>7}"
           f"{'peak GB':>9}  auto batch")
@@ -254,6 +257,22 @@ def synthetic_photos(folder: Path) -> dict[str, Path]:
     return photos
 
 
+def photo_batch(n: int, folder: Path) -> torch.Tensor:
+    """n canonical 224 px images: the shared Imagenette photos (else synthetic ones), cycled,
+    odd rounds mirrored; real structure gives SLIC (KernelSHAP) its superpixels."""
+    from real_path_fixture import imagenette_photos
+
+    from xaicompare.data import open_dataset
+
+    photos = imagenette_photos()
+    if len(photos) < 10:
+        photos = synthetic_photos(folder)
+    files = [str(p) for p in photos.values()]
+    base = open_dataset("folder", root=files, size=224).load(range(len(files)))
+    rounds = [base.flip(-1) if r % 2 else base for r in range(math.ceil(n / len(base)))]
+    return torch.cat(rounds)[:n].contiguous()
+
+
 def full_scale_section(args, device, work: Path) -> None:
     from real_path_fixture import (
         SMALL_BUDGETS,
@@ -338,7 +357,8 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"torch {torch.__version__}, device {name}{' (smoke: tiny sizes)' * args.smoke}")
-    images = torch.rand(args.images, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with tempfile.TemporaryDirectory(prefix="xc-gpu-photos-") as folder:
+        images = photo_batch(args.images, Path(folder))
     models = bench_models(args, device) if {1, 2, 3} & set(args.sections) else []
     sections = {1: throughput_section, 2: captum_section, 3: precision_section}
     for number in sorted(set(args.sections) - {4}):
