@@ -182,7 +182,8 @@ class Study:
         atomic_write(self.run_dir / "config.yaml", lambda h: h.write(config.encode()))
         meta = {"versions": library_versions(), "seed": self.config.seed,
                 "timings": self.result.timings,
-                "models": [{"name": m.name, "family": m.family, "weights": m.weights_id}
+                "models": [{"name": m.name, "family": m.family, "weights": m.weights_id,
+                            "weights_source": m.weights_source}
                            for m in self.models],
                 "class_space": self.class_space_record(),
                 "not_applicable": {method: self.not_applicable(method)

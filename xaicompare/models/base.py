@@ -67,6 +67,8 @@ class LoadedModel(nn.Module):
         self.weights_id = weights_id
         self.class_names: tuple[str, ...] | None = None  # set when the checkpoint names them
         self.metadata: dict = {}  # arch, timm kwargs, ... (what save_model writes)
+        # hub repo@snapshot, checkpoint:<path>, random-init, ... (run.json; set by load_model)
+        self.weights_source: str | None = None
         self.eval()
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:

@@ -57,3 +57,23 @@ def pretrained_error(arch: str, err: Exception) -> UserError:
         f"({type(err).__name__}: {first}). Offline? Pass checkpoint='<file>', "
         "weights='<source>' or pretrained=False")
 
+
+
+def hub_weights_source(net) -> str:
+    """Where timm took `net`'s pretrained weights from, for run.json: the hub repository and
+    the revision (snapshot commit) of the cached weights file, or the download URL."""
+    cfg = getattr(net, "pretrained_cfg", None) or {}
+    hub_id = cfg.get("hf_hub_id")
+    if hub_id:
+        from pathlib import Path
+
+        from huggingface_hub import try_to_load_from_cache
+
+        names = [cfg.get("hf_hub_filename"), "model.safetensors", "pytorch_model.bin"]
+        for filename in filter(None, names):
+            path = try_to_load_from_cache(hub_id, filename)
+            if isinstance(path, str):
+                return f"hf-hub:{hub_id}@{Path(path).parent.name}"
+        return f"hf-hub:{hub_id}"
+    url = cfg.get("url") or cfg.get("file")
+    return f"url:{url}" if url else "timm pretrained"

