@@ -25,13 +25,14 @@ from .figures_lenses import (
     plot_strata,
 )
 from .figures_matrix import plot_dissimilarity_heatmap, plot_interval_heatmap, plot_matrix_heatmap
+from .figures_methods import plot_family_test_summary, plot_method_agreement
 from .figures_structure import (
     plot_community_graph,
     plot_dendrogram,
     plot_embedding,
     plot_similarity_histograms,
 )
-from .html import build_report, frame_to_table
+from .html import build_report, figure_anchor, frame_to_table
 from .style import (
     DIVERGING_CMAP,
     FAMILY_COLORS,
@@ -49,6 +50,7 @@ __all__ = [
     "SEQUENTIAL_CMAP",
     "build_report",
     "family_palette",
+    "figure_anchor",
     "frame_to_table",
     "paper_style",
     "plot_atlas",
@@ -58,10 +60,12 @@ __all__ = [
     "plot_depth_atlas",
     "plot_dissimilarity_heatmap",
     "plot_embedding",
+    "plot_family_test_summary",
     "plot_gain_vs_diversity",
     "plot_interval_heatmap",
     "plot_localisation",
     "plot_matrix_heatmap",
+    "plot_method_agreement",
     "plot_reliability_diagram",
     "plot_retention_curves",
     "plot_agreement_sweep",

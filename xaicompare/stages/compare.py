@@ -131,6 +131,9 @@ def run_compare(study) -> dict:
                                 provenance)
             results[(method, metric)] = result
     representation_tables(study)
+    from .method_agreement import method_agreement_table  # it imports this module
+
+    method_agreement_table(study)  # the report's method x method view
     report_degenerate(study, health)  # each degenerate model named once, with counts
     if localisation:
         write_table_csv(pd.DataFrame(localisation), table_path(study, "localisation"),
