@@ -132,7 +132,7 @@ def test_accuracy_finding_reads_error_consistency_and_undefined_pairs():
     kappa = frame([[1, np.nan, 0.4], [np.nan, np.nan, np.nan], [0.4, np.nan, 1]], list("abc"))
     finding = fd.accuracy_finding(metrics, kappa)
     assert "from 0.80 (c) to 1.00 (b)" in finding.text
-    assert "mean error consistency kappa 0.40 over 1 pairs" in finding.text
+    assert "mean error consistency kappa 0.40 over 1 model pairs" in finding.text
     assert "undefined for 2 pairs" in finding.text
 
 

@@ -71,14 +71,18 @@ def plot_method_agreement(
         vmin = min(0.0, float(np.nanmin(table["mean"].astype(float))))
     ncols = max(1, min(ncols, len(models)))
     nrows = -(-len(models) // ncols)
-    side = 1.1 + 0.28 * len(methods)
+    side = 1.0 + 0.34 * len(methods)
     fig = new_figure(min(PAGE_WIDTH_IN, side * ncols + 0.6), side * nrows + 0.3)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     colors = family_palette(fam.values())
-    for ax, model in zip(axes, models, strict=False):
+    for k, (ax, model) in enumerate(zip(axes, models, strict=False)):
         M = method_matrix(table, model, methods).rename(index=labels or {}, columns=labels or {})
         plot_matrix_heatmap(M, ax=ax, vmin=vmin, vmax=vmax, cbar_label=None,
                             mask_diagonal=True)
+        if k % ncols and len(M) == len(methods):  # method names once per row of panels
+            ax.set_yticklabels([])
+        if k + ncols < len(models) and len(M) == len(methods):  # and once per column
+            ax.set_xticklabels([])
         ax.set_title(f"{model}\n({fam[model]})", color=colors[fam[model]], fontsize=7)
         if ax.images and ax.images[0].colorbar is not None:
             ax.images[0].colorbar.remove()  # one shared colour bar below
