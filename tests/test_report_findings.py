@@ -155,3 +155,22 @@ def test_error_agreement_and_method_agreement_findings():
     assert "agree most as Grad-CAM vs k" in methods.text and "least as Grad-CAM vs i" \
         in methods.text
     assert "0.50 in cnn, 0.30 in vit" in methods.text
+
+
+def test_end_of_run_lines_show_headline_findings_and_the_absolute_report_path(tmp_path,
+                                                                              monkeypatch):
+    from types import SimpleNamespace
+
+    from xaicompare.stages.report_findings import end_of_run_lines
+
+    monkeypatch.chdir(tmp_path)
+    findings = [fd.Finding(f"long {t}", topic=t, short=f"short {t}")
+                for t in ("clusters", "methods", "errors", "accuracy", "pairs", "structure")]
+    result = SimpleNamespace(findings=findings, report=tmp_path.joinpath("run", "report.html")
+                             .relative_to(tmp_path), run_dir="run")
+    lines = end_of_run_lines(result)
+    assert lines == ["Key findings:", "  - short structure", "  - short pairs",
+                     "  - short accuracy", "  - short errors",
+                     f"Report: {tmp_path / 'run' / 'report.html'}"]
+    bare = end_of_run_lines(SimpleNamespace(findings=[], report=None, run_dir="run"))
+    assert bare == [f"Outputs: {tmp_path / 'run'}"]
