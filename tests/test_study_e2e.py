@@ -138,3 +138,37 @@ def test_report_writes_the_paper_figures(finished):
         for width in ("column", "page"):
             for fmt in ("pdf", "svg", "png"):
                 assert f"{figure}_{width}.{fmt}" in written, (figure, width, fmt)
+
+
+def test_method_agreement_is_the_compare_engine_on_one_models_methods(finished):
+    """tables/method_agreement: per model, every pair of methods compared by the same engine
+    and options as the model x model matrices (here: cosine, the study's first metric)."""
+    from xaicompare.compare import similarity_matrix
+    from xaicompare.stages.compare import compare_options
+
+    _, study, _ = finished
+    table = pd.read_csv(study.run_dir / "tables/method_agreement/cosine.csv", comment="#")
+    methods = list(study.config.methods)
+    assert len(table) == len(study.model_names) * 3  # 3 method pairs per model
+    vit = np.stack([study.read_maps(m, models=["vit"])[0] for m in methods])
+    direct = similarity_matrix(vit, "cosine", compare_options(study), names=methods)
+    rows = table[table["model"] == "vit"]
+    for _, row in rows.iterrows():
+        assert row["mean"] == pytest.approx(direct.mean.loc[row["method_a"], row["method_b"]],
+                                            abs=1e-6)
+    np.testing.assert_array_equal(study.read_maps("gradcam", models=["vit", "resnet10t"]),
+                                  study.read_maps("gradcam")[[1, 0]])
+
+
+def test_report_opens_with_findings_and_ends_with_provenance(finished):
+    from xaicompare.stages.report_findings import end_of_run_lines
+
+    _, study, result = finished
+    html = (study.run_dir / "report.html").read_text()
+    assert html.index('id="findings"') < html.index('id="toc"') < html.index('id="summary"')
+    assert "Method × method agreement per model" in html
+    assert "Does architecture family explain the structure, method by method?" in html
+    assert "smallest attainable" in html
+    lines = end_of_run_lines(result)
+    assert lines[0] == "Key findings:" and 2 <= len(lines) <= 6
+    assert lines[-1] == f"Report: {(study.run_dir / 'report.html').resolve()}"

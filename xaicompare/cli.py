@@ -208,12 +208,12 @@ def plan(study: StudyPath, device: Device = None, batch_size: BatchSize = None,
 
 
 def _print_result(result) -> None:
+    from .stages.report_findings import end_of_run_lines
+
     for stage, seconds in result.timings.items():
         typer.echo(f"  {stage:<10} {seconds:8.1f} s")
-    if result.report is not None:
-        typer.echo(f"report: {Path(result.report).resolve()}")
-    else:
-        typer.echo(f"outputs: {Path(result.run_dir).resolve()}")
+    for line in end_of_run_lines(result):  # a few findings and the absolute report path
+        typer.echo(line)
 
 
 @app.command()

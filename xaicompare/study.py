@@ -43,6 +43,7 @@ class StudyResult:
     report: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     explained: object | None = None  # engine.runner.RunSummary of the explain stage
+    findings: list = field(default_factory=list)  # report.findings.Finding, report stage
 
 
 class Study:
@@ -216,8 +217,11 @@ class Study:
 
     def compare(self):
         from .stages.compare import run_compare
+        from .stages.method_agreement import method_agreement_table
 
-        return run_compare(self)
+        results = run_compare(self)
+        method_agreement_table(self)  # the report's method x method view (uses compare's options)
+        return results
 
     def cluster(self):
         from .stages.cluster import run_cluster
@@ -253,21 +257,31 @@ class Study:
                 models[model_id(spec)] = spec.display_name
         return {"models": models, "methods": dict(self.config.display_names.methods)}
 
-    def read_maps(self, method: str, ids: Sequence[str] | None = None) -> np.ndarray:
+    def read_maps(self, method: str, ids: Sequence[str] | None = None,
+                  models: Sequence[str] | None = None) -> np.ndarray:
         """Maps of every model for `method`, as float32 [M, N, H, W] (models x images);
-        `ids` reads only those images (default: all of the study's)."""
+        `ids` reads only those images (default: all of the study's), `models` only those
+        models, in that order (default: all)."""
         from .attribution import applies_to
         from .store.keys import maps_entry
 
         params = self.config.methods[method]
         ids = self.dataset.ids if ids is None else list(ids)
         shape = (len(ids), self.dataset.size, self.dataset.size)
+        chosen = self.models
+        if models is not None:
+            by_name = {m.name: m for m in self.models}
+            unknown = [name for name in models if name not in by_name]
+            if unknown:
+                raise UserError(f"models {unknown} are not in the study; accepted: "
+                                f"{', '.join(by_name)}")
+            chosen = [by_name[name] for name in models]
         out = [maps_entry(self.store, m, method, params, self.dataset_identity,
                           self.config.target, autocast=self.config.executor.autocast,
                           seed=self.config.seed)
                .read(ids, ["maps"])["maps"] if applies_to(method, m)
                else np.full(shape, np.nan, np.float32)  # not applicable: no map at all
-               for m in self.models]
+               for m in chosen]
         return np.stack(out).astype(np.float32, copy=False)
 
     def not_applicable(self, method: str) -> list[str]:

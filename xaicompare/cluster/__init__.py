@@ -6,7 +6,7 @@ import types
 from .communities import communities, model_graph, resolution_sweep
 from .embedding import mds, pca_embedding
 from .reading import read_family_tests
-from .stats import adjusted_rand_index, family_permutation_test
+from .stats import adjusted_rand_index, family_permutation_test, smallest_attainable_p
 from .tree import LINKAGE_METHODS, Tree, check_dissimilarity, cluster, is_euclidean
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "pca_embedding",
     "read_family_tests",
     "resolution_sweep",
+    "smallest_attainable_p",
 ]
 
 

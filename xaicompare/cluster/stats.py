@@ -104,6 +104,37 @@ def count_groupings(codes: np.ndarray) -> int:
     return count
 
 
+def smallest_attainable_p(family_sizes, statistic: str = "permanova", exact: bool = True,
+                          n_permutations: int | None = None) -> float:
+    """The smallest p-value `family_permutation_test` can return for models in families of
+    these sizes: no data, however clearly grouped, gives less.
+
+    Exact tests compare every distinct grouping. PERMANOVA's pseudo-F and Mantel's r depend
+    only on the partition, so the groupings that swap the labels of equal-sized families tie
+    with the observed one: p >= (prod over sizes s of m_s!) / #groupings, m_s the number of
+    families of size s (5 models in 2 + 2 + 1: 2! / 30 = 1/15). PERMDISP's relabelled
+    groupings permute residuals and do not tie: 1 / #groupings. Random permutations:
+    1 / (1 + n_permutations).
+    """
+    if statistic not in STATISTICS:
+        raise UserError(
+            f"statistic={statistic!r} is not accepted; accepted: {', '.join(STATISTICS)}"
+        )
+    sizes = [int(s) for s in family_sizes]
+    if not sizes or min(sizes) < 1:
+        raise UserError(f"family_sizes must be positive counts, got {list(family_sizes)}")
+    if not exact:
+        if not n_permutations or n_permutations < 1:
+            raise UserError("a random-permutation test needs n_permutations >= 1")
+        return 1.0 / (1 + int(n_permutations))
+    codes = np.repeat(np.arange(len(sizes)), sizes)
+    ties = 1
+    if statistic != "permdisp":
+        for count in np.unique(sizes, return_counts=True)[1]:
+            ties *= math.factorial(int(count))
+    return ties / count_groupings(codes)
+
+
 def all_groupings(codes: np.ndarray) -> np.ndarray:
     """Every distinct relabelling of the models with the same family sizes [P, N]; the
     observed grouping is among them."""

@@ -29,6 +29,7 @@ from .figures_lenses import (
     plot_strata,
 )
 from .figures_matrix import plot_dissimilarity_heatmap, plot_interval_heatmap, plot_matrix_heatmap
+from .figures_methods import plot_family_test_summary, plot_method_agreement
 from .figures_paper import (
     PaperInputs,
     plot_family_tests,
@@ -41,7 +42,7 @@ from .figures_structure import (
     plot_embedding,
     plot_similarity_histograms,
 )
-from .html import build_report, frame_to_table
+from .html import build_report, figure_anchor, frame_to_table
 from .names import display_names, method_label, model_label
 from .style import (
     DIVERGING_CMAP,
@@ -69,6 +70,7 @@ __all__ = [
     "model_label",
     "style",
     "family_palette",
+    "figure_anchor",
     "frame_to_table",
     "paper_style",
     "plot_atlas",
@@ -78,10 +80,12 @@ __all__ = [
     "plot_depth_atlas",
     "plot_dissimilarity_heatmap",
     "plot_embedding",
+    "plot_family_test_summary",
     "plot_gain_vs_diversity",
     "plot_interval_heatmap",
     "plot_localisation",
     "plot_matrix_heatmap",
+    "plot_method_agreement",
     "plot_reliability_diagram",
     "plot_retention_curves",
     "plot_agreement_sweep",

@@ -4,6 +4,7 @@ network, every user string escaped by Jinja2's autoescape (plus a CSP that forbi
 from __future__ import annotations
 
 import base64
+import io
 import math
 import numbers
 import re
@@ -28,6 +29,7 @@ IMAGE_MIME = {
     ".webp": "image/webp",
 }
 SECTION_KEYS = {"title", "figures", "tables", "text", "tests"}
+FINDING_KEYS = {"text", "anchor"}
 # Summary keys in the order a reader wants them; other keys follow in the caller's order.
 SUMMARY_ORDER = (
     "models",
@@ -39,6 +41,12 @@ SUMMARY_ORDER = (
     "skipped_images",
     "degenerate_maps",
 )
+# The HTML copy of a raster figure: at most this wide (the page is 1120 CSS px; 1600 px
+# stays sharp on most high-density screens), WebP quality for photographic pages, and the
+# colour count above which a page counts as photographic.
+HTML_MAX_WIDTH = 1600
+WEBP_QUALITY = 80
+PHOTO_COLOURS = 4096
 SHORT_LIST = 8  # longer lists fold into a <details> element (no JavaScript needed)
 MAX_LIST_ITEMS = 500
 LONG_TEXT = 60  # cells longer than this may wrap instead of widening the table
@@ -56,6 +64,7 @@ class Table:
     rows: list[list[Cell]]
     has_index: bool
     caption: str | None = None
+    reading: str | None = None  # one line saying what the table shows
 
 
 @dataclass
@@ -72,6 +81,7 @@ class FigureEntry:
     src: str
     alt: str
     caption: str | None
+    id: str = ""
 
 
 @dataclass
@@ -81,7 +91,7 @@ class Section:
     paragraphs: list[str]
     figures: list[FigureEntry] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
-    tests: Table | None = None
+    tests: list[Table] = field(default_factory=list)
 
 
 def format_value(value: object) -> tuple[str, str]:
@@ -132,7 +142,20 @@ def frame_to_table(frame: pd.DataFrame, caption: str | None = None) -> Table:
     return Table(header=header, rows=rows, has_index=not plain_index, caption=caption)
 
 
-def _tests_table(tests: Sequence[Mapping]) -> Table:
+def _tests_tables(tests: Sequence[Mapping]) -> list[Table]:
+    """A list of tests is one table; a list of groups {tests, caption, reading} one table
+    per group, each with its one-line reading."""
+    if all(isinstance(t, Mapping) and "tests" in t for t in tests):
+        tables = []
+        for group in tests:
+            table = _tests_table(group["tests"], group.get("caption") or "Statistical tests")
+            table.reading = group.get("reading")
+            tables.append(table)
+        return tables
+    return [_tests_table(tests)]
+
+
+def _tests_table(tests: Sequence[Mapping], caption: str = "Statistical tests") -> Table:
     rows = []
     for test in tests:
         if not isinstance(test, Mapping) or "name" not in test:
@@ -145,7 +168,7 @@ def _tests_table(tests: Sequence[Mapping]) -> Table:
         }
         row.update({k: v for k, v in test.items() if k not in ("name", "statistic", "p_value")})
         rows.append(row)
-    table = frame_to_table(pd.DataFrame(rows), caption="Statistical tests")
+    table = frame_to_table(pd.DataFrame(rows), caption=caption)
     p_col = table.header.index("p value")
     for row, test in zip(table.rows, tests, strict=True):
         p = test.get("p_value")
@@ -153,10 +176,49 @@ def _tests_table(tests: Sequence[Mapping]) -> Table:
     return table
 
 
+def figure_anchor(path: str | Path) -> str:
+    """The id a figure gets in the report: from its folder and file name, so a finding can
+    link to a figure before the report is built (e.g. figures/gradcam/dendrogram_cosine.png
+    -> fig-gradcam-dendrogram-cosine)."""
+    path = Path(path)
+    return "fig-" + _slug(f"{path.parent.name} {path.stem}", 96)
+
+
+def html_image(path: Path, max_width: int = HTML_MAX_WIDTH) -> tuple[str, bytes]:
+    """(mime, bytes) of a figure's copy for the HTML page: the file on disk keeps its full
+    quality. Raster figures wider than `max_width` px are scaled down; plots with few
+    colours become palette PNGs (exact up to 256 shades), photographic pages (atlases:
+    photos under heat maps) lossy WebP. The original bytes are kept when they are smaller."""
+    data = path.read_bytes()
+    if path.suffix.lower() != ".png":
+        return IMAGE_MIME[path.suffix.lower()], data
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as opened:
+        image = opened.convert("RGBA")
+    if image.getextrema()[3][0] == 255:  # opaque (matplotlib's white background)
+        image = image.convert("RGB")
+    if image.width > max_width:
+        height = max(1, round(image.height * max_width / image.width))
+        image = image.resize((max_width, height), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    if image.getcolors(maxcolors=PHOTO_COLOURS) is None:  # photographic: lossy WebP
+        image.save(buffer, format="WEBP", quality=WEBP_QUALITY, method=6)
+        mime = "image/webp"
+    else:
+        method = Image.Quantize.FASTOCTREE if image.mode == "RGBA" else \
+            Image.Quantize.MEDIANCUT
+        image.quantize(256, method=method).save(buffer, format="PNG", optimize=True)
+        mime = "image/png"
+    if len(buffer.getvalue()) >= len(data):
+        return "image/png", data
+    return mime, buffer.getvalue()
+
+
 def _embed_figure(entry: object) -> FigureEntry:
-    caption = None
+    caption, anchor = None, None
     if isinstance(entry, Mapping):
-        path, caption = entry.get("path"), entry.get("caption")
+        path, caption, anchor = entry.get("path"), entry.get("caption"), entry.get("anchor")
     else:
         path = entry
     if path is None:
@@ -169,13 +231,15 @@ def _embed_figure(entry: object) -> FigureEntry:
         )
     if not path.is_file():
         raise UserError(f"figure file '{path}' does not exist")
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    mime, data = html_image(path)
+    encoded = base64.b64encode(data).decode("ascii")
     # <img> never runs scripts inside an SVG, so embedding SVG this way is safe.
-    return FigureEntry(src=f"data:{mime};base64,{data}", alt=path.stem, caption=caption)
+    return FigureEntry(src=f"data:{mime};base64,{encoded}", alt=path.stem, caption=caption,
+                       id=str(anchor) if anchor else figure_anchor(path))
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48]
+def _slug(text: str, limit: int = 48) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit]
 
 
 def _paragraphs(text: object) -> list[str]:
@@ -254,6 +318,7 @@ def _section(raw: object, position: int, used_ids: set[str]) -> Section:
     for entry in raw.get("tables") or []:
         if isinstance(entry, Mapping):
             tables.append(frame_to_table(entry.get("table"), caption=entry.get("caption")))
+            tables[-1].reading = entry.get("reading")
         else:
             tables.append(frame_to_table(entry))
     tests = raw.get("tests") or []
@@ -263,8 +328,34 @@ def _section(raw: object, position: int, used_ids: set[str]) -> Section:
         paragraphs=_paragraphs(raw.get("text")),
         figures=[_embed_figure(f) for f in raw.get("figures") or []],
         tables=tables,
-        tests=_tests_table(tests) if tests else None,
+        tests=_tests_tables(tests) if tests else [],
     )
+
+
+@dataclass
+class FindingEntry:
+    text: str
+    anchor: str | None  # id of the figure (or section) it comes from; None: no link
+
+
+def _findings(findings: Sequence[object], known_ids: set[str]) -> list[FindingEntry]:
+    """Findings as {text, anchor} dicts or objects with those attributes; a link to an id
+    the report does not hold is dropped rather than left dangling."""
+    out = []
+    for finding in findings:
+        if isinstance(finding, Mapping):
+            unknown = set(finding) - FINDING_KEYS
+            if unknown or "text" not in finding:
+                raise UserError(f"a finding is a dict with 'text' and optional 'anchor', got "
+                                f"{finding!r:.80}")
+            text, anchor = finding["text"], finding.get("anchor")
+        elif hasattr(finding, "text"):
+            text, anchor = finding.text, getattr(finding, "anchor", None)
+        else:
+            raise UserError(f"a finding is a dict with 'text' and optional 'anchor', got "
+                            f"{finding!r:.80}")
+        out.append(FindingEntry(str(text), anchor if anchor in known_ids else None))
+    return out
 
 
 def build_report(
@@ -275,22 +366,36 @@ def build_report(
     sections: Sequence[Mapping[str, object]] = (),
     subtitle: str | None = None,
     generated: str | None = None,
+    findings: Sequence[object] = (),
 ) -> Path:
     """Write one self-contained HTML report and return its path.
 
-    `summary`: run facts (models with families, images, methods with parameters, versions,
-    seeds, timings, skipped images, degenerate maps...); DataFrames, dicts, lists or scalars.
+    `findings`: one-sentence key findings ({text, anchor} or report.findings.Finding),
+    shown first; `anchor` is the id of the figure a finding comes from (figure_anchor).
     `sections`: dicts with `title` and optional `text` (blank lines split paragraphs),
-    `figures` (paths, or {path, caption}; PNG/SVG/JPEG), `tables` (DataFrames, or
-    {table, caption}), `tests` ([{name, statistic, p_value, ...}]).
-    Section ids are `summary` and `sec-<slug of title>` (made unique), linked from the contents.
+    `figures` (paths, or {path, caption, anchor}; PNG/SVG/JPEG/WebP), `tables` (DataFrames,
+    or {table, caption, reading}), `tests` ([{name, statistic, p_value, ...}], or groups
+    [{tests, caption, reading}], one table each).
+    `summary`: run facts (models with families, images, methods with parameters, versions,
+    seeds, timings, skipped images, degenerate maps...); DataFrames, dicts, lists or
+    scalars, shown last as the provenance appendix.
+    Section ids are `findings`, `sec-<slug of title>` (made unique) and `summary`, linked
+    from the contents; every figure has an id (made unique).
     """
     if summary is not None and not isinstance(summary, Mapping):
         raise UserError(f"summary must be a dict, got {type(summary).__name__}")
-    used: set[str] = {"summary", "top", "toc"}
+    used: set[str] = {"summary", "top", "toc", "findings"}
     built = [_section(s, k, used) for k, s in enumerate(sections, start=1)]
-    toc = [{"id": "summary", "title": "Run summary"}]
+    for section in built:
+        for figure in section.figures:
+            base, n = figure.id, 2
+            while figure.id in used:
+                figure.id, n = f"{base}-{n}", n + 1
+            used.add(figure.id)
+    shown_findings = _findings(findings, used)
+    toc = [{"id": "findings", "title": "Key findings"}] if shown_findings else []
     toc += [{"id": s.id, "title": s.title} for s in built]
+    toc += [{"id": "summary", "title": "Appendix: provenance"}]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=True,  # the template is .html.j2, which select_autoescape would miss
@@ -303,6 +408,7 @@ def build_report(
         subtitle=subtitle,
         generated=generated,
         toc=toc,
+        findings=shown_findings,
         summary=_summary_blocks(summary or {}),
         sections=built,
     )

@@ -7,6 +7,7 @@ import pandas as pd
 
 from .. import report as rp
 from ..compare import read_table_csv
+from ..report import findings as fd
 from .paths import array_path, table_path
 
 
@@ -14,14 +15,13 @@ def _read(path, index_col=0) -> pd.DataFrame | None:
     return read_table_csv(path, index_col=index_col) if path.exists() else None
 
 
-def _mantel_reading(row) -> str:
-    if not np.isfinite(row["r"]):
-        return str(row.get("note", "undefined"))
-    strength = "strongly" if abs(row["r"]) >= 0.5 else "weakly" if abs(row["r"]) < 0.3 else ""
-    verdict = "match" if row["p_value"] < 0.05 else "do not detectably match"
-    return (f"{row['matrix_a']} and {row['matrix_b']} {verdict} "
-            f"({strength + ' ' if strength else ''}r = {row['r']:.2f}, p = {row['p_value']:.3g}, "
-            f"{int(row['n_models'])} models)")
+def primary_rows(agreement: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The Mantel rows between the error, representation and explanation matrices of the
+    primary metric (the CSV holds every metric: C(2 + methods x metrics, 2) rows)."""
+    def keep(name: str) -> bool:
+        return not name.startswith("explanation ") or name.endswith(f"/{metric}")
+
+    return agreement[agreement["matrix_a"].map(keep) & agreement["matrix_b"].map(keep)]
 
 
 def lenses_section(study, save) -> dict | None:
@@ -49,9 +49,11 @@ def lenses_section(study, save) -> dict | None:
     tables, text = [], []
     agreement = _read(table_path(study, "joint", "matrix_agreement"), index_col=None)
     if agreement is not None and len(agreement):
-        text += [_mantel_reading(row) + "." for _, row in agreement.iterrows()]
-        tables.append({"table": agreement.round(3),
-                       "caption": "Mantel tests between every pair of matrices"})
+        shown = primary_rows(agreement, metric)
+        tables.append({"table": shown.round(3).reset_index(drop=True),
+                       "reading": fd.matrix_agreement_reading(shown),
+                       "caption": f"Mantel tests between the matrices ({metric}; every metric "
+                                  "in tables/joint/matrix_agreement.csv)"})
     scores = _read(table_path(study, "consensus", method), index_col=None)
     metrics = _read(table_path(study, "diversity", "model_metrics"))
     if scores is not None and metrics is not None and "accuracy" in metrics:

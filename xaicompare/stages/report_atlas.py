@@ -1,0 +1,163 @@
+"""Report sections of explanation atlases: the first images, the depth atlas (Grad-CAM at
+several depths, computed here for a few images) and the images the models disagree on."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from .. import report as rp
+from ..attribution.registry import METHODS, method_info
+from .paths import array_path, table_path
+from .report_common import FigureWriter
+from .report_common import read_table as _read
+
+log = logging.getLogger("xaicompare")
+
+def atlas_section(study, save: FigureWriter) -> dict | None:
+    n = min(study.config.report.atlas_images, len(study.dataset))
+    if n == 0:
+        return None
+    ids = list(study.dataset.ids[:n])
+    return {"title": "Explanation atlas", "figures": write_atlas(study, ids),
+            "text": "One row per model (grouped by family), one column per method. Signed "
+                    "maps (IG, KernelSHAP) use a diverging colormap centred at 0; Grad-CAM a "
+                    "sequential one. Each map is scaled to its own 99th percentile of |value|."}
+
+
+def disagreement_ids(study, k: int) -> list[str]:
+    """The k images the models disagree on most: first by predicted class (images where every
+    model agrees are left out), then by explanation (the first method's dissimilarity)."""
+    chosen: list[str] = []
+    predictions = _read(table_path(study, "joint", "disagreement_predictions"))
+    if predictions is not None:
+        chosen += [str(i) for i in predictions.loc[predictions["score"] > 0, "id"]]
+    first = next(iter(study.config.methods), None)
+    explanations = _read(table_path(study, "joint", f"disagreement_explanations_{first}"))
+    if explanations is not None:
+        chosen += [str(i) for i in explanations["id"]]
+    known = set(study.dataset.ids)
+    return [i for i in dict.fromkeys(chosen) if i in known][:k]
+
+
+def disagreement_section(study, save: FigureWriter) -> dict | None:
+    ids = disagreement_ids(study, study.config.report.disagreement_images)
+    if not ids:
+        return None
+    return {"title": "Disagreement atlas",
+            "figures": write_atlas(study, ids, prefix="disagreement"),
+            "text": "The images the models disagree on most: first those where their "
+                    "predicted classes differ most, then those where their explanations differ "
+                    f"most (method {next(iter(study.config.methods))}; "
+                    "tables/joint/disagreement_*)."}
+
+
+def depth_section(study, save: FigureWriter) -> dict | None:
+    depths = study.config.report.depths
+    n = min(study.config.report.depth_images, len(study.dataset))
+    if not depths or n == 0:
+        return None
+    ids = list(study.dataset.ids[:n])
+    return {"title": "Depth atlas",
+            "figures": write_atlas(study, ids, prefix="depth", depths=depths),
+            "text": "Grad-CAM at " + ", ".join(f"{d:.0%}" for d in depths) + " of each "
+                    "model's depth (the published study's depth experiment), with the other "
+                    "methods beside it. Deep layers are coarse (a 1x1 grid gives a constant "
+                    "map); shallow layers are sharper but less class-specific."}
+
+
+def depth_maps(study, images: torch.Tensor, targets: np.ndarray,
+               depths: list[float]) -> dict[str, dict[float, np.ndarray]]:
+    """Grad-CAM maps [B, H, W] per model and depth for canonical `images` [B, 3, H, W] and
+    per-model `targets` [M, B], computed here (a few images)."""
+    from ..attribution import explain
+    from ..errors import UserError
+
+    out: dict[str, dict[float, np.ndarray]] = {}
+    for m, model in enumerate(study.models):
+        device = next(model.parameters()).device
+        target = torch.as_tensor(targets[m], device=device)
+        out[model.name] = {}
+        for depth in depths:
+            try:
+                maps = explain(model, images.to(device), "gradcam", target, layer=depth)
+            except UserError as error:  # e.g. no spatial grid at that depth: shown as missing
+                log.warning("depth atlas: model '%s' at depth %s: %s", model.name, depth, error)
+                continue
+            out[model.name][depth] = maps.detach().float().cpu().numpy()
+    return out
+
+
+CONSENSUS_ROW = "consensus"
+
+
+def consensus_maps(study, ids: list[str]) -> dict[str, np.ndarray]:
+    """Each method's consensus map (mean of the models' maps over max |map|; lenses.py) for
+    `ids`, where the compare stage wrote one."""
+    out = {}
+    for method in study.config.methods:
+        path = array_path(study, "consensus", method)
+        if path.exists():
+            stored = np.load(path)
+            where = {str(i): k for k, i in enumerate(stored["ids"])}
+            if all(i in where for i in ids):
+                out[method] = stored["consensus"][[where[i] for i in ids]]
+    return out
+
+
+def write_atlas(study, ids: list[str], prefix: str = "atlas",
+                depths: list[float] | None = None) -> list[dict]:
+    """Atlas pages (PNG + PDF) for `ids`; with `depths`, Grad-CAM columns per depth first.
+    Returns the report's figure entries: one PNG page per image, captioned with its id."""
+    index = {image_id: i for i, image_id in enumerate(study.dataset.ids)}
+    rows = [index[i] for i in ids]
+    images = study.dataset.load(rows)
+    known = list(study.dataset.class_names)
+    logits = study.read_logits(ids=ids)  # only the pages' images, not the whole study
+    # A model may predict classes the dataset does not name (e.g. an unlabelled folder).
+    class_names = [known[k] if k < len(known) else f"class {k}" for k in range(logits.shape[-1])]
+    probs = torch.from_numpy(logits).softmax(-1).numpy()
+    labels = study.dataset.labels
+    maps = {method: study.read_maps(method, ids) for method in study.config.methods}
+    skip = {method: study.not_applicable(method) for method in maps}
+    consensus = None if depths else consensus_maps(study, ids)
+    by_depth = None
+    if depths:
+        targets = probs.argmax(-1)
+        if study.config.target == "label" and labels is not None:
+            label_rows = np.asarray(labels)[rows]
+            targets = np.where(label_rows >= 0, label_rows[None], targets)
+        by_depth = depth_maps(study, images, targets, depths)
+    page_images, page_maps, predictions, true_labels = {}, {}, {}, {}
+    for k, image_id in enumerate(ids):
+        page_images[image_id] = images[k].numpy()
+        page_maps[image_id] = {name: {method: "not applicable" if name in skip[method]
+                                      else maps[method][m, k] for method in maps}
+                               for m, name in enumerate(study.model_names)}
+        if by_depth is not None:  # Grad-CAM columns per depth, then the stored methods
+            page_maps[image_id] = {
+                name: {**{f"Grad-CAM {d:.0%}": by_depth[name][d][k] for d in depths
+                          if d in by_depth[name]},
+                       **{m: v for m, v in row.items() if m != "gradcam"}}
+                for name, row in page_maps[image_id].items()}
+        if by_depth is None and consensus:  # the committee's map beside each model's
+            page_maps[image_id][CONSENSUS_ROW] = {method: consensus[method][k]
+                                                  for method in consensus}
+        label = None if labels is None else int(labels[rows[k]])
+        true_labels[image_id] = class_names[label] if label is not None and label >= 0 else None
+        predictions[image_id] = {
+            name: (class_names[int(probs[m, k].argmax())], float(probs[m, k].max()),
+                   None if label is None or label < 0 else bool(probs[m, k].argmax() == label))
+            for m, name in enumerate(study.model_names)}
+    signed = {**{m: method_info(m).signed for m in METHODS.names()
+                 if method_info(m).signed is not None},
+              **{f"Grad-CAM {d:.0%}": False for d in depths or []}}
+    families = {**study.families, CONSENSUS_ROW: "consensus"}
+    paths = rp.write_atlas_pages(page_images, page_maps, predictions, families,
+                                 study.run_dir / "figures" / "atlas", ids=ids,
+                                 formats=("png", "pdf"), true_labels=true_labels, signed=signed,
+                                 prefix=prefix)
+    pngs = [p for p in paths if p.suffix == ".png"]
+    return [{"path": p, "caption": f"Image {i}"} for i, p in zip(ids, pngs, strict=True)]

@@ -1,0 +1,75 @@
+"""The report's key findings, gathered from the run's tables (report/findings.py words
+them), and the lines a finished run prints in the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..report import findings as fd
+from .method_agreement import read_method_agreement
+from .paths import table_path
+from .report_common import anchor_of, method_labels, read_table
+
+MAX_TERMINAL_FINDINGS = 4
+# The terminal shows the headline topics first (the report shows every finding).
+TERMINAL_ORDER = ("structure", "pairs", "accuracy", "errors", "methods", "clusters")
+
+
+def findings_section(study) -> list[fd.Finding]:
+    """Key findings, most important first, each linked to the figure it comes from (the
+    report stage calls this after drawing the figures, so the links resolve)."""
+    methods = list(study.config.methods)
+    if not methods:
+        return []
+    metric, first = study.config.compare.metrics[0], methods[0]
+    labels = method_labels(study)
+    tests, families = {}, {}
+    for method in methods:
+        table = read_table(table_path(study, "cluster", method, f"{metric}_tests"))
+        groups = read_table(table_path(study, "cluster", method, f"{metric}_assignments"))
+        if table is not None and groups is not None:
+            tests[method], families[method] = table, groups["family"].to_dict()
+    found = [fd.family_structure_finding(tests, families, metric,
+                                         anchor_of(study, "methods", "family_tests"),
+                                         names=labels)]
+    if first in tests:
+        assignments = read_table(table_path(study, "cluster", first, f"{metric}_assignments"))
+        found.append(fd.cluster_finding(assignments, tests[first], first, metric,
+                                        anchor_of(study, first, f"dendrogram_{metric}"),
+                                        names=labels))
+    bootstrap = read_table(table_path(study, "trust", first, f"{metric}_bootstrap"), None)
+    mean = read_table(table_path(study, "similarity", first, f"{metric}_mean"))
+    found.append(fd.pair_finding(bootstrap, mean, first, metric, study.config.trust.ci,
+                                 anchor_of(study, "trust", f"{first}_intervals")
+                                 or anchor_of(study, first, f"dissimilarity_{metric}"),
+                                 names=labels))
+    found.append(fd.accuracy_finding(
+        read_table(table_path(study, "diversity", "model_metrics")),
+        read_table(table_path(study, "diversity", "error_consistency")),
+        anchor_of(study, "diversity", "error_consistency")))
+    found.append(fd.error_agreement_finding(
+        read_table(table_path(study, "joint", "matrix_agreement"), None), methods, metric,
+        anchor_of(study, "lenses", "matrix_trio"), names=labels))
+    agreement = read_method_agreement(study)
+    if agreement is not None:
+        found.append(fd.method_agreement_finding(
+            agreement[1], agreement[0], anchor_of(study, "methods", "method_agreement"),
+            names=labels))
+    return [f for f in found if f is not None]
+
+
+def end_of_run_lines(result, limit: int = MAX_TERMINAL_FINDINGS) -> list[str]:
+    """What a finished run prints last: a few findings (short form) and the absolute path
+    of the report (or of the run folder when no report was written)."""
+    findings = sorted(getattr(result, "findings", None) or [],
+                      key=lambda f: TERMINAL_ORDER.index(f.topic)
+                      if f.topic in TERMINAL_ORDER else len(TERMINAL_ORDER))[:limit]
+    lines = []
+    if findings:
+        lines.append("Key findings:")
+        lines += [f"  - {f.short or f.text}" for f in findings]
+    if getattr(result, "report", None) is not None:
+        lines.append(f"Report: {Path(result.report).resolve()}")
+    else:
+        lines.append(f"Outputs: {Path(result.run_dir).resolve()}")
+    return lines

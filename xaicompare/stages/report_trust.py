@@ -1,0 +1,65 @@
+"""Report section of the trust stage: intervals, stability, nulls and faithfulness."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .. import report as rp
+from .paths import table_path
+from .report_common import FigureWriter
+from .report_common import read_table as _read
+
+
+def trust_section(study, save: FigureWriter) -> dict | None:
+    """Intervals, stability, nulls and faithfulness: how far each number can be trusted."""
+    if not study.config.trust.enabled:
+        return None
+    primary = study.config.compare.metrics[0]
+    figures, tables = [], []
+    for method in study.config.methods:
+        boot = _read(table_path(study, "trust", method, f"{primary}_bootstrap"))
+        if boot is not None:
+            mean = boot[boot["statistic"] == "mean"]
+            frames = {key: mean.pivot(index="model_a", columns="model_b", values=key)
+                      .loc[study.model_names, study.model_names]
+                      for key in ("estimate", "low", "high")}
+            figures.append({"path": save(rp.plot_interval_heatmap(
+                frames["estimate"], frames["low"], frames["high"],
+                title=f"{method} / {primary}: mean similarity [{study.config.trust.ci:.0%} CI]"),
+                "trust", f"{method}_intervals"),
+                "caption": f"Bootstrap over images ({study.config.trust.n_resamples} "
+                           "resamples); hatched cells have wider-than-median intervals."})
+        freq = _read(table_path(study, "trust", method, "coclustering"))
+        if freq is not None:
+            freq = pd.read_csv(table_path(study, "trust", method, "coclustering"), comment="#",
+                               index_col=[0, 1])
+            for algorithm in freq.index.get_level_values(0).unique():
+                figures.append({"path": save(rp.plot_matrix_heatmap(
+                    freq.loc[algorithm], title=f"{method}: co-clustering ({algorithm})",
+                    vmin=0, vmax=1, cbar_label="frequency"), "trust",
+                    f"{method}_coclustering_{algorithm}"),
+                    "caption": "How often two models share a cluster over bootstrap "
+                               "resamples of the images (1 = always)."})
+        nulls = _read(table_path(study, "trust", method, f"{primary}_nulls"))
+        if nulls is not None:
+            tables.append({"table": nulls.round(3), "caption": f"{method}: observed {primary} "
+                           "similarity beside its shuffled-image and centre-prior nulls, and "
+                           "the chance-corrected scores"})
+        sizes = _read(table_path(study, "trust", method, "sample_size"))
+        if sizes is not None:
+            tables.append({"table": sizes.round(4), "caption": f"{method}: how the "
+                           "dissimilarity matrix settles as the number of images grows"})
+    for name, caption in (("faithfulness", "Deletion / insertion AUCs (lower deletion and "
+                                           "higher insertion = more faithful; order=random is "
+                                           "the null)"),
+                          ("prediction_bootstrap", "Bootstrap intervals of error consistency "
+                                                   "and diversities"),
+                          ("ensemble_gain", "Ensemble gains with bootstrap intervals"),
+                          ("randomization", "Model-parameter randomisation sanity scores")):
+        table = _read(table_path(study, "trust", name))
+        if table is not None:
+            tables.append({"table": table.round(3), "caption": caption})
+    return {"title": "Trustworthy numbers", "figures": figures, "tables": tables,
+            "text": "Every similarity is shown with a bootstrap interval over images, every "
+                    "clustering with its stability, and every observed similarity beside what "
+                    "mismatched images or a centred blob would give by chance."}
