@@ -8,6 +8,7 @@ import warnings
 import torch
 
 from ..errors import UserError, did_you_mean
+from ..models.gradient_guards import install_gradient_guards
 from ..models.layers import warn_if_head_is_zero
 from .registry import METHODS, Attribution
 
@@ -119,6 +120,7 @@ def explain_full(model, images, method: str = "gradcam", target=None, *,
         target = logits.argmax(dim=1) if target is None else target  # no second pass
     target = resolve_target(model, images, target)
     warn_if_head_is_zero(model)  # every gradient method would silently give zeros
+    install_gradient_guards(model)  # BatchNorm's wrong one-image gradients (see the module)
     result = fn(model, images, target, **params)
     if bad is not None and bool(bad.any()):
         name = getattr(model, "name", type(model).__name__)
