@@ -18,7 +18,8 @@ def read_family_tests(
 ) -> str:
     """One or two sentences a reader cannot misread as "the families form clusters" when
     only their spread differs. dispersion: {family: mean distance to its centroid};
-    n_groupings: number of groupings of an exact test (its smallest possible p is 1/n)."""
+    n_groupings: number of groupings of an exact test (no p below 1/n; PERMANOVA's floor is
+    higher where families of equal size swap: stats.smallest_attainable_p)."""
     if permanova_p is None or permdisp_p is None or math.isnan(permanova_p) \
             or math.isnan(permdisp_p):
         return (f"PERMANOVA p={_p(permanova_p)}, PERMDISP p={_p(permdisp_p)}: a test is "
@@ -46,5 +47,6 @@ def read_family_tests(
         text = f"{head}: no difference between the families detected, in location or spread."
     if n_groupings:
         text += (f" Exact p-values over all {n_groupings} groupings of the models "
-                 f"(the smallest possible p is {1 / n_groupings:.3g}).")
+                 f"(no p below {1 / n_groupings:.3g} is possible, and PERMANOVA's floor is "
+                 "higher when families of equal size can be swapped).")
     return text
