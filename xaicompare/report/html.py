@@ -4,7 +4,6 @@ network, every user string escaped by Jinja2's autoescape (plus a CSP that forbi
 from __future__ import annotations
 
 import base64
-import io
 import math
 import numbers
 import re
@@ -18,16 +17,9 @@ import pandas as pd
 
 from ..errors import UserError
 from ..store import atomic_write
+from .html_images import HTML_MAX_WIDTH, IMAGE_MIME, html_image  # noqa: F401  (re-exported)
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-IMAGE_MIME = {
-    ".png": "image/png",
-    ".svg": "image/svg+xml",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-}
 SECTION_KEYS = {"title", "figures", "tables", "text", "tests"}
 FINDING_KEYS = {"text", "anchor"}
 # Summary keys in the order a reader wants them; other keys follow in the caller's order.
@@ -44,9 +36,6 @@ SUMMARY_ORDER = (
 # The HTML copy of a raster figure: at most this wide (the page is 1120 CSS px; 1600 px
 # stays sharp on most high-density screens), WebP quality for photographic pages, and the
 # colour count above which a page counts as photographic.
-HTML_MAX_WIDTH = 1600
-WEBP_QUALITY = 80
-PHOTO_COLOURS = 4096
 SHORT_LIST = 8  # longer lists fold into a <details> element (no JavaScript needed)
 MAX_LIST_ITEMS = 500
 LONG_TEXT = 60  # cells longer than this may wrap instead of widening the table
@@ -182,37 +171,6 @@ def figure_anchor(path: str | Path) -> str:
     -> fig-gradcam-dendrogram-cosine)."""
     path = Path(path)
     return "fig-" + _slug(f"{path.parent.name} {path.stem}", 96)
-
-
-def html_image(path: Path, max_width: int = HTML_MAX_WIDTH) -> tuple[str, bytes]:
-    """(mime, bytes) of a figure's copy for the HTML page: the file on disk keeps its full
-    quality. Raster figures wider than `max_width` px are scaled down; plots with few
-    colours become palette PNGs (exact up to 256 shades), photographic pages (atlases:
-    photos under heat maps) lossy WebP. The original bytes are kept when they are smaller."""
-    data = path.read_bytes()
-    if path.suffix.lower() != ".png":
-        return IMAGE_MIME[path.suffix.lower()], data
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as opened:
-        image = opened.convert("RGBA")
-    if image.getextrema()[3][0] == 255:  # opaque (matplotlib's white background)
-        image = image.convert("RGB")
-    if image.width > max_width:
-        height = max(1, round(image.height * max_width / image.width))
-        image = image.resize((max_width, height), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    if image.getcolors(maxcolors=PHOTO_COLOURS) is None:  # photographic: lossy WebP
-        image.save(buffer, format="WEBP", quality=WEBP_QUALITY, method=6)
-        mime = "image/webp"
-    else:
-        method = Image.Quantize.FASTOCTREE if image.mode == "RGBA" else \
-            Image.Quantize.MEDIANCUT
-        image.quantize(256, method=method).save(buffer, format="PNG", optimize=True)
-        mime = "image/png"
-    if len(buffer.getvalue()) >= len(data):
-        return "image/png", data
-    return mime, buffer.getvalue()
 
 
 def _embed_figure(entry: object) -> FigureEntry:
