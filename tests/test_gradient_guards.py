@@ -29,3 +29,16 @@ def test_one_image_gradient_equals_the_batched_one_and_a_finite_difference():
     # a finite difference of the model (independent of autograd)
     fd = _directional(model, images[:1], int(target[0]), images[:1])
     assert abs(float(alone[0].sum()) - fd) <= 1e-6 * max(1.0, abs(fd))
+
+
+def test_guarded_batchnorm_keeps_in_place_activations_working():
+    import timm
+
+    model = timm.create_model("resnet10t", pretrained=False, num_classes=5).double().eval()
+    assert any(getattr(m, "inplace", False) for m in model.modules())  # BN -> ReLU(inplace)
+    torch.manual_seed(1)
+    images = torch.rand(2, 3, 48, 48, dtype=torch.float64)
+    target = torch.tensor([0, 3])
+    batched = explain(model, images, "saliency", target)
+    alone = explain(model, images[1:], "saliency", target[1:])
+    assert torch.allclose(alone[0], batched[1], rtol=0, atol=1e-12 * float(batched[1].max()))

@@ -18,18 +18,15 @@ from torch import nn
 GUARDED = "_xaicompare_gradient_guards"
 
 
-class _ContiguousGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor.view_as(tensor)
-
-    @staticmethod
-    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
-        return gradient.contiguous()
+def _contiguous(gradient: torch.Tensor) -> torch.Tensor:
+    return gradient.contiguous()
 
 
 def _contiguous_gradient(module: nn.Module, inputs, output):
-    return _ContiguousGradient.apply(output) if isinstance(output, torch.Tensor) else output
+    # a hook on the output tensor, not an identity Function: a later in-place op (ReLU with
+    # inplace=True) keeps working, and the hook still feeds BatchNorm's own backward
+    if isinstance(output, torch.Tensor) and output.requires_grad:
+        output.register_hook(_contiguous)
 
 
 def install_gradient_guards(model: nn.Module) -> nn.Module:
