@@ -77,18 +77,18 @@ def plot_method_agreement(
     colors = family_palette(fam.values())
     for k, (ax, model) in enumerate(zip(axes, models, strict=False)):
         M = method_matrix(table, model, methods).rename(index=labels or {}, columns=labels or {})
-        plot_matrix_heatmap(M, ax=ax, vmin=vmin, vmax=vmax, cbar_label=None,
-                            mask_diagonal=True)
+        plot_matrix_heatmap(M, ax=ax, vmin=vmin, vmax=vmax, cbar=False,
+                            mask_diagonal=True)  # one shared colour bar below
         if k % ncols and len(M) == len(methods):  # method names once per row of panels
             ax.set_yticklabels([])
         if k + ncols < len(models) and len(M) == len(methods):  # and once per column
             ax.set_xticklabels([])
         ax.set_title(f"{model}\n({fam[model]})", color=colors[fam[model]], fontsize=7)
-        if ax.images and ax.images[0].colorbar is not None:
-            ax.images[0].colorbar.remove()  # one shared colour bar below
     for ax in axes[len(models):]:
         ax.set_visible(False)
-    image = next(ax.images[0] for ax in axes if ax.images)
+    # the cells: an image or (vector cells) a QuadMesh
+    image = next(a for ax in axes for a in [*ax.images, *ax.collections]
+                 if a.get_array() is not None)
     bar = fig.colorbar(image, ax=list(axes[: len(models)]), orientation="horizontal",
                        shrink=0.5, aspect=40, pad=0.02)
     bar.set_label(f"mean per-image {metric} between two methods' maps")
