@@ -208,8 +208,10 @@ def test_a_study_with_more_images_keeps_the_old_images_numbers(tmp_path, preset)
         study.run(stages=("explain", "compare", "cluster"))
         per_image[n] = {m: np.load(study.run_dir / f"arrays/similarity/gradcam__{m}.npz")
                         for m in metrics}
-        header = (study.run_dir / "tables/similarity/gradcam/rbf_mean.csv").read_text()
-        assert f'preset="{preset}"' in header and "metric.sigma=" in header
+        from xaicompare.compare import table_provenance
+
+        provenance = table_provenance(study.run_dir / "tables/similarity/gradcam/rbf_mean.csv")
+        assert provenance["preset"] == preset and "metric.sigma" in provenance
         # the table's dissimilarity uses the preset's std (thesis: ddof=1)
         ddof = 1 if preset == "thesis" else 0
         values = per_image[n]["cosine"]["per_image"][0, 1].astype(np.float64)
@@ -219,7 +221,7 @@ def test_a_study_with_more_images_keeps_the_old_images_numbers(tmp_path, preset)
             np.sqrt((1 - values.mean()) ** 2 + values.std(ddof=ddof) ** 2), rel=1e-5)
         assignments = (study.run_dir / "tables/cluster/gradcam/cosine_assignments.csv")
         backend = "networkx" if preset == "thesis" else "python-louvain"
-        assert f'louvain_backend="{backend}"' in assignments.read_text()
+        assert table_provenance(assignments)["louvain_backend"] == backend
     for m in metrics:
         assert list(per_image[6][m]["ids"][:4]) == list(per_image[4][m]["ids"])
         np.testing.assert_array_equal(per_image[6][m]["per_image"][..., :4],

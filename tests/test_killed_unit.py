@@ -3,6 +3,7 @@ line by the next run, which resumes from the store."""
 
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def test_a_killed_unit_is_named_by_the_next_run_which_resumes(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if "was killed" in r.getMessage()]
     assert len(lines) == 1
     assert "model 'tiny' on images img2..img3" in lines[0]
-    assert " MB resident, peak " in lines[0] and "resumes" in lines[0]
+    assert re.search(r" [0-9.]+ [KMG]?B resident, peak ", lines[0]) and "resumes" in lines[0]
     assert "executor.memory" in lines[0]
     # the first shard was stored before the kill: only the second is computed now
     assert summary.skipped["tiny/gradcam"] == 2 and summary.computed["tiny/gradcam"] == 2

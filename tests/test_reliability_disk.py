@@ -11,6 +11,7 @@ import pytest
 import yaml
 from fakes import FakeImages, tiny_cnn
 
+import xaicompare.files as files
 import xaicompare.store.arrays as arrays
 from xaicompare.cli import main
 from xaicompare.engine.runner import run_explanations
@@ -74,7 +75,7 @@ def test_read_only_store_folder_is_a_user_error(tmp_path, monkeypatch):
     def refuse(path, *args, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
 
-    monkeypatch.setattr(arrays, "open", refuse, raising=False)
+    monkeypatch.setattr(files, "open", refuse, raising=False)  # where atomic writes open
     with pytest.raises(UserError, match="Read-only file system") as err:
         run(Store(tmp_path / "store"))
     assert "cannot write to output folder" in str(err.value)
