@@ -461,7 +461,8 @@ def main(argv: list[str] | None = None) -> None:
         if cams:
             print("  CAM variants")
             bench_cams(model, images, target, cams, args)
-        for method in [m for m in args.methods if m in ("gradcam", "ig", "kernelshap")]:
+        for method in [m for m in args.methods
+                       if m in ("gradcam", "ig", "kernelshap", *GRADIENT_PERTURBATION_CASES)]:
             print(f"  {method}")
             if method == "gradcam":
                 bench_gradcam(model, images, target, fwd_bwd, args.repeats)
