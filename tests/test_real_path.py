@@ -135,7 +135,7 @@ def test_every_stage_ran_and_the_report_names_every_model(real_run):
                                     "report"}
     assert meta["explain"]["failed"] in ({}, []) and not meta["not_applicable"]
     report = real_run["dir"] / "report.html"
-    assert f"report: {report}" in out and report.stat().st_size > 100_000
+    assert f"Report: {report}" in out and report.stat().st_size > 100_000
     html = report.read_text()
     for tag in TAGS:
         assert tag in html
