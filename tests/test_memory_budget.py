@@ -24,6 +24,7 @@ DATASET = {"name": "fake"}
 SPLIT_METHODS = {
     "integrated_gradients": {"n_steps": 6},
     "kernelshap": {"n_samples": 20, "n_segments": 6},
+    "lime": {"n_samples": 20, "n_segments": 6},  # KernelSHAP's coalitions, the same cap
     "smoothgrad": {"n_samples": 4},
     "occlusion": {"window": 6, "stride": 4},
 }

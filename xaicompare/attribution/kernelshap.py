@@ -9,6 +9,7 @@ run in large batches; the constrained regression is solved for all images at onc
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 
@@ -111,6 +112,45 @@ def evaluate_coalitions(
     return values
 
 
+@dataclass
+class ScoredCoalitions:
+    """The superpixels, the shared coalitions and the model's score of each: KernelSHAP and
+    LIME differ only in how they weigh and regress these."""
+
+    segments: torch.Tensor  # [B, H, W]
+    n_features: torch.Tensor  # [B]
+    masks: torch.Tensor  # [B, R, M_max]
+    weights: torch.Tensor  # [B, R] Shapley-kernel weights
+    n_rows: torch.Tensor  # [B]
+    base_images: torch.Tensor
+    values: torch.Tensor  # [B, R]: row 0 the empty coalition, row 1 the full one
+    exact: list[bool]  # per image: every coalition enumerated
+
+
+def score_coalitions(model, images: torch.Tensor, target: torch.Tensor, *, n_samples,
+                     n_segments: int, compactness: float, segments, seed: int, image_seeds,
+                     baseline, batch_size) -> ScoredCoalitions:
+    """Checks the shared parameters, draws each image's coalitions from its seed and scores
+    them in passes capped by executor.memory (every coalition method the same way)."""
+    batch, _, height, width = images.shape
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 3:
+        raise UserError(f"n_samples must be an int >= 3, got {n_samples!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise UserError(f"batch_size must be a positive int or None (auto), got {batch_size!r}")
+    seeds = _seeds_per_image(seed, image_seeds, batch)
+    segments, n_features, designs = superpixel_coalitions(images, n_samples, n_segments,
+                                                          compactness, segments, seeds)
+    masks, weights, n_rows = _stack_designs(designs, images.device)
+    base_images = make_baseline(images, baseline, seed=seed)
+    if batch_size is None:
+        batch_size = default_batch_size(images.device, height, width)
+    batch_size = within_pass_limit(batch_size, backward=False)  # executor.memory's cap
+    values = evaluate_coalitions(model, images, base_images, segments, target, masks, n_rows,
+                                 batch_size)
+    return ScoredCoalitions(segments, n_features, masks, weights, n_rows, base_images, values,
+                            [d.exact for d in designs])
+
+
 @register_method("kernelshap", signed=True, display_name="KernelSHAP", family="perturbation",
                  budget="n_samples", minimums={"n_samples": 3, "n_segments": 2},
                  randomization=False,
@@ -143,22 +183,13 @@ def kernelshap(
             drew too few distinct coalitions to pin every value down).
     """
     batch, _, height, width = images.shape
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 3:
-        raise UserError(f"n_samples must be an int >= 3, got {n_samples!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise UserError(f"batch_size must be a positive int or None (auto), got {batch_size!r}")
-    seeds = _seeds_per_image(seed, image_seeds, batch)
     segments_given = segments is not None
-    segments, n_features, designs = superpixel_coalitions(images, n_samples, n_segments,
-                                                          compactness, segments, seeds)
-    masks, weights, n_rows = _stack_designs(designs, images.device)
-
-    base_images = make_baseline(images, baseline, seed=seed)
-    if batch_size is None:
-        batch_size = default_batch_size(images.device, height, width)
-    batch_size = within_pass_limit(batch_size, backward=False)  # executor.memory's cap
-    values = evaluate_coalitions(model, images, base_images, segments, target, masks, n_rows,
-                                 batch_size)
+    scored = score_coalitions(model, images, target, n_samples=n_samples,
+                              n_segments=n_segments, compactness=compactness,
+                              segments=segments, seed=seed, image_seeds=image_seeds,
+                              baseline=baseline, batch_size=batch_size)
+    segments, n_features, masks = scored.segments, scored.n_features, scored.masks
+    weights, n_rows, values = scored.weights, scored.n_rows, scored.values
     base_value, full_value = values[:, 0], values[:, 1]
     feature_valid = torch.arange(masks.shape[2], device=images.device) < n_features[:, None].to(
         images.device)
@@ -181,7 +212,7 @@ def kernelshap(
         "phi": torch.where(feature_valid, phi, torch.nan).to(torch.float32),
         "n_features": n_features.to(images.device),
         "base_value": base_value.to(torch.float32),
-        "exact": torch.tensor([d.exact for d in designs], device=images.device),
+        "exact": torch.tensor(scored.exact, device=images.device),
         "determined": determined,
     }
     params = {"n_samples": n_samples, "n_segments": n_segments, "compactness": compactness,

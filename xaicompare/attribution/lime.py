@@ -24,14 +24,7 @@ import torch
 from sklearn.linear_model import Lasso, LinearRegression, Ridge
 
 from ..errors import UserError
-from .baselines import make_baseline
-from .kernelshap import (
-    _seeds_per_image,
-    _stack_designs,
-    default_batch_size,
-    evaluate_coalitions,
-    superpixel_coalitions,
-)
+from .kernelshap import score_coalitions
 from .registry import Attribution, register_method
 
 REGRESSIONS = ("lasso", "ridge", "linear")
@@ -78,7 +71,7 @@ def fit_interpretable_model(z: np.ndarray, y: np.ndarray, w: np.ndarray, regress
 @register_method("lime", signed=True, display_name="LIME", family="perturbation",
                  budget="n_samples", minimums={"n_samples": 3, "n_segments": 2},
                  randomization=False,  # the randomised copy would need the stored superpixels
-                 cost=lambda p, n, s: (n * p["n_samples"], 0, False))  # as KernelSHAP's  # the randomised copy would need the stored superpixels
+                 cost=lambda p, n, s: (n * p["n_samples"], 0, False))  # as KernelSHAP's
 def lime(model, images: torch.Tensor, target: torch.Tensor, *,
          n_samples: int = 350, n_segments: int = 50, compactness: float = 10.0,
          baseline="black", kernel_width: float = 1.0, distance: str = "cosine",
@@ -96,8 +89,6 @@ def lime(model, images: torch.Tensor, target: torch.Tensor, *,
     extras: coef [B, M_max] (NaN past M_b), intercept [B], n_features [B].
     """
     batch, _, height, width = images.shape
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 3:
-        raise UserError(f"n_samples must be an int >= 3, got {n_samples!r}")
     if regression not in REGRESSIONS:
         raise UserError(f"unknown regression '{regression}'; accepted: {', '.join(REGRESSIONS)}")
     if distance not in DISTANCES:
@@ -105,16 +96,13 @@ def lime(model, images: torch.Tensor, target: torch.Tensor, *,
     for name, value in (("kernel_width", kernel_width), ("alpha", alpha)):
         if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
             raise UserError(f"{name} must be a number > 0, got {value!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise UserError(f"batch_size must be a positive int or None (auto), got {batch_size!r}")
-    seeds = _seeds_per_image(seed, image_seeds, batch)
     segments_given = segments is not None
-    segments, n_features, designs = superpixel_coalitions(images, n_samples, n_segments,
-                                                          compactness, segments, seeds)
-    masks, _, n_rows = _stack_designs(designs, images.device)
-    base_images = make_baseline(images, baseline, seed=seed)
-    values = evaluate_coalitions(model, images, base_images, segments, target, masks, n_rows,
-                                 batch_size or default_batch_size(images.device, height, width))
+    scored = score_coalitions(model, images, target, n_samples=n_samples,
+                              n_segments=n_segments, compactness=compactness,
+                              segments=segments, seed=seed, image_seeds=image_seeds,
+                              baseline=baseline, batch_size=batch_size)
+    segments, n_features, masks = scored.segments, scored.n_features, scored.masks
+    n_rows, values, base_images = scored.n_rows, scored.values, scored.base_images
     distances = coalition_distances(images, base_images, segments, masks, distance)
     kernel = torch.exp(-distances**2 / (2 * float(kernel_width) ** 2))
 
