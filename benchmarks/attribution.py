@@ -1,4 +1,4 @@
-"""Attribution speed and agreement: xaicompare side by side with captum, pytorch-grad-cam, shap.
+"""Explanation speed and agreement: xaicompare side by side with captum, pytorch-grad-cam, shap.
 
 The same models (timm, random init), images and settings run in one process through
 xaicompare and through each peer. Printed per model and method: seconds per image, the

@@ -28,8 +28,8 @@ from torch import nn
 
 import xaicompare as xc
 from xaicompare.errors import UserError
+from xaicompare.models.cam_layers import ROUTE_INTERMEDIATES, head_is_zero, resolve_layer
 from xaicompare.models.intermediates import has_forward_intermediates, tensor_at
-from xaicompare.models.layers import ROUTE_INTERMEDIATES, head_is_zero, resolve_layer
 
 DEPTHS = (0.25, 0.5, 0.75, 1.0)
 # The model tried for each module (small members; those named in issue #18 where it names

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xaicompare.cluster import cluster, communities, resolution_sweep
+from xaicompare.clustering import cluster, communities, resolution_sweep
 from xaicompare.compare import read_matrix_csv, write_table_csv
 from xaicompare.errors import UserError
 

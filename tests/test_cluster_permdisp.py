@@ -11,8 +11,8 @@ import pytest
 from scipy.spatial.distance import pdist, squareform
 from scipy.stats import f_oneway
 
-from xaicompare.cluster import family_permutation_test
-from xaicompare.cluster.stats import all_groupings, count_groupings, mantel_r, pseudo_f
+from xaicompare.clustering import family_permutation_test
+from xaicompare.clustering.stats import all_groupings, count_groupings, mantel_r, pseudo_f
 from xaicompare.errors import UserError
 
 
@@ -135,7 +135,7 @@ def test_spread_and_location_are_told_apart():
 def test_the_stage_writes_both_tests_and_the_report_reads_them_in_words():
     from types import SimpleNamespace
 
-    from xaicompare.cluster import cluster, read_family_tests
+    from xaicompare.clustering import cluster, read_family_tests
     from xaicompare.stages.cluster import family_tests
     from xaicompare.stages.report import family_tests_in_words
 
@@ -171,7 +171,7 @@ def test_undefined_dispersion_test_gives_nan_not_zero_and_huge_exact_is_refused(
     D = frame(squareform(pdist(np.random.default_rng(1).normal(size=(24, 2)))))
     with pytest.raises(UserError, match="exact=True would enumerate"):
         family_permutation_test(D, list(big), exact=True)
-    from xaicompare.cluster import read_family_tests
+    from xaicompare.clustering import read_family_tests
 
     assert "cannot be told apart" in read_family_tests(0.01, float("nan"))
 

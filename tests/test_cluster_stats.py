@@ -9,7 +9,7 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import pearsonr
 from sklearn.metrics import adjusted_rand_score
 
-from xaicompare.cluster import adjusted_rand_index, family_permutation_test
+from xaicompare.clustering import adjusted_rand_index, family_permutation_test
 from xaicompare.errors import UserError
 
 

@@ -9,7 +9,7 @@ from scipy.cluster.hierarchy import cophenet, fcluster, leaves_list, linkage
 from scipy.spatial.distance import pdist, squareform
 from sklearn.decomposition import PCA
 
-from xaicompare.cluster import cluster, is_euclidean, mds, pca_embedding
+from xaicompare.clustering import cluster, is_euclidean, mds, pca_embedding
 from xaicompare.errors import UserError
 
 LABELS = ["a", "b", "c", "d", "e", "f"]
@@ -123,7 +123,7 @@ def test_top_level_cluster_works_after_the_subpackage_is_imported():
 
     import xaicompare as xc
 
-    importlib.import_module("xaicompare.cluster")  # rebinds xc.cluster to the subpackage
+    importlib.import_module("xaicompare.clustering")  # rebinds xc.cluster to the subpackage
     D = pd.DataFrame([[0.0, 1.0, 4.0], [1.0, 0.0, 4.0], [4.0, 4.0, 0.0]],
                      index=list("abc"), columns=list("abc"))
     assert xc.cluster(D).cut(k=2) == xc.cluster(D, method="average").cut(k=2)
@@ -132,7 +132,7 @@ def test_top_level_cluster_works_after_the_subpackage_is_imported():
 
 def test_numpy_matrices_are_accepted_with_names(D):
     """One kind of input per kind of result: a labelled DataFrame or an array + names."""
-    from xaicompare.cluster import communities
+    from xaicompare.clustering import communities
 
     from_frame = cluster(D).cut(k=2)
     assert cluster(D.to_numpy(), names=list(D.index)).cut(k=2) == from_frame

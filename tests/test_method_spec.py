@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import xaicompare.attribution as attribution
-from xaicompare.attribution import METHODS, Attribution, register_method
+from xaicompare.attribution import METHODS, Explanation, register_method
 from xaicompare.attribution.registry import method_info
 from xaicompare.errors import UserError
 from xaicompare.study_config import parse_config
@@ -56,7 +56,7 @@ def test_a_registration_outside_the_package_declares_or_infers_its_spec():
     try:
         @register_method("spec_probe", budget="n_draws", minimums={"n_draws": 2})
         def probe(model, images, target, *, n_draws: int = 4, image_seeds=None):
-            return Attribution(images.mean(1))
+            return Explanation(images.mean(1))
 
         info = probe.info
         assert (info.budget, dict(info.minimums), info.shared_inputs, info.version) == (

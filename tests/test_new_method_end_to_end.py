@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import xaicompare.report as rp
-from xaicompare.attribution import METHODS, Attribution, explain, register_method
+from xaicompare.attribution import METHODS, Explanation, explain, register_method
 from xaicompare.study import Study
 
 NAME = "gradient_magnitude"
@@ -23,13 +23,13 @@ def define_gradient_magnitude():
     """The whole addition: one decorated function (the spec travels with it)."""
 
     @register_method(NAME, signed=False, display_name="Gradient magnitude")
-    def gradient_magnitude(model, images, target, *, power: int = 1) -> Attribution:
+    def gradient_magnitude(model, images, target, *, power: int = 1) -> Explanation:
         """||dF_target/dx|| over the colour channels, raised to `power`."""
         inputs = images.detach().requires_grad_(True)
         with torch.enable_grad():
             score = model(inputs).gather(1, target.view(-1, 1)).sum()
             (grads,) = torch.autograd.grad(score, inputs)
-        return Attribution(grads.norm(dim=1).pow(power).detach(), params={"power": power})
+        return Explanation(grads.norm(dim=1).pow(power).detach(), params={"power": power})
 
     return gradient_magnitude
 

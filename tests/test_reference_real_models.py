@@ -16,7 +16,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import xaicompare as xc
-from xaicompare.models.layers import layer_name
+from xaicompare.models.cam_layers import layer_name
 
 TARGET = torch.tensor([1, 4])
 

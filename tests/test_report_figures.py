@@ -111,7 +111,7 @@ def test_dendrogram_leaf_order_matches_scipy_and_labels_are_family_coloured(dist
     assert ax.get_xlabel() == "dissimilarity"
     with pytest.raises(UserError, match="labels"):
         plot_dendrogram(Z, MODELS[:3])
-    from xaicompare.cluster import cluster
+    from xaicompare.clustering import cluster
 
     tree = cluster(D, method="average")  # a Tree carries its linkage and labels
     from_tree = plot_dendrogram(tree, families=FAMILIES)

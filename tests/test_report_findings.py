@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xaicompare.cluster import family_permutation_test, smallest_attainable_p
+from xaicompare.clustering import family_permutation_test, smallest_attainable_p
 from xaicompare.report import findings as fd
 
 

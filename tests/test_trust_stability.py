@@ -56,7 +56,7 @@ def test_ambiguous_clusters_are_less_stable():
 
 def test_coclustering_frequency_matches_a_naive_loop():
     """Reference: resample images by index, aggregate with compare, cut the tree."""
-    from xaicompare.cluster import cluster
+    from xaicompare.clustering import cluster
     from xaicompare.compare.similarity import aggregate_array
     from xaicompare.trust import resample_indices
 

@@ -8,9 +8,9 @@ import warnings
 import torch
 
 from ..errors import UserError, did_you_mean
+from ..models.cam_layers import warn_if_head_is_zero
 from ..models.gradient_guards import install_gradient_guards
-from ..models.layers import warn_if_head_is_zero
-from .registry import METHODS, Attribution
+from .registry import METHODS, Explanation
 
 # Canonical images are in [0, 1]; a little slack for resampling overshoot.
 _RANGE_SLACK = 1e-3
@@ -101,8 +101,8 @@ def resolved_params(method: str, params: dict) -> dict:
 
 
 def explain_full(model, images, method: str = "gradcam", target=None, *,
-                 check_logits: bool = True, **params) -> Attribution:
-    """Like `explain`, but returns the Attribution with its extras and resolved params.
+                 check_logits: bool = True, **params) -> Explanation:
+    """Like `explain`, but returns the Explanation with its extras and resolved params.
 
     check_logits: warn about images whose logits are not finite and set their maps to NaN
     (a map explains no number there); the engine checks logits itself and passes False.
@@ -133,7 +133,7 @@ def explain_full(model, images, method: str = "gradcam", target=None, *,
 
 
 def explain(model, images, method: str = "gradcam", target=None, **params) -> torch.Tensor:
-    """Attribution maps [B, H, W] in the canonical frame of `images`.
+    """Explanation maps [B, H, W] in the canonical frame of `images`.
 
     method: a registered name ("gradcam", "integrated_gradients", "kernelshap", "rollout",
             "gradient_rollout")

@@ -25,7 +25,7 @@ from .gradcam import (
     weighted_sum,
 )
 from .passes import inputs_per_pass
-from .registry import Attribution, register_method
+from .registry import Explanation, register_method
 
 AUTO_INPUTS_CPU = 64  # masked images per forward pass when internal_batch_size is None
 AUTO_INPUTS_CUDA = 256
@@ -61,7 +61,7 @@ def channel_scores(model: nn.Module, images: torch.Tensor, target: torch.Tensor,
 @register_method("scorecam", display_name="Score-CAM", family="cam", signed=False)
 def scorecam(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
              layer=None, upsample: str = "bilinear", relu: bool = True,
-             internal_batch_size: int | None = None) -> Attribution:
+             internal_batch_size: int | None = None) -> Explanation:
     """Score-CAM maps [B, H, W] in the canonical frame; extras["native"] is the layer grid.
 
     layer:    None (model.cam_layer), a module name, a relative depth, or an nn.Module

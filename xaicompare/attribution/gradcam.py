@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from .registry import Attribution, register_method
+from .registry import Explanation, register_method
 
 UPSAMPLE_MODES = ("bilinear", "nearest")
 ToNCHW = Callable[[torch.Tensor], torch.Tensor]
@@ -30,10 +30,10 @@ def _identity(activation: torch.Tensor) -> torch.Tensor:
 def resolve_cam_layer(model: nn.Module, layer):
     """The CamLayer for `layer`: None (the model's default), a name, a depth or a module.
 
-    LoadedModels go through `xaicompare.models.layers.resolve_layer`; a plain nn.Module
+    LoadedModels go through `xaicompare.models.cam_layers.resolve_layer`; a plain nn.Module
     (e.g. in tests) understands None (its `cam_layer` attribute) and an nn.Module.
     """
-    from ..models.layers import ROUTE_GIVEN, CamLayer, resolve_layer
+    from ..models.cam_layers import ROUTE_GIVEN, CamLayer, resolve_layer
 
     if hasattr(model, "net"):
         return resolve_layer(model, layer)
@@ -192,7 +192,7 @@ def gradcam_native(
 
 
 def _warn_zero_gradient(model: nn.Module, layer: nn.Module) -> None:
-    from ..models.layers import warn_if_head_is_zero
+    from ..models.cam_layers import warn_if_head_is_zero
 
     if warn_if_head_is_zero(model):
         return
@@ -223,13 +223,13 @@ def check_upsample(upsample: str) -> None:
 
 
 def cam_attribution(native: torch.Tensor, images: torch.Tensor, cam, upsample: str,
-                    relu: bool, **params) -> Attribution:
-    """The Attribution of a native map [B, h, w] (before the ReLU) at layer `cam`."""
+                    relu: bool, **params) -> Explanation:
+    """The Explanation of a native map [B, h, w] (before the ReLU) at layer `cam`."""
     native = native.clamp_min(0) if relu else native
     maps = upsample_maps(native, tuple(images.shape[-2:]), upsample)
     params = {**cam.identity(), "grid": list(native.shape[-2:]), "upsample": upsample,
               "relu": relu, **params}
-    return Attribution(maps=maps.detach(), extras={"native": native.detach()}, params=params)
+    return Explanation(maps=maps.detach(), extras={"native": native.detach()}, params=params)
 
 
 def register_cam(name: str, display_name: str, combine: Combine, *,
@@ -239,7 +239,7 @@ def register_cam(name: str, display_name: str, combine: Combine, *,
     store identity. Returns the registered method."""
 
     def method(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
-               layer=None, upsample: str = "bilinear", relu: bool = True) -> Attribution:
+               layer=None, upsample: str = "bilinear", relu: bool = True) -> Explanation:
         check_upsample(upsample)
         cam = resolve_cam_layer(model, layer)
         if uses_gradients:

@@ -25,7 +25,7 @@ from .attention import (
     checked_probs,
     readout,
 )
-from .registry import Attribution, register_method
+from .registry import Explanation, register_method
 from .rollout import check_start_layer, token_maps
 
 
@@ -38,7 +38,7 @@ def gradient_rollout(
     target: torch.Tensor,
     *,
     start_layer: int = 0,
-) -> Attribution:
+) -> Explanation:
     """Gradient-weighted rollout maps [B, H, W] (>= 0); extras["native"]: patch grid [B, h, w].
 
     start_layer: first attention block included (0 = all, as in Chefer et al.'s code)
@@ -60,5 +60,5 @@ def gradient_rollout(
         weighted = (grad.to(dtype) * p.detach().to(dtype)).clamp(min=0).mean(dim=1)
         relevance = relevance + layout.embed(weighted, kind) @ relevance
     maps, native = token_maps(model, images, readout(model, relevance, layout))
-    return Attribution(maps=maps.detach(), extras={"native": native.detach()},
+    return Explanation(maps=maps.detach(), extras={"native": native.detach()},
                        params={"start_layer": start_layer})

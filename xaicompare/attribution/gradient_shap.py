@@ -27,7 +27,7 @@ from .baselines import make_baseline
 from .gradients import AUTO_INPUTS_CPU, AUTO_INPUTS_CUDA
 from .kernelshap import _seeds_per_image
 from .passes import REDUCTIONS, inputs_per_pass, reduce_channels
-from .registry import Attribution, register_method
+from .registry import Explanation, register_method
 
 DEFAULT_BASELINES = ("black", "blur")
 
@@ -65,7 +65,7 @@ def gradient_shap(model: nn.Module, images: torch.Tensor, target: torch.Tensor, 
                   baselines: str | float | list | tuple = DEFAULT_BASELINES,
                   reduction: str = "sum", seed: int = 0,
                   image_seeds: torch.Tensor | None = None,
-                  internal_batch_size: int | None = None) -> Attribution:
+                  internal_batch_size: int | None = None) -> Explanation:
     """GradientSHAP maps [B, H, W] (channel-reduced, signed by default).
 
     n_samples: draws (= forward+backward passes) per image.
@@ -105,4 +105,4 @@ def gradient_shap(model: nn.Module, images: torch.Tensor, target: torch.Tensor, 
     params = {"n_samples": n_samples, "stdevs": float(stdevs),
               "baselines": [k if isinstance(k, str | int | float) else "tensor" for k in kinds],
               "reduction": reduction, "seed": seed, "image_seeds": image_seeds is not None}
-    return Attribution(reduce_channels(total / n_samples, reduction).detach(), params=params)
+    return Explanation(reduce_channels(total / n_samples, reduction).detach(), params=params)

@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import UserError
 from .kernelshap import _seeds_per_image
 from .passes import REDUCTIONS, inputs_per_pass, reduce_channels
-from .registry import Attribution, register_method
+from .registry import Explanation, register_method
 
 SMOOTHED = ("saliency", "input_x_gradient")
 AUTO_INPUTS_CPU = 32  # inputs per pass when internal_batch_size is None
@@ -47,12 +47,12 @@ def _raw(kind: str, inputs: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
 
 @register_method("saliency", display_name="Saliency", cost=lambda p, n, s: (0, n, True))
 def saliency(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
-             reduction: str = "max", internal_batch_size: int | None = None) -> Attribution:
+             reduction: str = "max", internal_batch_size: int | None = None) -> Explanation:
     """|dF/dx| reduced over channels ("max" default; "sum"/"abs"/"l2" as for IG)."""
     if reduction not in REDUCTIONS:
         raise UserError(f"unknown reduction '{reduction}'; accepted: {', '.join(REDUCTIONS)}")
     grads = input_gradients(model, images, target, _chunk(images, internal_batch_size))
-    return Attribution(reduce_channels(grads.abs(), reduction).detach(),
+    return Explanation(reduce_channels(grads.abs(), reduction).detach(),
                        params={"reduction": reduction})
 
 
@@ -60,12 +60,12 @@ def saliency(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                  cost=lambda p, n, s: (0, n, True))
 def input_x_gradient(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                      reduction: str = "sum", internal_batch_size: int | None = None
-                     ) -> Attribution:
+                     ) -> Explanation:
     """x * dF/dx reduced over channels ("sum", signed, default)."""
     if reduction not in REDUCTIONS:
         raise UserError(f"unknown reduction '{reduction}'; accepted: {', '.join(REDUCTIONS)}")
     grads = input_gradients(model, images, target, _chunk(images, internal_batch_size))
-    return Attribution(reduce_channels(images * grads, reduction).detach(),
+    return Explanation(reduce_channels(images * grads, reduction).detach(),
                        params={"reduction": reduction})
 
 
@@ -88,7 +88,7 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
                base: str = "saliency", n_samples: int = 25, noise_level: float = 0.15,
                reduction: str | None = None, seed: int = 0,
                image_seeds: torch.Tensor | None = None,
-               internal_batch_size: int | None = None) -> Attribution:
+               internal_batch_size: int | None = None) -> Explanation:
     """SmoothGrad over `base` ("saliency" or "input_x_gradient").
 
     The base method's channel attributions are averaged over the noisy copies, then
@@ -114,4 +114,4 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
     mean = _raw(base, noisy, grads).reshape(batch, n_samples, *images.shape[1:]).mean(1)
     params = {"base": base, "n_samples": n_samples, "noise_level": float(noise_level),
               "reduction": reduction, "seed": seed, "image_seeds": image_seeds is not None}
-    return Attribution(reduce_channels(mean, reduction).detach(), params=params)
+    return Explanation(reduce_channels(mean, reduction).detach(), params=params)

@@ -32,7 +32,7 @@ from torch import nn
 from ..errors import UserError
 from .baselines import make_baseline
 from .passes import inputs_per_pass, reduce_channels
-from .registry import Attribution, register_method
+from .registry import Explanation, register_method
 
 QUADRATURES = (
     "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right", "gausslegendre",
@@ -113,7 +113,7 @@ def integrated_gradients(
     reduction: str = "sum",
     internal_batch_size: int | None = None,
     seed: int = 0,
-) -> Attribution:
+) -> Explanation:
     """Integrated Gradients maps [B, H, W] (channel-reduced) in the canonical frame.
 
     n_steps:  points on the straight path from the baseline to the image
@@ -159,4 +159,4 @@ def integrated_gradients(
         "quadrature": quadrature, "reduction": reduction, "seed": seed,
     }
     extras = {"delta": delta, "completeness_gap": delta.abs()}
-    return Attribution(maps=maps.detach(), extras=extras, params=params)
+    return Explanation(maps=maps.detach(), extras=extras, params=params)

@@ -17,7 +17,7 @@ from ..errors import UserError
 from .baselines import make_baseline
 from .coalitions import Coalitions, sample_coalitions
 from .passes import within_pass_limit
-from .registry import Attribution, register_method
+from .registry import Explanation, register_method
 from .shapley import solve_kernel_regression
 from .superpixels import compute_segments, relabel_segments
 
@@ -169,7 +169,7 @@ def kernelshap(
     seed: int = 0,
     image_seeds: torch.Tensor | None = None,
     batch_size: int | None = None,
-) -> Attribution:
+) -> Explanation:
     """KernelSHAP values of superpixels, painted back onto their pixels.
 
     n_samples:   model evaluations per image, counting the empty and full coalitions (as
@@ -220,4 +220,4 @@ def kernelshap(
               "segments": "given" if segments_given else "slic", "seed": seed,
               "image_seeds": image_seeds is not None, "design": "layered-paired"}
     # batch_size is left out of params on purpose: it changes speed, never the values.
-    return Attribution(maps.to(images.dtype), extras, params)
+    return Explanation(maps.to(images.dtype), extras, params)

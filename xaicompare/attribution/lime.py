@@ -25,7 +25,7 @@ from sklearn.linear_model import Lasso, LinearRegression, Ridge
 
 from ..errors import UserError
 from .kernelshap import score_coalitions
-from .registry import Attribution, register_method
+from .registry import Explanation, register_method
 
 REGRESSIONS = ("lasso", "ridge", "linear")
 DISTANCES = ("cosine", "euclidean")
@@ -78,7 +78,7 @@ def lime(model, images: torch.Tensor, target: torch.Tensor, *,
          regression: str = "lasso", alpha: float = 0.01,
          segments: torch.Tensor | None = None, seed: int = 0,
          image_seeds: torch.Tensor | None = None, batch_size: int | None = None
-         ) -> Attribution:
+         ) -> Explanation:
     """LIME coefficients of superpixels, painted back onto their pixels.
 
     n_samples:    model evaluations per image, the empty and full image included (as for
@@ -129,4 +129,4 @@ def lime(model, images: torch.Tensor, target: torch.Tensor, *,
               "regression": regression, "alpha": float(alpha),
               "segments": "given" if segments_given else "slic", "seed": seed,
               "image_seeds": image_seeds is not None, "design": "kernelshap-shared"}
-    return Attribution(maps.view(batch, height, width).to(images.dtype), extras, params)
+    return Explanation(maps.view(batch, height, width).to(images.dtype), extras, params)

@@ -26,7 +26,7 @@ from ..errors import UserError
 from .baselines import make_baseline
 from .kernelshap import _seeds_per_image
 from .passes import inputs_per_pass
-from .registry import Attribution, register_method
+from .registry import Explanation, register_method
 
 AUTO_INPUTS_CPU = 64  # forward-only inputs per pass when internal_batch_size is None
 AUTO_INPUTS_CUDA = 256
@@ -83,7 +83,7 @@ def occlusion(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
               window: int | tuple[int, int] | None = None,
               stride: int | tuple[int, int] | None = None,
               baseline: str | float = "black", internal_batch_size: int | None = None
-              ) -> Attribution:
+              ) -> Explanation:
     """Occlusion maps [B, H, W]: mean drop of the target score over the windows covering
     each pixel (signed: a negative value means occluding there raised the score).
 
@@ -108,7 +108,7 @@ def occlusion(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
         maps[b] = torch.einsum("k,khw->hw", drop.to(masks), masks) / coverage
     params = {"window": list(window), "stride": list(stride), "n_windows": len(masks),
               "baseline": baseline if isinstance(baseline, str | float | int) else "tensor"}
-    return Attribution(maps, params=params)
+    return Explanation(maps, params=params)
 
 
 def rise_masks(seed: int, n_masks: int, grid: int, p: float, height: int,
@@ -133,7 +133,7 @@ def rise_masks(seed: int, n_masks: int, grid: int, p: float, height: int,
 def rise(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
          n_masks: int = 1000, grid: int = 7, p: float = 0.5, seed: int = 0,
          image_seeds: torch.Tensor | None = None, internal_batch_size: int | None = None
-         ) -> Attribution:
+         ) -> Explanation:
     """RISE maps [B, H, W] (non-negative for a non-negative score; see module docstring)."""
     if isinstance(n_masks, bool) or not isinstance(n_masks, int) or n_masks < 1:
         raise UserError(f"n_masks must be a positive int, got {n_masks!r}")
@@ -151,4 +151,4 @@ def rise(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
         maps[b] = torch.einsum("k,khw->hw", scores.to(masks), masks) / (n_masks * p)
     params = {"n_masks": n_masks, "grid": grid, "p": float(p), "seed": seed,
               "image_seeds": image_seeds is not None}
-    return Attribution(maps, params=params)
+    return Explanation(maps, params=params)

@@ -2,7 +2,7 @@
 
 Every method is one function registered under a name, with one call shape:
 
-    fn(model, images, target, **params) -> Attribution
+    fn(model, images, target, **params) -> Explanation
 
 model:  a LoadedModel (or any nn.Module taking canonical images [B, 3, H, W] in [0, 1])
 images: float tensor [B, 3, H, W] in the canonical frame, on the model's device
@@ -23,12 +23,18 @@ from ..registry import Registry
 
 
 @dataclass
-class Attribution:
-    """Maps in the canonical frame plus per-image extras worth storing."""
+class Explanation:
+    """What a method returns: maps in the canonical frame plus per-image extras worth storing.
+
+    (captum's `Attribution` is the algorithm; this is its result. `Attribution` stays an
+    alias of this class for code written before the rename.)"""
 
     maps: torch.Tensor  # float [B, H, W]
     extras: dict[str, torch.Tensor] = field(default_factory=dict)  # each [B, ...]
     params: dict = field(default_factory=dict)  # resolved parameters, recorded with outputs
+
+
+Attribution = Explanation  # the name before the rename
 
 
 # Per-image inputs a study derives from the image ids and shares across models: superpixels
@@ -87,7 +93,7 @@ def register_method(name: str, *, signed: bool | None = False, display_name: str
                     budget: str | None = None, minimums: Mapping[str, int] | None = None,
                     shared_inputs: tuple[str, ...] | None = None, randomization: bool = True,
                     cost: Callable[[dict, int, int], tuple[int, int, bool]] | None = None):
-    """Decorator: register `fn(model, images, target, **params) -> Attribution` as `name`,
+    """Decorator: register `fn(model, images, target, **params) -> Explanation` as `name`,
     with its MethodInfo as `fn.info` (see MethodInfo for what each argument declares)."""
 
     def decorate(fn):

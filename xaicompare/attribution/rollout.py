@@ -36,7 +36,7 @@ from .attention import (
     readout,
 )
 from .gradcam import upsample_maps
-from .registry import Attribution, register_method
+from .registry import Explanation, register_method
 
 HEAD_FUSIONS = ("mean", "max", "min")
 
@@ -116,7 +116,7 @@ def rollout(
     head_fusion: str = "mean",
     discard_ratio: float = 0.9,
     start_layer: int = 0,
-) -> Attribution:
+) -> Explanation:
     """Attention-rollout maps [B, H, W]; extras["native"] is the patch grid [B, h, w].
 
     head_fusion:   "mean" | "max" | "min" over heads
@@ -146,4 +146,4 @@ def rollout(
         product = factor if product is None else factor @ product
     maps, native = token_maps(model, images, readout(model, product, layout))
     params = {"head_fusion": head_fusion, "discard_ratio": discard_ratio, "start_layer": start_layer}
-    return Attribution(maps=maps, extras={"native": native}, params=params)
+    return Explanation(maps=maps, extras={"native": native}, params=params)

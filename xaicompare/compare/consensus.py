@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from ..errors import UserError
-from .engine import as_tensor
+from .batched import as_tensor
 from .matrix import model_names
 from .metrics import MetricProperties, register_metric
 from .preprocess import normalize

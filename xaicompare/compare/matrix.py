@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from ..errors import UserError
-from .engine import (
+from .batched import (
     as_tensor,
     check_segments,
     check_stack,

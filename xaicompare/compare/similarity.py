@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from .engine import as_tensor, check_segments, check_stack, compute_raw, degenerate_records, finish
+from .batched import as_tensor, check_segments, check_stack, compute_raw, degenerate_records, finish
 from .kappa import binarize, kappa_from_labels
 from .metrics import METRICS
 from .options import CompareOptions, as_options

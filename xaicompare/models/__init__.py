@@ -1,9 +1,9 @@
 """Models: load any classifier into the canonical frame, find its Grad-CAM layer, the zoo."""
 
 from .base import FAMILIES, LoadedModel
+from .cam_layers import CamLayer, cam_candidates, probe_cam_layer, resolve_layer
 from .catalog import CLASS_SUBSETS, IMAGENETTE_14
 from .families import detect_family
-from .layers import CamLayer, cam_candidates, probe_cam_layer, resolve_layer
 from .loading import load_model, save_model
 from .zoo import ZOO_SPECS, load_zoo
 

@@ -63,7 +63,7 @@ class LoadedModel(nn.Module):
         self.register_buffer("class_indices", idx)
         self.cam_layer = cam_layer
         self.to_nchw = to_nchw
-        self.cam = None  # models.layers.CamLayer: route, name, grid (set by load_model)
+        self.cam = None  # models.cam_layers.CamLayer: route, name, grid (set by load_model)
         self.weights_id = weights_id
         self.class_names: tuple[str, ...] | None = None  # set when the checkpoint names them
         self.metadata: dict = {}  # arch, timm kwargs, ... (what save_model writes)

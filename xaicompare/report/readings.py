@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..cluster.stats import smallest_attainable_p
+from ..clustering.stats import smallest_attainable_p
 
 ALPHA = 0.05
 

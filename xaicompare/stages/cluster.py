@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import progress
-from ..cluster import (
+from ..clustering import (
     adjusted_rand_index,
     check_dissimilarity,
     cluster,

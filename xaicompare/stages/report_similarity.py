@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .. import report as rp
-from ..cluster import read_family_tests
+from ..clustering import read_family_tests
 from ..report import findings as fd
 from .cluster import read_dissimilarity
 from .paths import array_path, table_path

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..compare.engine import as_tensor
+from ..compare.batched import as_tensor
 from ..compare.matrix import cross_method_similarity
 from ..compare.similarity import aggregate_array
 from ..errors import UserError

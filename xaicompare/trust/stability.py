@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score
 
-from ..cluster.communities import communities
-from ..cluster.tree import LINKAGE_METHODS, cluster
+from ..clustering.communities import communities
+from ..clustering.tree import LINKAGE_METHODS, cluster
 from ..compare.frames import check_square_frame
 from ..errors import UserError
 from ._inputs import check_square, per_image_matrix

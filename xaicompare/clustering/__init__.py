@@ -1,8 +1,5 @@
 """Group models by how alike they explain: trees, communities, embeddings, family tests."""
 
-import sys
-import types
-
 from .communities import communities, model_graph, resolution_sweep
 from .embedding import mds, pca_embedding
 from .reading import read_family_tests
@@ -26,13 +23,3 @@ __all__ = [
     "smallest_attainable_p",
 ]
 
-
-class _CallableModule(types.ModuleType):
-    """Importing this subpackage binds `xaicompare.cluster` to the module, shadowing the
-    public function `xc.cluster(D)` of the same name; calling the module calls it."""
-
-    def __call__(self, D, method: str = "average", *, strict: bool = False) -> Tree:
-        return cluster(D, method=method, strict=strict)
-
-
-sys.modules[__name__].__class__ = _CallableModule

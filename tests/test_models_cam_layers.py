@@ -10,7 +10,7 @@ from torch import nn
 
 from xaicompare.errors import UserError
 from xaicompare.models import IMAGENETTE_14, load_model, probe_cam_layer, resolve_layer
-from xaicompare.models.layers import ActivationToNCHW, layer_name
+from xaicompare.models.cam_layers import ActivationToNCHW, layer_name
 
 # (timm architecture, timm kwargs, input side, expected Grad-CAM grid side, family).
 # Expected grids are input side / the network's total stride (or patch size).
