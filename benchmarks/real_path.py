@@ -17,7 +17,8 @@ Published budgets by default (14 tags, 128 images, IG 64 steps, KernelSHAP 350 s
         --tags deit_tiny_patch16_224.fb_in1k resnet18d.ra2_in1k --images 4
 
 --small takes every budget of tests/real_path_fixture.py's SMALL_BUDGETS; the flags
---images, --ig-steps, --shap-samples and --shap-segments override either.
+--images, --ig-steps, --shap-samples and --shap-segments override either; --memory sets
+executor.memory (peak RSS of the explain stage should stay near it plus the models' weights).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def budgets_from(args) -> dict:
     for key, value in (("dataset.n_images", args.images),
                        ("methods.integrated_gradients.n_steps", args.ig_steps),
                        ("methods.kernelshap.n_samples", args.shap_samples),
-                       ("methods.kernelshap.n_segments", args.shap_segments)):
+                       ("methods.kernelshap.n_segments", args.shap_segments),
+                       ("executor.memory", args.memory)):
         if value is not None:
             budgets[key] = value
     return budgets
@@ -112,6 +114,8 @@ def main() -> None:
     parser.add_argument("--ig-steps", type=int, default=None)
     parser.add_argument("--shap-samples", type=int, default=None)
     parser.add_argument("--shap-segments", type=int, default=None)
+    parser.add_argument("--memory", default=None,
+                        help="executor.memory (e.g. 4GB): the explain stage's pass budget")
     parser.add_argument("--small", action="store_true", help="the test's small budgets")
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--workdir", type=Path, default=None,
