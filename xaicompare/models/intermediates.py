@@ -267,12 +267,7 @@ def _check_in_forward(net: nn.Module, images: torch.Tensor, layers: list[Interme
         ok = isinstance(tensor, torch.Tensor) and tensor.shape[0] == images.shape[0]
         return tensor if ok and tensor[0].numel() > int(layer.to_nchw.index.max()) else None
 
-    def gradient_reaches(layer, tensor) -> bool:
-        if not isinstance(score, torch.Tensor) or not score.requires_grad:
-            return False
-        (grad,) = torch.autograd.grad(score, tensor, retain_graph=True, allow_unused=True)
-        return grad is not None and bool(layer.to_nchw(grad).abs().sum() > 0)
-
+    candidates = []  # (layer, its source, the previous sibling's name and output)
     for layer in usable:
         tensor = source(layer.name, layer)
         if tensor is None:
@@ -282,12 +277,32 @@ def _check_in_forward(net: nn.Module, images: torch.Tensor, layers: list[Interme
                               rtol=1e-4, atol=1e-5):
             layer.problem = f"'{layer.name}' differs between forward and forward_intermediates"
             continue
-        layer.has_gradient = gradient_reaches(layer, tensor)
         previous = _previous_sibling(layer.name)
         before = source(previous, layer) if previous else None
-        if (not layer.has_gradient and before is not None and before.shape == tensor.shape
-                and gradient_reaches(layer, before)):
+        candidates.append((layer, tensor, previous,
+                           before if before is not None and before.shape == tensor.shape
+                           else None))
+    # one backward gives the gradient at every source at once (a backward per source made
+    # loading a model cost several backward passes of it)
+    gradients = _gradients(score, [t for c in candidates for t in (c[1], c[3]) if t is not None])
+
+    def reaches(layer, tensor) -> bool:
+        grad = gradients.get(id(tensor))
+        return grad is not None and bool(layer.to_nchw(grad).abs().sum() > 0)
+
+    for layer, tensor, previous, before in candidates:
+        layer.has_gradient = reaches(layer, tensor)
+        if not layer.has_gradient and before is not None and reaches(layer, before):
             layer.name, layer.has_gradient = previous, True
+
+
+def _gradients(score, tensors: list[torch.Tensor]) -> dict[int, torch.Tensor]:
+    """d score / d tensor for each of `tensors` (by id) that the score depends on."""
+    unique = list({id(t): t for t in tensors if t.requires_grad}.values())
+    if not unique or not isinstance(score, torch.Tensor) or not score.requires_grad:
+        return {}
+    grads = torch.autograd.grad(score, unique, allow_unused=True)
+    return {id(t): g for t, g in zip(unique, grads, strict=True) if g is not None}
 
 
 def _previous_sibling(name: str) -> str | None:
