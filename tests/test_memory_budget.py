@@ -126,20 +126,31 @@ def test_the_engine_under_a_tiny_budget_splits_and_stores_the_same_maps(tmp_path
     store keys)."""
     data = shapes()
     methods = SPLIT_METHODS  # (Grad-CAM needs a layer that runs once per pass)
-    runs = {}
+    runs, summaries = {}, {}
     for memory in ("none", "1KB"):
         model = per_sample_model()
         sizes = _pass_sizes(model)
         store = Store(tmp_path / memory)
         with caplog.at_level(logging.WARNING, logger="xaicompare"):
-            run_explanations([model], data, methods, store, dataset_identity=DATASET,
-                             progress=False, executor=ExecutorConfig(memory=memory))
+            summary = run_explanations([model], data, methods, store,
+                                       dataset_identity=DATASET, progress=False,
+                                       executor=ExecutorConfig(memory=memory))
         runs[memory] = (store, model, sizes)
+        summaries[memory] = summary
     assert max(runs["none"][2]) >= 3 * 6  # unbudgeted: IG's 3 images x 6 steps in one pass
     probe, passes = runs["1KB"][2][:2], runs["1KB"][2][2:]
     assert probe == [1, 2] and max(passes) == 1  # the cost probe (1 and 2 inputs), then 1
     assert caplog.text.count("executor.memory: 1KB") == 1  # once per model
     assert "one input per pass" in caplog.text
+    # the summary (run.json's explain) records the cap and the passes. Per shard: a one-image
+    # pass counting the model's outputs (attribution/api.py), IG's images x 6 Gauss-Legendre
+    # steps, then the 2 ends F(x), F(x') per image. Unbudgeted: one shard of 3, the steps in
+    # one pass and the ends in one; under 1KB: three shards of 1, one input per pass.
+    ig = "per-sample/integrated_gradients"
+    assert summaries["none"].pass_limits == {}
+    assert summaries["none"].passes[ig] == {"passes": 1 + 1 + 1, "largest": 3 * 6}
+    assert summaries["1KB"].pass_limits == {"per-sample": {"backward": 1, "forward": 1}}
+    assert summaries["1KB"].passes[ig] == {"passes": 3 * (1 + 6 + 2), "largest": 1}
     for method, params in methods.items():
         maps = [maps_entry(store, model, method, params, DATASET, "predicted")
                 .read(data.ids, ["maps"])["maps"] for store, model, _ in runs.values()]

@@ -156,13 +156,42 @@ def limit_for(model, image: torch.Tensor, memory: str | int) -> PassLimit | None
 
 
 @contextlib.contextmanager
-def memory_budget(model, images: torch.Tensor, memory: str | int) -> Iterator[None]:
-    """Run the block with the methods' inputs per pass capped to `memory` (see module doc)."""
+def memory_budget(model, images: torch.Tensor, memory: str | int
+                  ) -> Iterator[PassLimit | None]:
+    """Run the block with the methods' inputs per pass capped to `memory` (see module doc);
+    yields the cap (None: no budget)."""
     if memory == "none" or len(images) == 0:
-        yield
+        yield None
         return
-    with pass_limit(limit_for(model, images[:1], memory)):
-        yield
+    limit = limit_for(model, images[:1], memory)
+    with pass_limit(limit):
+        yield limit
+
+
+@dataclass
+class PassCount:
+    """Forward passes through a model in a block, and the most inputs one of them took."""
+
+    passes: int = 0
+    largest: int = 0
+
+
+@contextlib.contextmanager
+def counting_passes(model: torch.nn.Module) -> Iterator[PassCount]:
+    """Count the calls of `model` in the block: what the run records of how a method's
+    evaluations were split (run.json's explain.passes)."""
+    count = PassCount()
+
+    def seen(module, args, out) -> None:
+        count.passes += 1
+        if args and isinstance(args[0], torch.Tensor):
+            count.largest = max(count.largest, len(args[0]))
+
+    hook = model.register_forward_hook(seen)
+    try:
+        yield count
+    finally:
+        hook.remove()
 
 
 def check_memory_setting(value, where: str = "executor.memory") -> str | int:

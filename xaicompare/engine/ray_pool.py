@@ -124,6 +124,9 @@ def merge_reports(reports: list[UnitReport]) -> UnitReport:
         merged.nonfinite += report.nonfinite
         merged.progress += report.progress
         merged.restored += report.restored
+        merged.passes += report.passes
+        if report.pass_limit is not None:
+            merged.cap(*report.pass_limit)
     return merged
 
 
