@@ -91,6 +91,13 @@ def test_ray_study_stores_the_local_results_bit_for_bit(local_reference, tmp_pat
     summary = explain_and_corrupt(study)
     assert summary.computed == local_summary.computed and summary.failed == []
     assert_bitwise_equal(stored(study), expected)
+    # executor.memory auto: the two workers of this one node each take half its share
+    from xaicompare.engine import ray_pool
+
+    pool = ray_pool._CACHED["pool"]
+    sharers = ray.get([a.__ray_call__.remote(lambda self: __import__(
+        "xaicompare.engine.memory", fromlist=["_"])._RAM_SHARERS[0]) for a in pool.actors])
+    assert pool.sharers == sharers == [2, 2]
     # The maps are real explanations, not zeros: they differ between the two models.
     assert not np.array_equal(expected["gradcam"][0], expected["gradcam"][1])
 

@@ -167,3 +167,51 @@ def test_timm_scale_float32_maps_agree_across_budgets_to_rounding(tmp_path):
     with pass_limit(PassLimit(backward=1, forward=1)):
         split = explain(model, images, "integrated_gradients", target, n_steps=8)
     torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-7)
+
+
+def test_ray_workers_of_one_node_split_its_free_ram(monkeypatch):
+    """executor.memory auto on Ray: every worker of a node takes 1 / (its workers) of the
+    auto share, so four workers do not each take half of the same free RAM."""
+    import psutil
+
+    from xaicompare.engine import memory
+    from xaicompare.engine.ray_pool import workers_per_host
+
+    assert workers_per_host(["a", "b", "a", "a"]) == [3, 1, 3, 3]
+    assert memory.auto_budget(8 * 10**9, 0.5) == 4 * 10**9
+    assert memory.auto_budget(8 * 10**9, 0.5, sharers=4) == 10**9
+    free = type("Free", (), {"available": 12 * 10**9})()
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: free)
+    monkeypatch.setattr(memory, "process_rss", lambda: 10**9)
+    monkeypatch.setattr(memory, "_RAM_SHARERS", [1])  # the worker's own, restored after
+    cpu = torch.device("cpu")
+    assert memory.available_bytes("auto", cpu) == int(memory.AUTO_SHARE_CPU * 12 * 10**9)
+    memory.share_ram(3)
+    assert memory.available_bytes("auto", cpu) == int(memory.AUTO_SHARE_CPU * 4 * 10**9)
+    # an explicit size is this process's own budget already: not split
+    assert memory.available_bytes("4GB", cpu) == int(memory.USABLE * 3 * 10**9)
+
+
+def test_the_corrupted_logits_passes_keep_within_the_budget(tmp_path):
+    """The diversity stage's forward passes on corrupted images (a 64-image shard by
+    default) are capped as the explain stage's are: one image per pass under 1KB, the same
+    logits as unbudgeted (a per-sample model: the batch cannot change its numbers)."""
+    from xaicompare.engine.corrupted_logits import Condition, run_corrupted_logits
+    from xaicompare.store.keys import logits_entry
+
+    data = shapes()
+    condition = Condition("gaussian_noise", 3, "gaussian_noise-s3-seed0")
+    logits = {}
+    for memory in ("none", "1KB"):
+        model = per_sample_model()
+        sizes = _pass_sizes(model)
+        store = Store(tmp_path / memory)
+        run_corrupted_logits([model], data, [condition], store, dataset_identity=DATASET,
+                             progress=False, executor=ExecutorConfig(memory=memory))
+        if memory == "none":
+            assert sizes == [len(data)]
+        else:  # the cost probe (1 and 2 inputs), then one image per pass
+            assert sizes == [1, 2] + [1] * len(data)
+        logits[memory] = logits_entry(store, model, DATASET, condition.name).read(
+            data.ids, ["logits"])["logits"]
+    assert np.array_equal(logits["none"], logits["1KB"])

@@ -43,9 +43,11 @@ WEIGHTS_SEED = 20  # not the study's seed 0: a silent random init would not matc
 N_IMAGES = SMALL_BUDGETS["dataset.n_images"]
 IG_STEPS = SMALL_BUDGETS["methods.integrated_gradients.n_steps"]
 # One EfficientNet-B4 evaluation at 320 px with gradients keeps ~0.5 GB of activations
-# (engine/memory.py's probe), the process ~1-2 GB besides: 3 GB leaves room for 1-3 of them,
-# fewer than IG's 4 steps of one image, and for the three 224-px models' larger passes.
-MEMORY_BUDGET = "3GB"
+# (engine/memory.py's probe); the process holds ~2.9 GB when the explain stage starts (the
+# four models loaded; measured on 2 CPU cores). 3.5 GB leaves room for one of them (fewer
+# than IG's 4 steps of one image whenever the process holds more than ~1.1 GB) and for
+# several of DeiT-Tiny's (~30 MB each).
+MEMORY_BUDGET = "3.5GB"
 
 # Run in the study's environment (HF_HOME is read when huggingface_hub is imported): what a
 # user of the Study API sees after the run, as JSON.
@@ -168,8 +170,8 @@ def test_every_stage_ran_and_the_report_names_every_model(real_run):
 def test_the_memory_budget_split_efficientnet_b4s_steps_and_bounded_the_run(real_run):
     """run.json records each model's cap on inputs per pass and the passes each method made
     (engine/summary.py):
-    EfficientNet-B4's IG ran fewer inputs per pass than the steps of one image (split), the
-    224-px models more; the whole run's peak RSS stayed within the budget plus the weights."""
+    EfficientNet-B4's IG ran fewer inputs per pass than the steps of one image (split),
+    DeiT-Tiny more; the whole run's peak RSS stayed within the budget plus the weights."""
     from xaicompare.sizes import parse_memory
 
     explained = json.loads((real_run["dir"] / "run.json").read_text())["explain"]
@@ -180,8 +182,8 @@ def test_the_memory_budget_split_efficientnet_b4s_steps_and_bounded_the_run(real
     assert limits[cnn]["backward"] < IG_STEPS and ig["largest"] <= limits[cnn]["backward"]
     assert ig["largest"] < IG_STEPS  # the steps of one image across passes
     assert ig["passes"] >= N_IMAGES * math.ceil(IG_STEPS / ig["largest"])
-    for tag in TAGS[1:]:  # cheaper evaluations: a larger cap than EfficientNet-B4's
-        assert limits[tag]["backward"] > limits[cnn]["backward"], tag
+    deit = TAGS[1]  # an evaluation ~1/15 of EfficientNet-B4's: a larger cap
+    assert limits[deit]["backward"] > limits[cnn]["backward"]
     for key, seen in passes.items():  # no method of any model passed the cap
         model = key.rsplit("/", 1)[0]
         assert seen["largest"] <= max(limits[model].values()), key

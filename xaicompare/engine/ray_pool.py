@@ -53,6 +53,12 @@ class ExplainWorker:
         self.device = torch.device(device)
         self.models: dict[str, torch.nn.Module] = {}
 
+    def share_ram(self, workers_on_node: int) -> None:
+        """executor.memory auto: this worker's share of its node's free RAM is 1 / that."""
+        from .memory import share_ram
+
+        share_ram(workers_on_node)
+
     def sees(self, probe: str) -> tuple[str, bool]:
         """(host, whether this worker sees the driver's probe file in the output folder)."""
         return socket.gethostname(), Path(probe).is_file()
@@ -146,6 +152,11 @@ class ModelRefs:
     boxed: list[list]  # [ref]: a ref in a list is passed as is, not resolved by Ray
 
 
+def workers_per_host(hosts: Sequence[str]) -> list[int]:
+    """For each worker (given by its host): how many of the workers run on that host."""
+    return [hosts.count(host) for host in hosts]
+
+
 def put_models(ray, models: Sequence) -> ModelRefs:
     # Keys are new for every run: a model's Grad-CAM layer or resize is not in its weights,
     # so a worker must never reuse a model of an earlier run that had the same name.
@@ -173,6 +184,7 @@ class WorkerPool:
         self.actors: list = []
         self.holds: list[set[str]] = []  # model keys each worker has loaded
         self.active = 0  # workers the current run uses (the first `active` ones)
+        self.sharers: list[int] = []  # per active worker: active workers on its node
 
     def ensure(self, size: int) -> None:
         self.active = size
@@ -194,12 +206,18 @@ class WorkerPool:
             raise UserError(f"Ray workers on {', '.join(blind)} cannot see the output folder "
                             f"'{store.root}'; put `output:` on a filesystem every node "
                             "mounts at the same path")
+        # auto memory budgets: the workers of one node split its free RAM
+        self.sharers = workers_per_host([host for host, _ in seen])
+        self.ray.get([a.share_ram.remote(n) for a, n in
+                      zip(self.actors[:self.active], self.sharers, strict=True)])
 
     def replace(self, slot: int) -> None:
         with contextlib.suppress(Exception):
             self.ray.kill(self.actors[slot])
         self.actors[slot] = self.actor_class.remote(*self.args)
         self.holds[slot] = set()
+        if slot < len(self.sharers):  # most likely on the dead worker's node
+            self.actors[slot].share_ram.remote(self.sharers[slot])
 
     def close(self) -> None:
         for actor in self.actors:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..attribution import applies_to, explain_full
+from ..attribution.passes import within_pass_limit
 from ..attribution.registry import method_info
 from ..errors import UserError
 from ..models.representation import logits_and_features
@@ -283,13 +284,17 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
 
 def corrupted_logits_unit(model, shard: Shard, images: torch.Tensor, condition: str,
                           store: Store, dataset_identity: dict, device: torch.device,
-                          entry=None) -> int:
-    """Store `model`'s logits on a shard's corrupted images; returns images computed."""
+                          entry=None, memory: str | int = "none") -> int:
+    """Store `model`'s logits on a shard's corrupted images; returns images computed.
+    memory: executor.memory, capping the images per forward pass (engine/memory.py)."""
     entry = entry or logits_entry(store, model, dataset_identity, condition)
     if entry.has_all(shard.ids):
         return 0
-    with torch.no_grad():
-        logits = model.to(device)(images.to(device)).float().cpu().numpy()
+    model, images = model.to(device), images.to(device)
+    with torch.no_grad(), memory_budget(model, images, memory):
+        per_pass = within_pass_limit(len(images), backward=False)
+        logits = torch.cat([model(part) for part in images.split(per_pass)])
+        logits = logits.float().cpu().numpy()
     entry.write(shard.ids, {"logits": logits})
     return len(shard)
 
