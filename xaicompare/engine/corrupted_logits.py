@@ -116,7 +116,7 @@ def _on_ray(models, dataset, conditions, store, shards, dataset_identity, seed, 
             condition = unit.payload.name
             return actor.logits.remote(refs.keys[unit.model], refs.boxed[unit.model], root,
                                        shards[unit.shard], dataset_identity, condition,
-                                       inputs.get(unit.shard)[condition])
+                                       inputs.get(unit.shard)[condition], options.memory)
 
         def done(unit: Unit, computed: int) -> None:
             n = len(shards[unit.shard])

@@ -104,9 +104,11 @@ class ExplainWorker:
             return merge_reports(reports)
 
     def logits(self, key: str, boxed: list, store_root: str, shard: Shard,
-               dataset_identity: dict, condition: str, images: torch.Tensor) -> int:
+               dataset_identity: dict, condition: str, images: torch.Tensor,
+               memory: str | int = "none") -> int:
         return corrupted_logits_unit(self._model(key, boxed), shard, images, condition,
-                                     Store(store_root), dataset_identity, self.device)
+                                     Store(store_root), dataset_identity, self.device,
+                                     memory=memory)
 
 
 def register_missing(methods: dict | None) -> None:
