@@ -127,3 +127,21 @@ def test_scorecam_is_planned_from_the_channels_of_the_layer_the_study_uses(tmp_p
     lines = "\n".join(format_plan(plan, config))
     assert "(at most)" in lines and "scorecam: at most: one forward per channel" in lines
     assert "no cost known" not in lines
+
+
+def test_the_peak_estimate_counts_the_evaluations_a_pass_can_hold(tmp_path):
+    """Two images x IG's 4 steps are 8 evaluations with gradients: the explain stage's
+    peak is the process plus 8 of them (not IG's default pass of 32), capped by a budget."""
+    from xaicompare.plan import ModelPlan, StudyPlan, stage_estimates
+
+    model = ModelPlan("m", [("logits", 2, 0, True, 0), ("gradcam", 0, 2, True, 0),
+                            ("integrated_gradients", 4, 8, True, 0)],
+                      seconds_forward=0.1, seconds_backward=0.2, bytes_backward=10**8,
+                      base_rss=10**9)
+    plan = StudyPlan("p", n_images=2, size=224, shard=8, methods=["gradcam", "ig"],
+                     models=[model], conditions=0, storage={})
+    config = parse_config(study_dict(tmp_path, {"gradcam": {}}))
+    assert stage_estimates(plan, config)["explain"][1] == 10**9 + 8 * 10**8
+    plan.n_images = 40  # 32 of its 4 x 40 points in IG's default pass, 8 images a shard
+    model.rows = [("integrated_gradients", 0, 160, True, 0)]
+    assert stage_estimates(plan, config)["explain"][1] == 10**9 + 32 * 10**8

@@ -202,7 +202,10 @@ def stage_estimates(plan: StudyPlan, config) -> dict[str, tuple[float, int]]:
         explain_s += m.forward * m.seconds_forward + m.backward * m.seconds_backward
         diversity_s += plan.n_images * plan.conditions * m.seconds_forward
         per_pass = 32 * 224 * 224 // (plan.size * plan.size) or 1  # IG's default on the CPU
-        per_pass = max(per_pass, plan.shard)
+        # no more than a shard's evaluations with gradients (IG: its images x steps)
+        images = max(1, min(plan.shard, plan.n_images))
+        per_image = max(math.ceil(r[2] / max(1, plan.n_images)) for r in m.rows)
+        per_pass = max(min(per_pass, images * per_image), images)
         if budget is not None:
             per_pass = max(1, min(per_pass, budget // max(1, m.bytes_backward)))
         peak = max(peak, m.base_rss + per_pass * m.bytes_backward)
