@@ -199,7 +199,8 @@ class PassCount:
 @contextlib.contextmanager
 def counting_passes(model: torch.nn.Module) -> Iterator[PassCount]:
     """Count the calls of `model` in the block: what the run records of how a method's
-    evaluations were split (run.json's explain.passes)."""
+    evaluations were split (run.json's explain.passes). Completed calls only: a pass that
+    stops at a CAM layer (Score-CAM's layer_activations) is not counted."""
     count = PassCount()
 
     def seen(module, args, out) -> None:
