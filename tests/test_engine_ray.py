@@ -91,6 +91,13 @@ def test_ray_study_stores_the_local_results_bit_for_bit(local_reference, tmp_pat
     summary = explain_and_corrupt(study)
     assert summary.computed == local_summary.computed and summary.failed == []
     assert_bitwise_equal(stored(study), expected)
+    # executor.memory auto: the two workers of this one node each take half its share
+    from xaicompare.engine import ray_pool
+
+    pool = ray_pool._CACHED["pool"]
+    sharers = ray.get([a.__ray_call__.remote(lambda self: __import__(
+        "xaicompare.engine.memory", fromlist=["_"])._RAM_SHARERS[0]) for a in pool.actors])
+    assert pool.sharers == sharers == [2, 2]
     # The maps are real explanations, not zeros: they differ between the two models.
     assert not np.array_equal(expected["gradcam"][0], expected["gradcam"][1])
 
@@ -214,3 +221,43 @@ def test_a_unit_whose_worker_dies_more_often_than_retries_allow_is_reported(tmp_
         run(model, store, ExecutorConfig(kind="ray", threads=1, workers=2, retries=0))
     entry = maps_entry(store, model, "gradcam", {}, DATASET, "predicted")
     assert len(entry.missing(fake_images().ids)) == 2  # only the lost shard; the others are stored
+
+
+class SizeLogged(nn.Module):
+    """A tiny per-image CNN (its numbers cannot depend on the batch) that logs the size of
+    every forward pass it runs outside the test's process."""
+
+    def __init__(self, sizes, driver_pid):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+        self.sizes, self.driver_pid = str(sizes), driver_pid
+
+    def forward(self, x):
+        if os.getpid() != self.driver_pid:
+            with open(self.sizes, "a") as handle:
+                handle.write(f"{len(x)}\n")
+        return torch.cat([self.net(x[i:i + 1]) for i in range(len(x))])
+
+
+def test_corrupted_logits_on_ray_keep_within_the_memory_budget(tmp_path):
+    """executor.memory reaches the workers' corrupted-logits passes: one image per pass
+    under 1KB (after the cost probe's passes of 1 and 2), the logits of a local run."""
+    from xaicompare.config import ExecutorConfig
+    from xaicompare.engine.corrupted_logits import Condition
+    from xaicompare.engine.corrupted_logits import run_corrupted_logits as run_units
+
+    sizes = tmp_path / "sizes.txt"
+    model = LoadedModel(SizeLogged(sizes, os.getpid()), name="logged", family="cnn",
+                        weights_id="w0").eval()
+    data, condition = fake_images(4), Condition("gaussian_noise", 3, "gaussian_noise-s3-seed0")
+    logits = {}
+    for kind, memory in (("local", "none"), ("ray", "1KB")):
+        store = Store(tmp_path / kind)
+        run_units([model], data, [condition], store, dataset_identity=DATASET, progress=False,
+                  executor=ExecutorConfig(kind=kind, threads=1, workers=1, memory=memory))
+        logits[kind] = logits_entry(store, model, DATASET, condition.name).read(
+            data.ids, ["logits"])["logits"]
+    assert sizes.read_text().split() == ["1", "2"] + ["1"] * 4
+    np.testing.assert_array_equal(logits["ray"], logits["local"])

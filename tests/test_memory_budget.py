@@ -126,20 +126,31 @@ def test_the_engine_under_a_tiny_budget_splits_and_stores_the_same_maps(tmp_path
     store keys)."""
     data = shapes()
     methods = SPLIT_METHODS  # (Grad-CAM needs a layer that runs once per pass)
-    runs = {}
+    runs, summaries = {}, {}
     for memory in ("none", "1KB"):
         model = per_sample_model()
         sizes = _pass_sizes(model)
         store = Store(tmp_path / memory)
         with caplog.at_level(logging.WARNING, logger="xaicompare"):
-            run_explanations([model], data, methods, store, dataset_identity=DATASET,
-                             progress=False, executor=ExecutorConfig(memory=memory))
+            summary = run_explanations([model], data, methods, store,
+                                       dataset_identity=DATASET, progress=False,
+                                       executor=ExecutorConfig(memory=memory))
         runs[memory] = (store, model, sizes)
+        summaries[memory] = summary
     assert max(runs["none"][2]) >= 3 * 6  # unbudgeted: IG's 3 images x 6 steps in one pass
     probe, passes = runs["1KB"][2][:2], runs["1KB"][2][2:]
     assert probe == [1, 2] and max(passes) == 1  # the cost probe (1 and 2 inputs), then 1
     assert caplog.text.count("executor.memory: 1KB") == 1  # once per model
     assert "one input per pass" in caplog.text
+    # the summary (run.json's explain) records the cap and the passes. Per shard: a one-image
+    # pass counting the model's outputs (attribution/api.py), IG's images x 6 Gauss-Legendre
+    # steps, then the 2 ends F(x), F(x') per image. Unbudgeted: one shard of 3, the steps in
+    # one pass and the ends in one; under 1KB: three shards of 1, one input per pass.
+    ig = "per-sample/integrated_gradients"
+    assert summaries["none"].pass_limits == {}
+    assert summaries["none"].passes[ig] == {"passes": 1 + 1 + 1, "largest": 3 * 6}
+    assert summaries["1KB"].pass_limits == {"per-sample": {"backward": 1, "forward": 1}}
+    assert summaries["1KB"].passes[ig] == {"passes": 3 * (1 + 6 + 2), "largest": 1}
     for method, params in methods.items():
         maps = [maps_entry(store, model, method, params, DATASET, "predicted")
                 .read(data.ids, ["maps"])["maps"] for store, model, _ in runs.values()]
@@ -156,3 +167,51 @@ def test_timm_scale_float32_maps_agree_across_budgets_to_rounding(tmp_path):
     with pass_limit(PassLimit(backward=1, forward=1)):
         split = explain(model, images, "integrated_gradients", target, n_steps=8)
     torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-7)
+
+
+def test_ray_workers_of_one_node_split_its_free_ram(monkeypatch):
+    """executor.memory auto on Ray: every worker of a node takes 1 / (its workers) of the
+    auto share, so four workers do not each take half of the same free RAM."""
+    import psutil
+
+    from xaicompare.engine import memory
+    from xaicompare.engine.ray_pool import workers_per_host
+
+    assert workers_per_host(["a", "b", "a", "a"]) == [3, 1, 3, 3]
+    assert memory.auto_budget(8 * 10**9, 0.5) == 4 * 10**9
+    assert memory.auto_budget(8 * 10**9, 0.5, sharers=4) == 10**9
+    free = type("Free", (), {"available": 12 * 10**9})()
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: free)
+    monkeypatch.setattr(memory, "process_rss", lambda: 10**9)
+    monkeypatch.setattr(memory, "_RAM_SHARERS", [1])  # the worker's own, restored after
+    cpu = torch.device("cpu")
+    assert memory.available_bytes("auto", cpu) == int(memory.AUTO_SHARE_CPU * 12 * 10**9)
+    memory.share_ram(3)
+    assert memory.available_bytes("auto", cpu) == int(memory.AUTO_SHARE_CPU * 4 * 10**9)
+    # an explicit size is this process's own budget already: not split
+    assert memory.available_bytes("4GB", cpu) == int(memory.USABLE * 3 * 10**9)
+
+
+def test_the_corrupted_logits_passes_keep_within_the_budget(tmp_path):
+    """The diversity stage's forward passes on corrupted images (a 64-image shard by
+    default) are capped as the explain stage's are: one image per pass under 1KB, the same
+    logits as unbudgeted (a per-sample model: the batch cannot change its numbers)."""
+    from xaicompare.engine.corrupted_logits import Condition, run_corrupted_logits
+    from xaicompare.store.keys import logits_entry
+
+    data = shapes()
+    condition = Condition("gaussian_noise", 3, "gaussian_noise-s3-seed0")
+    logits = {}
+    for memory in ("none", "1KB"):
+        model = per_sample_model()
+        sizes = _pass_sizes(model)
+        store = Store(tmp_path / memory)
+        run_corrupted_logits([model], data, [condition], store, dataset_identity=DATASET,
+                             progress=False, executor=ExecutorConfig(memory=memory))
+        if memory == "none":
+            assert sizes == [len(data)]
+        else:  # the cost probe (1 and 2 inputs), then one image per pass
+            assert sizes == [1, 2] + [1] * len(data)
+        logits[memory] = logits_entry(store, model, DATASET, condition.name).read(
+            data.ids, ["logits"])["logits"]
+    assert np.array_equal(logits["none"], logits["1KB"])

@@ -92,3 +92,56 @@ def test_a_bad_memory_flag_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == ("error: --memory: got 'lots'; accepted: auto, none, or a size such as "
                    "512MB, 8GB, 16GiB")
+
+
+def test_scorecam_is_planned_from_the_channels_of_the_layer_the_study_uses(tmp_path):
+    """One forward per channel of the CAM layer per image, counted by hooks on a real
+    explain: the plan (an upper bound) minus the channels that were all zero (their masked
+    image is black: one shared forward) is the count."""
+    from xaicompare.models.intermediates import tensor_at
+
+    config = parse_config(study_dict(tmp_path, {"scorecam": {}}))
+    plan = plan_study(config, probe=False)
+    study = Study(config, progress=False)
+    images = study.dataset.load(list(range(len(study.dataset))))
+    activations = {}
+    for model in study.models:  # the layer's output on the study's images, read by a hook
+        cam = model.cam
+
+        def keep(module, args, out, cam=cam, name=model.name):
+            activations[name] = cam.to_nchw(tensor_at(out, cam.path) if cam.path else out)
+
+        hook = cam.module.register_forward_hook(keep)
+        with torch.no_grad():
+            model(images)
+        hook.remove()
+    counted = counted_evaluations(study, "scorecam", {}, tmp_path)
+    n = len(images)
+    for planned in plan.models:
+        [(_, forward, backward, exact, _)] = [r for r in planned.rows if r[0] == "scorecam"]
+        channels = activations[planned.name].shape[1]
+        dead = int((~activations[planned.name].flatten(2).any(dim=2)).sum())
+        assert (forward, backward, exact) == (n * (1 + channels + 1), 0, False)
+        # one shard: a forward per live channel and image, one black image if any is dead
+        assert counted[planned.name] == (n * channels - dead + (dead > 0), 0)
+    lines = "\n".join(format_plan(plan, config))
+    assert "(at most)" in lines and "scorecam: at most: one forward per channel" in lines
+    assert "no cost known" not in lines
+
+
+def test_the_peak_estimate_counts_the_evaluations_a_pass_can_hold(tmp_path):
+    """Two images x IG's 4 steps are 8 evaluations with gradients: the explain stage's
+    peak is the process plus 8 of them (not IG's default pass of 32), capped by a budget."""
+    from xaicompare.plan import ModelPlan, StudyPlan, stage_estimates
+
+    model = ModelPlan("m", [("logits", 2, 0, True, 0), ("gradcam", 0, 2, True, 0),
+                            ("integrated_gradients", 4, 8, True, 0)],
+                      seconds_forward=0.1, seconds_backward=0.2, bytes_backward=10**8,
+                      base_rss=10**9)
+    plan = StudyPlan("p", n_images=2, size=224, shard=8, methods=["gradcam", "ig"],
+                     models=[model], conditions=0, storage={})
+    config = parse_config(study_dict(tmp_path, {"gradcam": {}}))
+    assert stage_estimates(plan, config)["explain"][1] == 10**9 + 8 * 10**8
+    plan.n_images = 40  # 32 of its 4 x 40 points in IG's default pass, 8 images a shard
+    model.rows = [("integrated_gradients", 0, 160, True, 0)]
+    assert stage_estimates(plan, config)["explain"][1] == 10**9 + 32 * 10**8

@@ -2,7 +2,9 @@
 runs it: four of its tags (EfficientNet-B4 at 320 px, DeiT, Swin, PVT) loaded through timm's
 real pretrained path from a Hugging Face cache in the hub's layout with HF_HUB_OFFLINE=1, the
 Imagenette photos of ../shared arranged as imagenette2-320, every stage through the CLI, at
-budgets cut small (tests/real_path_fixture.py). benchmarks/real_path.py is the full version.
+budgets cut small (tests/real_path_fixture.py), under a memory budget (executor.memory) small
+enough that EfficientNet-B4's IG steps of one image are split across passes.
+benchmarks/real_path.py is the full version.
 
 One study run (module fixture, ~6 CPU-minutes: most of it EfficientNet-B4 at 320 px), then
 each test reads what it wrote.
@@ -39,6 +41,13 @@ TAGS = ["efficientnet_b4.ra2_in1k", "deit_tiny_patch16_224.fb_in1k",
 METHODS = ("gradcam", "integrated_gradients", "kernelshap")
 WEIGHTS_SEED = 20  # not the study's seed 0: a silent random init would not match the hub
 N_IMAGES = SMALL_BUDGETS["dataset.n_images"]
+IG_STEPS = SMALL_BUDGETS["methods.integrated_gradients.n_steps"]
+# One EfficientNet-B4 evaluation at 320 px with gradients keeps ~0.5 GB of activations
+# (engine/memory.py's probe); the process holds ~2.9 GB when the explain stage starts (the
+# four models loaded; measured on 2 CPU cores). 3.5 GB leaves room for one of them (fewer
+# than IG's 4 steps of one image whenever the process holds more than ~1.1 GB) and for
+# several of DeiT-Tiny's (~30 MB each).
+MEMORY_BUDGET = "3.5GB"
 
 # Run in the study's environment (HF_HOME is read when huggingface_hub is imported): what a
 # user of the Study API sees after the run, as JSON.
@@ -94,18 +103,33 @@ def real_run(tmp_path_factory):
     hf_home = base / "hf"
     snapshots = write_hub_cache(hf_home, TAGS, seed=WEIGHTS_SEED)
     write_imagenette(base / "data", photos)
-    study = narrowed_study(TAGS, base / "data", base / "run", SMALL_BUDGETS)
+    study = narrowed_study(TAGS, base / "data", base / "run",
+                           {**SMALL_BUDGETS, "executor.memory": MEMORY_BUDGET})
     config = base / "study.yaml"
     config.write_text(yaml.safe_dump(study, sort_keys=False))
     env = in_study_env(hf_home)
-    run = subprocess.run([sys.executable, "-m", "xaicompare.cli", "run", str(config), "--quiet"],
-                         capture_output=True, text=True, env=env, timeout=3600)
+    run, peak_rss = run_measured([sys.executable, "-m", "xaicompare.cli", "run", str(config),
+                                  "--quiet"], env, base)
     assert run.returncode == 0, run.stderr[-3000:]
     check = subprocess.run([sys.executable, "-c", CHECK_SCRIPT, str(config)],
                            capture_output=True, text=True, env=env, timeout=1800)
     assert check.returncode == 0, check.stderr[-3000:]
-    return {"run": run, "dir": base / "run", "snapshots": snapshots,
+    return {"run": run, "dir": base / "run", "snapshots": snapshots, "peak_rss": peak_rss,
             "checks": json.loads(check.stdout.strip().splitlines()[-1])}
+
+
+def run_measured(command: list[str], env: dict, folder: Path
+                 ) -> tuple[subprocess.CompletedProcess, int]:
+    """Run `command` to completion; it and its peak resident memory in bytes (its own
+    ru_maxrss from wait4, not that of the other processes this test starts)."""
+    out, err = folder / "run.stdout", folder / "run.stderr"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, env=env, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    run = subprocess.CompletedProcess(command, process.returncode, out.read_text(),
+                                      err.read_text())
+    return run, usage.ru_maxrss * 1024  # KiB on Linux
 
 
 def test_every_tag_loads_the_hub_cache_weights_offline(real_run):
@@ -141,6 +165,31 @@ def test_every_stage_ran_and_the_report_names_every_model(real_run):
         assert tag in html
     assert html.count("<img") > 10  # figures embedded
     assert "Traceback" not in real_run["run"].stderr
+
+
+def test_the_memory_budget_split_efficientnet_b4s_steps_and_bounded_the_run(real_run):
+    """run.json records each model's cap on inputs per pass and the passes each method made
+    (engine/summary.py):
+    EfficientNet-B4's IG ran fewer inputs per pass than the steps of one image (split),
+    DeiT-Tiny more; the whole run's peak RSS stayed within the budget plus the weights."""
+    from xaicompare.sizes import parse_memory
+
+    explained = json.loads((real_run["dir"] / "run.json").read_text())["explain"]
+    limits, passes = explained["pass_limits"], explained["passes"]
+    assert set(limits) == set(TAGS)
+    cnn = TAGS[0]
+    ig = passes[f"{cnn}/integrated_gradients"]
+    assert limits[cnn]["backward"] < IG_STEPS and ig["largest"] <= limits[cnn]["backward"]
+    assert ig["largest"] < IG_STEPS  # the steps of one image across passes
+    assert ig["passes"] >= N_IMAGES * math.ceil(IG_STEPS / ig["largest"])
+    deit = TAGS[1]  # an evaluation ~1/15 of EfficientNet-B4's: a larger cap
+    assert limits[deit]["backward"] > limits[cnn]["backward"]
+    for key, seen in passes.items():  # no method of any model passed the cap
+        model = key.rsplit("/", 1)[0]
+        assert seen["largest"] <= max(limits[model].values()), key
+    weights = sum((s / "model.safetensors").stat().st_size
+                  for s in real_run["snapshots"].values())
+    assert real_run["peak_rss"] <= parse_memory(MEMORY_BUDGET) + weights, real_run["peak_rss"]
 
 
 def test_images_are_the_imagenette_val_photos_with_their_labels(real_run):

@@ -11,6 +11,7 @@ Each method declares what it costs where it is registered (`register_method(cost
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -24,10 +25,16 @@ from .attribution.registry import method_info
 Cost = tuple[int, int, bool]  # forward-only evaluations, forward+backward ones, exact count
 
 
-def method_evaluations(method: str, params: dict, n_images: int, size: int) -> Cost | None:
-    """(forward, backward, exact) evaluations of `method` on n_images; None: not known."""
+def method_evaluations(method: str, params: dict, n_images: int, size: int,
+                       model=None) -> Cost | None:
+    """(forward, backward, exact) evaluations of `method` on n_images; None: not known.
+    model: the LoadedModel, for costs that depend on it (Score-CAM's channel count)."""
     fn = method_info(method).cost
-    return None if fn is None else fn(resolved_params(method, params), n_images, size)
+    if fn is None:
+        return None
+    if "model" in inspect.signature(fn).parameters:
+        return fn(resolved_params(method, params), n_images, size, model=model)
+    return fn(resolved_params(method, params), n_images, size)
 
 
 @dataclass
@@ -136,7 +143,7 @@ def plan_study(config, probe: bool = True, study=None) -> StudyPlan:
         for method, params in config.methods.items():
             if not applies_to(method, model):
                 continue
-            cost = method_evaluations(method, params or {}, n, size)
+            cost = method_evaluations(method, params or {}, n, size, model)
             maps = n * size * size * itemsize
             storage["maps"] += maps
             if cost is None:
@@ -195,11 +202,20 @@ def stage_estimates(plan: StudyPlan, config) -> dict[str, tuple[float, int]]:
         explain_s += m.forward * m.seconds_forward + m.backward * m.seconds_backward
         diversity_s += plan.n_images * plan.conditions * m.seconds_forward
         per_pass = 32 * 224 * 224 // (plan.size * plan.size) or 1  # IG's default on the CPU
-        per_pass = max(per_pass, plan.shard)
+        # no more than a shard's evaluations with gradients (IG: its images x steps)
+        images = max(1, min(plan.shard, plan.n_images))
+        per_image = max(math.ceil(r[2] / max(1, plan.n_images)) for r in m.rows)
+        per_pass = max(min(per_pass, images * per_image), images)
         if budget is not None:
             per_pass = max(1, min(per_pass, budget // max(1, m.bytes_backward)))
         peak = max(peak, m.base_rss + per_pass * m.bytes_backward)
     return {"explain": (explain_s, peak), "diversity": (diversity_s, peak)}
+
+
+# Why a count is an upper bound, printed under the table for the methods planned.
+AT_MOST = {"scorecam": "at most: one forward per channel of its CAM layer per image, plus the "
+                       "pass to the layer and a black image's; all-zero channels share the "
+                       "black image's forward instead of their own"}
 
 
 def format_plan(plan: StudyPlan, config=None) -> list[str]:
@@ -213,6 +229,8 @@ def format_plan(plan: StudyPlan, config=None) -> list[str]:
             mark = "" if exact else " (at most)"
             lines.append(f"{m.name:<28} {method:<22} {fwd:>12,} {bwd:>12,} "
                          f"{_bytes(maps) if maps else '':>10}{mark}")
+    planned = {r[0] for m in plan.models for r in m.rows}
+    lines += [f"{method}: {note}" for method, note in AT_MOST.items() if method in planned]
     fwd, bwd = plan.totals()
     lines.append(f"total: {fwd:,} forward and {bwd:,} forward+backward evaluations "
                  "(images through a model)")

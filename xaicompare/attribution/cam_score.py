@@ -58,7 +58,22 @@ def channel_scores(model: nn.Module, images: torch.Tensor, target: torch.Tensor,
     return scores.view(batch, channels)
 
 
-@register_method("scorecam", display_name="Score-CAM", family="cam", signed=False)
+def _cost(p: dict, n: int, size: int, model: nn.Module | None = None):
+    """At most: per image, the pass to the layer, one forward per channel of the layer the
+    study uses (all-zero channels skip theirs: hence an upper bound) and the black image's
+    (one per shard that has an all-zero channel). None without the model: the channel
+    count needs its layer, read by a pass of one blank image to that layer."""
+    if model is None:
+        return None
+    cam = resolve_cam_layer(model, p.get("layer"))
+    device = next((t.device for t in model.parameters()), torch.device("cpu"))
+    blank = torch.zeros(1, 3, size, size, device=device)
+    channels = layer_activations(model, blank, cam.module, cam.to_nchw, cam.path).shape[1]
+    return n * (1 + channels + 1), 0, False
+
+
+@register_method("scorecam", display_name="Score-CAM", family="cam", signed=False,
+                 cost=_cost)
 def scorecam(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
              layer=None, upsample: str = "bilinear", relu: bool = True,
              internal_batch_size: int | None = None) -> Explanation:

@@ -69,7 +69,9 @@ class MethodInfo:
     # the model-parameter randomisation test may explain it again on a randomised copy
     randomization: bool = True
     # model evaluations it costs: fn(resolved params, n_images, image side) ->
-    # (forward-only, forward+backward, exact count?); `xaicompare plan` adds them up
+    # (forward-only, forward+backward, exact count?); `xaicompare plan` adds them up. A
+    # cost that depends on the model (Score-CAM: its layer's channels) also takes `model=`
+    # (the LoadedModel) and returns None without it.
     cost: Callable[[dict, int, int], tuple[int, int, bool]] | None = None
 
     def applies(self, model: nn.Module) -> bool:

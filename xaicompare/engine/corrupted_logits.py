@@ -68,7 +68,8 @@ def run_corrupted_logits(models: Sequence, dataset, conditions: Sequence[Conditi
                 corrupted = corrupted_images(images, shard, condition, seed)
                 for model, entry in zip(models, entries[condition.name], strict=True):
                     n = corrupted_logits_unit(model, shard, corrupted, condition.name, store,
-                                              dataset_identity, device_, entry)
+                                              dataset_identity, device_, entry,
+                                              options.memory)
                     summary.add(f"{model.name}/{condition.name}", n, len(shard) - n, 0.0)
                     bar.restore(len(shard) - n)
                     bar.update(n)
@@ -115,7 +116,7 @@ def _on_ray(models, dataset, conditions, store, shards, dataset_identity, seed, 
             condition = unit.payload.name
             return actor.logits.remote(refs.keys[unit.model], refs.boxed[unit.model], root,
                                        shards[unit.shard], dataset_identity, condition,
-                                       inputs.get(unit.shard)[condition])
+                                       inputs.get(unit.shard)[condition], options.memory)
 
         def done(unit: Unit, computed: int) -> None:
             n = len(shards[unit.shard])

@@ -8,9 +8,13 @@ A probe measures what one model evaluation costs on the model's device: one inpu
 forward and backward, counting the bytes autograd keeps for the backward pass (every saved
 tensor that is not a parameter; on CUDA also the measured peak), and the largest activation
 of a forward without gradients. The budget divided by that cost caps the inputs per pass of
-every method (attribution/passes.py `pass_limit`) and the images of a shard (Grad-CAM and
-the logits run a shard in one pass). Below one evaluation the cap is 1: the steps of one
-image then run one per pass.
+every method (attribution/passes.py `pass_limit`), the images of a shard (Grad-CAM and
+the logits run a shard in one pass) and the diversity stage's passes on corrupted images.
+Below one evaluation the cap is 1: the steps of one image then run one per pass. The run
+records each model's cap and each method's passes (run.json: explain.pass_limits, .passes).
+
+With `auto`, processes that share a machine's RAM split it: each Ray worker takes
+1 / (workers on its node) of the share (`share_ram`, set by engine/ray_pool.py).
 """
 
 from __future__ import annotations
@@ -44,6 +48,22 @@ def process_rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+# Processes of this run on this machine that each take an auto share of its free RAM (Ray
+# workers on one node, set by the driver through `share_ram`): each takes 1 / that many.
+_RAM_SHARERS = [1]
+
+
+def share_ram(processes: int) -> None:
+    """This process is one of `processes` on its machine that split the free RAM."""
+    _RAM_SHARERS[0] = max(1, int(processes))
+
+
+def auto_budget(free: int, share: float, sharers: int = 1) -> int:
+    """executor.memory auto: `share` of the `free` bytes, split among the `sharers`
+    processes that see the same free memory (and would each take that share otherwise)."""
+    return int(share * free / max(1, sharers))
+
+
 def available_bytes(memory: str | int, device: torch.device) -> int | None:
     """Bytes the passes of one unit may use now (None: no budget)."""
     memory = parse_memory(memory) if isinstance(memory, str) else memory
@@ -52,12 +72,12 @@ def available_bytes(memory: str | int, device: torch.device) -> int | None:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         if memory == "auto":
-            return int(AUTO_SHARE_CUDA * free)
+            return auto_budget(free, AUTO_SHARE_CUDA)
         return int(min(free, USABLE * (memory - torch.cuda.memory_allocated(device))))
     if memory == "auto":
         import psutil
 
-        return int(AUTO_SHARE_CPU * psutil.virtual_memory().available)
+        return auto_budget(psutil.virtual_memory().available, AUTO_SHARE_CPU, _RAM_SHARERS[0])
     return int(USABLE * (memory - process_rss()))
 
 
@@ -156,13 +176,43 @@ def limit_for(model, image: torch.Tensor, memory: str | int) -> PassLimit | None
 
 
 @contextlib.contextmanager
-def memory_budget(model, images: torch.Tensor, memory: str | int) -> Iterator[None]:
-    """Run the block with the methods' inputs per pass capped to `memory` (see module doc)."""
+def memory_budget(model, images: torch.Tensor, memory: str | int
+                  ) -> Iterator[PassLimit | None]:
+    """Run the block with the methods' inputs per pass capped to `memory` (see module doc);
+    yields the cap (None: no budget)."""
     if memory == "none" or len(images) == 0:
-        yield
+        yield None
         return
-    with pass_limit(limit_for(model, images[:1], memory)):
-        yield
+    limit = limit_for(model, images[:1], memory)
+    with pass_limit(limit):
+        yield limit
+
+
+@dataclass
+class PassCount:
+    """Forward passes through a model in a block, and the most inputs one of them took."""
+
+    passes: int = 0
+    largest: int = 0
+
+
+@contextlib.contextmanager
+def counting_passes(model: torch.nn.Module) -> Iterator[PassCount]:
+    """Count the calls of `model` in the block: what the run records of how a method's
+    evaluations were split (run.json's explain.passes). Completed calls only: a pass that
+    stops at a CAM layer (Score-CAM's layer_activations) is not counted."""
+    count = PassCount()
+
+    def seen(module, args, out) -> None:
+        count.passes += 1
+        if args and isinstance(args[0], torch.Tensor):
+            count.largest = max(count.largest, len(args[0]))
+
+    hook = model.register_forward_hook(seen)
+    try:
+        yield count
+    finally:
+        hook.remove()
 
 
 def check_memory_setting(value, where: str = "executor.memory") -> str | int:

@@ -53,6 +53,12 @@ class ExplainWorker:
         self.device = torch.device(device)
         self.models: dict[str, torch.nn.Module] = {}
 
+    def share_ram(self, workers_on_node: int) -> None:
+        """executor.memory auto: this worker's share of its node's free RAM is 1 / that."""
+        from .memory import share_ram
+
+        share_ram(workers_on_node)
+
     def sees(self, probe: str) -> tuple[str, bool]:
         """(host, whether this worker sees the driver's probe file in the output folder)."""
         return socket.gethostname(), Path(probe).is_file()
@@ -98,9 +104,11 @@ class ExplainWorker:
             return merge_reports(reports)
 
     def logits(self, key: str, boxed: list, store_root: str, shard: Shard,
-               dataset_identity: dict, condition: str, images: torch.Tensor) -> int:
+               dataset_identity: dict, condition: str, images: torch.Tensor,
+               memory: str | int = "none") -> int:
         return corrupted_logits_unit(self._model(key, boxed), shard, images, condition,
-                                     Store(store_root), dataset_identity, self.device)
+                                     Store(store_root), dataset_identity, self.device,
+                                     memory=memory)
 
 
 def register_missing(methods: dict | None) -> None:
@@ -124,6 +132,9 @@ def merge_reports(reports: list[UnitReport]) -> UnitReport:
         merged.nonfinite += report.nonfinite
         merged.progress += report.progress
         merged.restored += report.restored
+        merged.passes += report.passes
+        if report.pass_limit is not None:
+            merged.cap(*report.pass_limit)
     return merged
 
 
@@ -141,6 +152,11 @@ class ModelRefs:
 
     keys: list[str]
     boxed: list[list]  # [ref]: a ref in a list is passed as is, not resolved by Ray
+
+
+def workers_per_host(hosts: Sequence[str]) -> list[int]:
+    """For each worker (given by its host): how many of the workers run on that host."""
+    return [hosts.count(host) for host in hosts]
 
 
 def put_models(ray, models: Sequence) -> ModelRefs:
@@ -170,6 +186,7 @@ class WorkerPool:
         self.actors: list = []
         self.holds: list[set[str]] = []  # model keys each worker has loaded
         self.active = 0  # workers the current run uses (the first `active` ones)
+        self.sharers: list[int] = []  # per active worker: active workers on its node
 
     def ensure(self, size: int) -> None:
         self.active = size
@@ -191,12 +208,18 @@ class WorkerPool:
             raise UserError(f"Ray workers on {', '.join(blind)} cannot see the output folder "
                             f"'{store.root}'; put `output:` on a filesystem every node "
                             "mounts at the same path")
+        # auto memory budgets: the workers of one node split its free RAM
+        self.sharers = workers_per_host([host for host, _ in seen])
+        self.ray.get([a.share_ram.remote(n) for a, n in
+                      zip(self.actors[:self.active], self.sharers, strict=True)])
 
     def replace(self, slot: int) -> None:
         with contextlib.suppress(Exception):
             self.ray.kill(self.actors[slot])
         self.actors[slot] = self.actor_class.remote(*self.args)
         self.holds[slot] = set()
+        if slot < len(self.sharers):  # most likely on the dead worker's node
+            self.actors[slot].share_ram.remote(self.sharers[slot])
 
     def close(self) -> None:
         for actor in self.actors:

@@ -23,6 +23,11 @@ class RunSummary:
     # the code (not retried), and how many units were retried after their worker died.
     failed: list[tuple[str, str, str]] = field(default_factory=list)
     retried: int = 0
+    # "model/method" -> {"passes": forward passes, "largest": most inputs in one pass}, and
+    # model -> executor.memory's largest cap on inputs per pass over its units
+    # {"backward": inputs, "forward": inputs} (engine/memory.py); absent without a budget
+    passes: dict[str, dict[str, int]] = field(default_factory=dict)
+    pass_limits: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, key: str, computed: int, skipped: int, seconds: float) -> None:
         self.computed[key] = self.computed.get(key, 0) + computed
@@ -34,6 +39,14 @@ class RunSummary:
         for key, computed, skipped, seconds in report.counts:
             self.add(key, computed, skipped, seconds)
         self.nonfinite.extend(report.nonfinite)
+        for key, passes, largest in report.passes:
+            seen = self.passes.setdefault(key, {"passes": 0, "largest": 0})
+            seen["passes"] += passes
+            seen["largest"] = max(seen["largest"], largest)
+        if report.pass_limit is not None:  # the largest cap of the model's units
+            cap = self.pass_limits.setdefault(report.model, {"backward": 0, "forward": 0})
+            cap["backward"] = max(cap["backward"], report.pass_limit[0])
+            cap["forward"] = max(cap["forward"], report.pass_limit[1])
 
     def finish(self) -> RunSummary:
         """Drop repeats (an OOM retry repeats shards) and warn once per model and output."""

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..attribution import applies_to, explain_full
+from ..attribution.passes import within_pass_limit
 from ..attribution.registry import method_info
 from ..errors import UserError
 from ..models.representation import logits_and_features
@@ -34,7 +35,7 @@ from ..store.keys import (
     segments_entry,
     takes_image_seeds,
 )
-from .memory import memory_budget
+from .memory import counting_passes, memory_budget
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -95,11 +96,19 @@ class UnitReport:
     nonfinite: list[tuple[str, str, str]] = field(default_factory=list)
     progress: int = 0  # images x (logits + methods) accounted for
     restored: int = 0  # of which found in the store (or not applicable): nothing to compute
+    # ("model/method", forward passes, most inputs in one) of the methods computed, and the
+    # largest cap on inputs per pass (backward, forward) the memory budget set (engine/memory.py)
+    passes: list[tuple[str, int, int]] = field(default_factory=list)
+    pass_limit: tuple[int, int] | None = None
 
     def add(self, what: str, computed: int, skipped: int, seconds: float = 0.0) -> None:
         self.counts.append((f"{self.model}/{what}", computed, skipped, seconds))
         self.progress += computed + skipped
         self.restored += skipped
+
+    def cap(self, backward: int, forward: int) -> None:
+        old = self.pass_limit or (0, 0)
+        self.pass_limit = (max(old[0], backward), max(old[1], forward))
 
     def flag(self, what: str, ids: Sequence[str], finite: np.ndarray) -> None:
         self.nonfinite.extend((self.model, what, i)
@@ -251,8 +260,13 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
             call["segments"] = shared(method, params, images).to(device)
         if takes_image_seeds(method):  # random draws per image id: shared by every model
             call["image_seeds"] = image_seeds(ids, job.seed + params.get("seed", 0))
-        with autocast(device, job.autocast, model), memory_budget(model, images, job.memory):
+        with (autocast(device, job.autocast, model),
+              memory_budget(model, images, job.memory) as limit,
+              counting_passes(model) as count):
             result = explain_full(model, images, method, targets, check_logits=False, **call)
+        report.passes.append((f"{model.name}/{method}", count.passes, count.largest))
+        if limit is not None:
+            report.cap(limit.backward, limit.forward)
         maps = result.maps.detach().float().cpu().numpy()
         maps[~logits_ok] = np.nan  # a map of a score that is not a number explains nothing
         arrays = {"maps": map_array(maps, job.map_dtype), "finite": finite_rows(maps)}
@@ -270,13 +284,17 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
 
 def corrupted_logits_unit(model, shard: Shard, images: torch.Tensor, condition: str,
                           store: Store, dataset_identity: dict, device: torch.device,
-                          entry=None) -> int:
-    """Store `model`'s logits on a shard's corrupted images; returns images computed."""
+                          entry=None, memory: str | int = "none") -> int:
+    """Store `model`'s logits on a shard's corrupted images; returns images computed.
+    memory: executor.memory, capping the images per forward pass (engine/memory.py)."""
     entry = entry or logits_entry(store, model, dataset_identity, condition)
     if entry.has_all(shard.ids):
         return 0
-    with torch.no_grad():
-        logits = model.to(device)(images.to(device)).float().cpu().numpy()
+    model, images = model.to(device), images.to(device)
+    with torch.no_grad(), memory_budget(model, images, memory):
+        per_pass = within_pass_limit(len(images), backward=False)
+        logits = torch.cat([model(part) for part in images.split(per_pass)])
+        logits = logits.float().cpu().numpy()
     entry.write(shard.ids, {"logits": logits})
     return len(shard)
 
