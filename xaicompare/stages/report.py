@@ -41,6 +41,15 @@ from .report_trust import trust_section
 
 log = logging.getLogger("xaicompare")
 
+# What the report's sections (report_*.py, paper_figures.py) read; each may be missing
+# (a stage not run): its section is left out. Writes: figures/ and report.html only.
+READS = ("similarity", "per_image", "degenerate_maps", "degenerate_models", "localisation",
+         "method_agreement", "cka", "consensus", "consensus_maps", "agreement_sweep",
+         "assignments", "mds", "family_tests", "tree", "diversity", "mantel", "disagreement",
+         "stratified_agreement", "matrix_agreement", "consensus_accuracy", "trust_bootstrap",
+         "trust_nulls", "coclustering", "sample_size", "faithfulness", "prediction_bootstrap",
+         "ensemble_gain", "randomization")
+WRITES = ()
 FINGERPRINT_NAME = "report.fingerprint"
 
 

@@ -1,13 +1,10 @@
-"""Helpers every report section shares: the figure writer, the table reader, anchors."""
+"""Helpers every report section shares: the figure writer, anchors, method labels."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from .. import report as rp
-from .paths import figure_path
 
 
 class FigureWriter:
@@ -20,20 +17,15 @@ class FigureWriter:
     def __call__(self, fig, *parts: str) -> Path:
         import matplotlib.pyplot as plt
 
-        paths = rp.save_figure(fig, figure_path(self.study, *parts), formats=self.formats)
+        paths = rp.save_figure(fig, self.study.results.figure_path(*parts),
+                               formats=self.formats)
         plt.close(getattr(fig, "figure", fig))  # plot functions return an Axes or a Figure
         return next(p for p in paths if p.suffix == ".png")
 
 
-def read_table(path: Path, index_col=0) -> pd.DataFrame | None:
-    if not path.exists():
-        return None
-    return pd.read_csv(path, comment="#", index_col=index_col)
-
-
 def anchor_of(study, *parts: str) -> str | None:
     """The report id of the figure FigureWriter saved under `parts`, if it was drawn."""
-    png = figure_path(study, *parts[:-1], parts[-1] + ".png")
+    png = study.results.figure_path(*parts[:-1], parts[-1] + ".png")
     return rp.figure_anchor(png) if png.is_file() else None
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from ..report import findings as fd
 from .method_agreement import read_method_agreement
-from .paths import table_path
-from .report_common import anchor_of, method_labels, read_table
+from .report_common import anchor_of, method_labels
 
 MAX_TERMINAL_FINDINGS = 4
 # The terminal shows the headline topics first (the report shows every finding).
@@ -22,35 +21,35 @@ def findings_section(study) -> list[fd.Finding]:
     if not methods:
         return []
     metric, first = study.config.compare.metrics[0], methods[0]
-    labels = method_labels(study)
+    labels, results = method_labels(study), study.results
     tests, families = {}, {}
     for method in methods:
-        table = read_table(table_path(study, "cluster", method, f"{metric}_tests"))
-        groups = read_table(table_path(study, "cluster", method, f"{metric}_assignments"))
+        table = results.family_tests(method, metric, missing_ok=True)
+        groups = results.assignments(method, metric, missing_ok=True)
         if table is not None and groups is not None:
             tests[method], families[method] = table, groups["family"].to_dict()
     found = [fd.family_structure_finding(tests, families, metric,
                                          anchor_of(study, "methods", "family_tests"),
                                          names=labels)]
     if first in tests:
-        assignments = read_table(table_path(study, "cluster", first, f"{metric}_assignments"))
+        assignments = results.assignments(first, metric, missing_ok=True)
         found.append(fd.cluster_finding(assignments, tests[first], first, metric,
                                         anchor_of(study, first, f"dendrogram_{metric}"),
                                         names=labels))
-    bootstrap = read_table(table_path(study, "trust", first, f"{metric}_bootstrap"), None)
-    mean = read_table(table_path(study, "similarity", first, f"{metric}_mean"))
+    bootstrap = results.trust_bootstrap(first, metric, missing_ok=True)
+    mean = results.similarity(first, metric, "mean", missing_ok=True)
     found.append(fd.pair_finding(bootstrap, mean, first, metric, study.config.trust.ci,
                                  anchor_of(study, "trust", f"{first}_intervals")
                                  or anchor_of(study, first, f"dissimilarity_{metric}"),
                                  names=labels))
     found.append(fd.accuracy_finding(
-        read_table(table_path(study, "diversity", "model_metrics")),
-        read_table(table_path(study, "diversity", "error_consistency")),
+        results.diversity("model_metrics", missing_ok=True),
+        results.diversity("error_consistency", missing_ok=True),
         anchor_of(study, "diversity", "error_consistency")))
     found.append(fd.error_agreement_finding(
-        read_table(table_path(study, "joint", "matrix_agreement"), None), methods, metric,
+        results.matrix_agreement(missing_ok=True), methods, metric,
         anchor_of(study, "lenses", "matrix_trio"), names=labels))
-    agreement = read_method_agreement(study)
+    agreement = read_method_agreement(results, study.config.compare, methods)
     if agreement is not None:
         found.append(fd.method_agreement_finding(
             agreement[1], agreement[0], anchor_of(study, "methods", "method_agreement"),

@@ -11,14 +11,13 @@ from .. import report as rp
 from ..report import findings as fd
 from ..report.style import family_sort_key
 from .method_agreement import read_method_agreement
-from .paths import table_path
-from .report_common import FigureWriter, method_labels, read_table
+from .report_common import FigureWriter, method_labels
 
 
 def method_agreement_section(study, save: FigureWriter) -> dict | None:
     """Small multiples (one method x method heatmap per model), the same numbers as a table
     (method pairs x models) and their mean per family."""
-    found = read_method_agreement(study)
+    found = read_method_agreement(study.results, study.config.compare, study.config.methods)
     if found is None:
         return None
     metric, table = found
@@ -63,9 +62,8 @@ def family_test_rows(study) -> pd.DataFrame:
     rows = []
     for method in study.config.methods:
         for metric in study.config.compare.metrics:
-            tests = read_table(table_path(study, "cluster", method, f"{metric}_tests"))
-            assignments = read_table(table_path(study, "cluster", method,
-                                                f"{metric}_assignments"))
+            tests = study.results.family_tests(method, metric, missing_ok=True)
+            assignments = study.results.assignments(method, metric, missing_ok=True)
             if tests is None or assignments is None or "permanova" not in tests.index:
                 continue
             row = tests.loc["permanova"]
@@ -100,8 +98,8 @@ def family_summary_section(study, save: FigureWriter) -> dict | None:
                        "Left of the dashed line: p < 0.05."})
     tests, assignments = {}, {}
     for method in study.config.methods:
-        table = read_table(table_path(study, "cluster", method, f"{primary}_tests"))
-        groups = read_table(table_path(study, "cluster", method, f"{primary}_assignments"))
+        table = study.results.family_tests(method, primary, missing_ok=True)
+        groups = study.results.assignments(method, primary, missing_ok=True)
         if table is not None and groups is not None:
             tests[method], assignments[method] = table, groups["family"].to_dict()
     finding = fd.family_structure_finding(tests, assignments, primary, names=labels)
