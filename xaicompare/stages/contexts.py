@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import ClusterConfig, CompareConfig, DiversityConfig, TrustConfig
+from ..config import ClusterConfig, CompareConfig, DiversityConfig, ReportConfig, TrustConfig
 from .results import Results
 
 
@@ -73,6 +73,15 @@ class TrustContext(StageContext):
     read_maps: Callable[..., np.ndarray]
 
 
+@dataclass(frozen=True)
+class ReportContext(StageContext):
+    """The report's sections drawn from tables (similarity, structure, trust, diversity,
+    lenses, methods, findings); the atlases and the run summary still read the Study
+    (images, maps, models)."""
+    cluster: ClusterConfig
+    report: ReportConfig
+
+
 def _common(study) -> dict:
     cfg = study.config
     return {"results": study.results, "models": tuple(study.model_names),
@@ -109,6 +118,11 @@ def diversity_context(study, corrupted_logits: Callable[[], None]) -> DiversityC
     return DiversityContext(**_common(study), diversity=study.config.diversity,
                             images=_images(study), read_logits=study.read_logits,
                             corrupted_logits=corrupted_logits)
+
+
+def report_context(study) -> ReportContext:
+    return ReportContext(**_common(study), cluster=study.config.cluster,
+                         report=study.config.report)
 
 
 def trust_context(study) -> TrustContext:

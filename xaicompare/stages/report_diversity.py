@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from .. import report as rp
 from ..report import findings as fd
+from .contexts import ReportContext
 from .report_common import FigureWriter
 
 
-def diversity_section(study, save: FigureWriter) -> dict | None:
-    results = study.results
+def diversity_section(ctx: ReportContext, save: FigureWriter) -> dict | None:
+    results = ctx.results
     metrics = results.diversity("model_metrics", missing_ok=True)
     if metrics is None:
         return None
@@ -58,8 +59,8 @@ def diversity_section(study, save: FigureWriter) -> dict | None:
                     "r means models with similar explanations make the same mistakes)."}
 
 
-def localisation_section(study, save: FigureWriter) -> dict | None:
-    table = study.results.localisation(missing_ok=True)
+def localisation_section(ctx: ReportContext, save: FigureWriter) -> dict | None:
+    table = ctx.results.localisation(missing_ok=True)
     if table is None:
         return None
     table = table.reset_index(drop=True) if "model" in table.columns else table.reset_index()

@@ -7,6 +7,8 @@ import pandas as pd
 
 from .. import report as rp
 from ..report import findings as fd
+from .contexts import ReportContext
+from .report_common import FigureWriter
 
 
 def primary_rows(agreement: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -18,10 +20,10 @@ def primary_rows(agreement: pd.DataFrame, metric: str) -> pd.DataFrame:
     return agreement[agreement["matrix_a"].map(keep) & agreement["matrix_b"].map(keep)]
 
 
-def lenses_section(study, save) -> dict | None:
+def lenses_section(ctx: ReportContext, save: FigureWriter) -> dict | None:
     """Explanation vs representation vs errors, consensus, and agreement by outcome."""
-    method, metric = next(iter(study.config.methods)), study.config.compare.metrics[0]
-    results = study.results
+    method, metric = next(iter(ctx.methods)), ctx.compare.metrics[0]
+    results = ctx.results
     explanation = results.dissimilarity(method, metric, missing_ok=True)
     cka = results.cka("linear", missing_ok=True)
     errors = results.diversity("error_consistency", missing_ok=True)
@@ -35,7 +37,7 @@ def lenses_section(study, save) -> dict | None:
         matrices["representation (1 - CKA)"] = 1.0 - cka
     if errors is not None:
         matrices["errors (1 - error consistency)"] = 1.0 - errors
-    figures = [{"path": save(rp.plot_matrix_trio(matrices, order, study.families), "lenses",
+    figures = [{"path": save(rp.plot_matrix_trio(matrices, order, ctx.families), "lenses",
                              "matrix_trio"),
                 "caption": "The same models in the same order: how differently they explain, "
                            "how differently they represent the images (debiased linear CKA of "
@@ -52,7 +54,7 @@ def lenses_section(study, save) -> dict | None:
     metrics = results.diversity("model_metrics", missing_ok=True)
     if scores is not None and metrics is not None and "accuracy" in metrics:
         figures.append({"path": save(rp.plot_consensus_vs_accuracy(
-            scores, metrics["accuracy"].to_dict(), study.families), "lenses", "consensus"),
+            scores, metrics["accuracy"].to_dict(), ctx.families), "lenses", "consensus"),
             "caption": f"Consensus ({method}): how close each model's map is to the mean of "
                        "the other models' maps, against its accuracy."})
         corr = results.consensus_accuracy(method, missing_ok=True)

@@ -10,6 +10,7 @@ import pandas as pd
 from .. import report as rp
 from ..clustering import read_family_tests
 from ..report import findings as fd
+from .contexts import ReportContext
 from .report_common import FigureWriter
 from .results import PerImage
 
@@ -27,22 +28,22 @@ def metric_note(metric: str) -> str:
     return note
 
 
-def similarity_sections(study, save: FigureWriter) -> list[dict]:
+def similarity_sections(ctx: ReportContext, save: FigureWriter) -> list[dict]:
     """Per method: a heatmap, tests and mean table per metric; structure plots for the first."""
     sections = []
-    primary, results = study.config.compare.metrics[0], study.results
-    for method in study.config.methods:
+    primary, results = ctx.compare.metrics[0], ctx.results
+    for method in ctx.methods:
         figures, tables, tests = [], [], []
-        for metric in study.config.compare.metrics:
+        for metric in ctx.compare.metrics:
             D = results.dissimilarity(method, metric)
             tree = results.tree(method, metric, missing_ok=True)
             order = None if tree is None else tree.order
             if order is not None:
                 D = D.loc[order, order]  # models with undefined entries were left out
             if metric == primary:
-                figures += structure_figures(study, save, method, metric, D, tree)
+                figures += structure_figures(ctx, save, method, metric, D, tree)
             figures.append({"path": save(rp.plot_dissimilarity_heatmap(
-                D, study.families, order=order, title=f"{method} / {metric}"), method,
+                D, ctx.families, order=order, title=f"{method} / {metric}"), method,
                 f"dissimilarity_{metric}"),
                 "caption": f"Dissimilarity sqrt((1 - mean)^2 + std^2) of per-image {metric} "
                            f"similarity ({metric_note(metric)}), ordered by the dendrogram."})
@@ -63,9 +64,9 @@ def similarity_sections(study, save: FigureWriter) -> list[dict]:
         figures.append({"path": save(_histograms(per_image), method, "similarity_histograms"),
                         "caption": f"Per-image {primary} similarity for every model pair."})
         sections.append({"title": f"Explanation similarity: {method}",
-                         "text": f"Parameters: {json.dumps(study.config.methods[method])}. "
-                                 f"Maps normalised with '{study.config.compare.normalization}' "
-                                 f"at '{study.config.compare.resolution}' resolution before "
+                         "text": f"Parameters: {json.dumps(ctx.methods[method])}. "
+                                 f"Maps normalised with '{ctx.compare.normalization}' "
+                                 f"at '{ctx.compare.resolution}' resolution before "
                                  "comparison.",
                          "figures": figures, "tables": tables, "tests": tests})
     return sections
@@ -84,25 +85,26 @@ def family_tests_in_words(tests: pd.DataFrame) -> str | None:
                              float(permdisp["p_value"]), dispersion, n_groupings)
 
 
-def structure_figures(study, save, method: str, metric: str, D, tree) -> list[dict]:
+def structure_figures(ctx: ReportContext, save: FigureWriter, method: str, metric: str, D,
+                      tree) -> list[dict]:
     """Dendrogram, Louvain community graph and MDS embedding of one dissimilarity matrix."""
     figures = []
     if tree is not None:
         figures.append({"path": save(rp.plot_dendrogram(
-            tree.linkage, tree.labels, study.families,
+            tree.linkage, tree.labels, ctx.families,
             title=f"{method} / {metric}"), method, f"dendrogram_{metric}"),
-            "caption": f"Dendrogram ({study.config.cluster.method} linkage) of the {metric} "
+            "caption": f"Dendrogram ({ctx.cluster.method} linkage) of the {metric} "
                        f"dissimilarity of {method} maps."})
-    assignments = study.results.assignments(method, metric, missing_ok=True)
+    assignments = ctx.results.assignments(method, metric, missing_ok=True)
     if assignments is not None and len(D) >= 2:
         figures.append({"path": save(rp.plot_community_graph(
-            D.clip(upper=1.0).rsub(1.0), assignments["community"].to_dict(), study.families,
-            seed=study.config.seed, title=f"Louvain communities, {method} / {metric}"), method,
+            D.clip(upper=1.0).rsub(1.0), assignments["community"].to_dict(), ctx.families,
+            seed=ctx.seed, title=f"Louvain communities, {method} / {metric}"), method,
             f"communities_{metric}"), "caption": "Edge width: 1 - dissimilarity."})
-    coords = study.results.mds(method, metric, missing_ok=True)
+    coords = ctx.results.mds(method, metric, missing_ok=True)
     if coords is not None:
         figures.append({"path": save(rp.plot_embedding(
-            coords, study.families, title=f"MDS, {method} / {metric}"), method, f"mds_{metric}"),
+            coords, ctx.families, title=f"MDS, {method} / {metric}"), method, f"mds_{metric}"),
             "caption": "Classical MDS of the dissimilarity matrix."})
     return figures
 

@@ -3,27 +3,28 @@
 from __future__ import annotations
 
 from .. import report as rp
+from .contexts import ReportContext
 from .report_common import FigureWriter
 
 
-def trust_section(study, save: FigureWriter) -> dict | None:
+def trust_section(ctx: ReportContext, save: FigureWriter) -> dict | None:
     """Intervals, stability, nulls and faithfulness: how far each number can be trusted."""
-    if not study.config.trust.enabled:
+    if not ctx.trust.enabled:
         return None
-    primary, results = study.config.compare.metrics[0], study.results
+    primary, results = ctx.compare.metrics[0], ctx.results
     figures, tables = [], []
-    for method in study.config.methods:
+    for method in ctx.methods:
         boot = results.trust_bootstrap(method, primary, missing_ok=True)
         if boot is not None:
             mean = boot[boot["statistic"] == "mean"]
             frames = {key: mean.pivot(index="model_a", columns="model_b", values=key)
-                      .loc[study.model_names, study.model_names]
+                      .loc[list(ctx.models), list(ctx.models)]
                       for key in ("estimate", "low", "high")}
             figures.append({"path": save(rp.plot_interval_heatmap(
                 frames["estimate"], frames["low"], frames["high"],
-                title=f"{method} / {primary}: mean similarity [{study.config.trust.ci:.0%} CI]"),
+                title=f"{method} / {primary}: mean similarity [{ctx.trust.ci:.0%} CI]"),
                 "trust", f"{method}_intervals"),
-                "caption": f"Bootstrap over images ({study.config.trust.n_resamples} "
+                "caption": f"Bootstrap over images ({ctx.trust.n_resamples} "
                            "resamples); hatched cells have wider-than-median intervals."})
         freq = results.coclustering(method, missing_ok=True)
         if freq is not None:
