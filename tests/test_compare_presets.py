@@ -1,7 +1,6 @@
 """Convention presets against direct implementations of the published formulas, and
 batch-independence: the numbers of an image never depend on which other images are compared."""
 
-from types import SimpleNamespace
 
 import networkx as nx
 import numpy as np
@@ -133,32 +132,36 @@ def test_adding_images_leaves_the_old_numbers_unchanged(maps, preset):
                                                    **metrics[name])[6:], rtol=1e-12, atol=1e-12)
 
 
-def fake_study(compare=None, cluster=None, seed=7):
+def fake_config(compare=None, cluster=None, seed=7):
     data = {"name": "s", "models": [{"source": "resnet10t"}], "seed": seed,
             "methods": {"gradcam": {}, "integrated_gradients": {}},
             "compare": compare or {}, "cluster": cluster or {}}
-    return SimpleNamespace(config=parse_config(data, check_names=False))
+    return parse_config(data, check_names=False)
+
+
+def louvain_of(config):
+    return louvain_settings(config.cluster, config.compare, config.seed)
 
 
 def test_study_config_takes_the_preset_and_its_overrides():
-    thesis = fake_study({"preset": "thesis"})
-    assert metric_options(thesis, "gradcam", "rbf") == {"distance": "euclidean",
-                                                        "sigma": THESIS_SIGMA}
-    assert study_ddof(thesis) == 1 and louvain_settings(thesis) == ("networkx", 42)
-    toolkit = fake_study()
-    assert metric_options(toolkit, "gradcam", "rbf") == {}
-    assert study_ddof(toolkit) == 0 and louvain_settings(toolkit) == ("python-louvain", 7)
-    custom = fake_study({"preset": "thesis", "ddof": 0,
-                         "metric_options": {"rbf": {"sigma": {"gradcam": 80, "default": 10}}}},
-                        {"louvain_backend": "python-louvain", "louvain_seed": 3})
-    assert metric_options(custom, "gradcam", "rbf")["sigma"] == 80
-    assert metric_options(custom, "integrated_gradients", "rbf")["sigma"] == 10
-    assert study_ddof(custom) == 0 and louvain_settings(custom) == ("python-louvain", 3)
-    no_default = fake_study({"metric_options": {"rbf": {"sigma": {"gradcam": 80}}}})
+    thesis = fake_config({"preset": "thesis"})
+    assert metric_options(thesis.compare, "gradcam", "rbf") == {"distance": "euclidean",
+                                                                "sigma": THESIS_SIGMA}
+    assert study_ddof(thesis.compare) == 1 and louvain_of(thesis) == ("networkx", 42)
+    toolkit = fake_config()
+    assert metric_options(toolkit.compare, "gradcam", "rbf") == {}
+    assert study_ddof(toolkit.compare) == 0 and louvain_of(toolkit) == ("python-louvain", 7)
+    custom = fake_config({"preset": "thesis", "ddof": 0,
+                          "metric_options": {"rbf": {"sigma": {"gradcam": 80, "default": 10}}}},
+                         {"louvain_backend": "python-louvain", "louvain_seed": 3})
+    assert metric_options(custom.compare, "gradcam", "rbf")["sigma"] == 80
+    assert metric_options(custom.compare, "integrated_gradients", "rbf")["sigma"] == 10
+    assert study_ddof(custom.compare) == 0 and louvain_of(custom) == ("python-louvain", 3)
+    no_default = fake_config({"metric_options": {"rbf": {"sigma": {"gradcam": 80}}}})
     with pytest.raises(UserError, match="no value for method 'integrated_gradients'"):
-        metric_options(no_default, "integrated_gradients", "rbf")
+        metric_options(no_default.compare, "integrated_gradients", "rbf")
     with pytest.raises(UserError, match="median"):
-        metric_options(fake_study({"metric_options": {"rbf": {"sigma": "median"}}}),
+        metric_options(fake_config({"metric_options": {"rbf": {"sigma": "median"}}}).compare,
                        "gradcam", "rbf")
     with pytest.raises(UserError, match="preset"):
         parse_config({"name": "s", "models": [{"source": "resnet10t"}],

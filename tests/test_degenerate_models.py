@@ -146,20 +146,19 @@ def test_a_study_with_a_degenerate_model_names_it_and_finishes(tmp_path, kind, c
         assert metrics.loc["bad", "top1_accuracy"] == 0.0  # a tie is no hit
     from xaicompare.stages.health import summary_line
 
-    assert summary_line(study).startswith("bad: ")
+    assert summary_line(study.results).startswith("bad: ")
 
 
 def test_maps_degenerate_on_a_few_images_are_one_line_not_a_degenerate_model(tmp_path, caplog):
-    from types import SimpleNamespace
-
     from xaicompare.stages.health import report_degenerate
+    from xaicompare.stages.results import Results
 
     rows = [{"model": m, "output": "kernelshap", "reason": "constant", "n_images": 4,
              "n_total": 96} for m in ("a", "b", "c")]
     rows.append({"model": "d", "output": "gradcam", "reason": "all-zero", "n_images": 90,
                  "n_total": 96})
     with caplog.at_level(logging.WARNING, logger="xaicompare"):
-        table = report_degenerate(SimpleNamespace(run_dir=tmp_path), rows)
+        table = report_degenerate(Results(tmp_path), rows)
     messages = [r.getMessage() for r in caplog.records]
     assert len(table) == 4 and len(messages) == 2
     assert "model 'd' is degenerate: gradcam all-zero on 90/96" in messages[0]

@@ -69,7 +69,7 @@ def test_tables_match_recomputation_from_the_store(finished):
 
     maps = study.read_maps("gradcam")
     assert maps.shape == (3, 6, 32, 32)
-    direct = similarity_matrix(maps, "cosine", compare_options(study), names=study.model_names)
+    direct = similarity_matrix(maps, "cosine", compare_options(study.config.compare), names=study.model_names)
     table = pd.read_csv(study.run_dir / "tables/similarity/gradcam/cosine_mean.csv",
                         comment="#", index_col=0)
     np.testing.assert_allclose(table.to_numpy(), direct.mean.to_numpy(), atol=1e-6)
@@ -151,7 +151,7 @@ def test_method_agreement_is_the_compare_engine_on_one_models_methods(finished):
     methods = list(study.config.methods)
     assert len(table) == len(study.model_names) * 3  # 3 method pairs per model
     vit = np.stack([study.read_maps(m, models=["vit"])[0] for m in methods])
-    direct = similarity_matrix(vit, "cosine", compare_options(study), names=methods)
+    direct = similarity_matrix(vit, "cosine", compare_options(study.config.compare), names=methods)
     rows = table[table["model"] == "vit"]
     for _, row in rows.iterrows():
         assert row["mean"] == pytest.approx(direct.mean.loc[row["method_a"], row["method_b"]],

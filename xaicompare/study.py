@@ -69,6 +69,14 @@ class Study:
         return Store(self.run_dir / "store")
 
     @cached_property
+    def results(self):
+        """The run folder's tables and arrays (stages/results.py): one reader and one writer
+        per artefact."""
+        from .stages.results import Results
+
+        return Results(self.run_dir)
+
+    @cached_property
     def dataset(self):
         """The study's images: opened once, subset chosen by seed, manifest written."""
         from .data import open_dataset, open_manifest, select_subset
@@ -217,21 +225,25 @@ class Study:
 
     def compare(self):
         from .stages.compare import run_compare
+        from .stages.contexts import compare_context
         from .stages.method_agreement import method_agreement_table
 
-        results = run_compare(self)
-        method_agreement_table(self)  # the report's method x method view (uses compare's options)
+        context = compare_context(self)
+        results = run_compare(context)
+        method_agreement_table(context)  # the report's method x method view
         return results
 
     def cluster(self):
         from .stages.cluster import run_cluster
+        from .stages.contexts import cluster_context
 
-        return run_cluster(self)
+        return run_cluster(cluster_context(self))
 
     def diversity(self):
-        from .stages.diversity import run_diversity
+        from .stages.contexts import diversity_context
+        from .stages.diversity import run_corrupted_logits, run_diversity
 
-        return run_diversity(self)
+        return run_diversity(diversity_context(self, lambda: run_corrupted_logits(self)))
 
     def trust(self):
         from .stages.trust import run_trust
@@ -334,7 +346,8 @@ class Study:
         if "compare" in stages:
             from .stages.compare import check_compare_settings
 
-            check_compare_settings(self)  # before hours of explaining
+            # before hours of explaining
+            check_compare_settings(self.config.compare, self.config.methods)
         with run_lock(self.run_dir), contextlib.ExitStack() as cleanup:
             try:
                 # left by a killed run anywhere in the run folder; we hold the lock

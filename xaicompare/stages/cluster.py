@@ -23,19 +23,17 @@ from ..clustering import (
     mds,
     resolution_sweep,
 )
-from ..compare import read_matrix_csv, read_table_csv, write_table_csv
+from ..compare.frames import check_square_frame
+from ..config import ClusterConfig, CompareConfig
 from ..errors import UserError
 from .compare import study_conventions
-from .paths import array_path, save_arrays, table_path
+from .contexts import ClusterContext
 
 log = logging.getLogger("xaicompare")
 
+READS = ("similarity",)  # the dissimilarity, and the mean similarity for Louvain
+WRITES = ("assignments", "louvain_sweep", "mds", "family_tests", "tree")
 SWEEP = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
-
-
-def read_dissimilarity(study, method: str, metric: str) -> pd.DataFrame:
-    path = table_path(study, "similarity", method, f"{metric}_dissimilarity")
-    return read_table_csv(path, index_col=0)
 
 
 def defined_part(D: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -53,36 +51,37 @@ def defined_part(D: pd.DataFrame, what: str) -> pd.DataFrame:
     return check_dissimilarity(D)
 
 
-def louvain_input(study, method: str, metric: str, D: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def louvain_input(ctx: ClusterContext, method: str, metric: str, D: pd.DataFrame
+                  ) -> tuple[pd.DataFrame, str]:
     """The graph weights the config declares: 1 - D (the published study) or the similarity."""
-    if study.config.cluster.louvain_weight == "one_minus_dissimilarity":
+    if ctx.cluster.louvain_weight == "one_minus_dissimilarity":
         return D.clip(upper=1.0), "dissimilarity"
-    mean = read_matrix_csv(table_path(study, "similarity", method, f"{metric}_mean"))
+    mean = check_square_frame(ctx.results.similarity(method, metric, "mean"),
+                              f"{method}/{metric} mean similarity")
     return mean.loc[D.index, D.index].clip(lower=0.0), "similarity"
 
 
-def louvain_settings(study) -> tuple[str, int]:
+def louvain_settings(cfg: ClusterConfig, compare: CompareConfig, seed: int) -> tuple[str, int]:
     """(backend, seed) of Louvain: cluster.louvain_*, else the preset's, else the study seed."""
-    cfg, conv = study.config.cluster, study_conventions(study)
+    conv = study_conventions(compare)
     backend = cfg.louvain_backend or conv.louvain_backend
-    seed = cfg.louvain_seed
-    if seed is None:
-        seed = conv.louvain_seed if conv.louvain_seed is not None else study.config.seed
-    return backend, seed
+    louvain_seed = cfg.louvain_seed
+    if louvain_seed is None:
+        louvain_seed = conv.louvain_seed if conv.louvain_seed is not None else seed
+    return backend, louvain_seed
 
 
-def run_cluster(study) -> dict:
-    cfg = study.config.cluster
-    families = study.families
-    backend, louvain_seed = louvain_settings(study)
+def run_cluster(ctx: ClusterContext) -> dict:
+    cfg, families, results = ctx.cluster, ctx.families, ctx.results
+    backend, louvain_seed = louvain_settings(cfg, ctx.compare, ctx.seed)
     outputs = {}
-    progress.plan(len(study.config.methods) * len(study.config.compare.metrics), "matrix")
-    for method in study.config.methods:
-        for metric in study.config.compare.metrics:
+    progress.plan(len(ctx.methods) * len(ctx.compare.metrics), "matrix")
+    for method in ctx.methods:
+        for metric in ctx.compare.metrics:
             progress.note(f"{method}/{metric}")
-            D = defined_part(read_dissimilarity(study, method, metric), f"{method}/{metric}")
+            D = defined_part(results.dissimilarity(method, metric), f"{method}/{metric}")
             provenance = {"method": method, "metric": metric, "linkage": cfg.method,
-                          "louvain_weight": cfg.louvain_weight, "seed": study.config.seed,
+                          "louvain_weight": cfg.louvain_weight, "seed": ctx.seed,
                           "louvain_backend": backend, "louvain_seed": louvain_seed,
                           "models": list(D.index)}
             if len(D) < 2:
@@ -91,7 +90,7 @@ def run_cluster(study) -> dict:
                 progress.step()
                 continue
             tree = cluster(D, method=cfg.method)
-            W, weight = louvain_input(study, method, metric, D)
+            W, weight = louvain_input(ctx, method, metric, D)
             try:
                 parts = communities(W, resolution=cfg.louvain_resolution,
                                     seed=louvain_seed, weight=weight, backend=backend)
@@ -104,22 +103,16 @@ def run_cluster(study) -> dict:
                                         "community": pd.Series(parts)}).loc[tree.labels]
             if cfg.k is not None and cfg.k <= len(tree.labels):
                 assignments["cluster"] = pd.Series(tree.cut(k=cfg.k))
-            write_table_csv(assignments, table_path(study, "cluster", method,
-                                                    f"{metric}_assignments"), provenance)
+            results.write_assignments(method, metric, assignments, provenance)
             if len(set(parts.values())) < len(parts):
                 sweep = resolution_sweep(W, SWEEP, seed=louvain_seed, weight=weight)
                 sweep["partition"] = sweep["partition"].map(lambda p: dict(sorted(p.items())))
-                write_table_csv(sweep, table_path(study, "cluster", method, f"{metric}_sweep"),
-                                provenance)
+                results.write_louvain_sweep(method, metric, sweep, provenance)
             if len(D) >= 3:
-                write_table_csv(mds(D, seed=study.config.seed),
-                                table_path(study, "cluster", method, f"{metric}_mds"), provenance)
-            tests = family_tests(D, tree, parts, assignments, families_here, cfg,
-                                 study.config.seed)
-            write_table_csv(tests, table_path(study, "cluster", method, f"{metric}_tests"),
-                            provenance)
-            save_arrays(array_path(study, "cluster", f"{method}__{metric}"), linkage=tree.linkage,
-                     labels=np.asarray(tree.labels), order=np.asarray(tree.order))
+                results.write_mds(method, metric, mds(D, seed=ctx.seed), provenance)
+            tests = family_tests(D, tree, parts, assignments, families_here, cfg, ctx.seed)
+            results.write_family_tests(method, metric, tests, provenance)
+            results.write_tree(method, metric, tree.linkage, tree.labels, tree.order)
             outputs[(method, metric)] = {"tree": tree, "communities": parts, "tests": tests}
             progress.step()
     return outputs

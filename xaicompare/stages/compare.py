@@ -16,44 +16,48 @@ import pandas as pd
 import torch
 
 from .. import progress
-from ..compare import CompareOptions, conventions, similarity_matrices, write_table_csv
+from ..compare import CompareOptions, conventions, similarity_matrices
 from ..compare.localisation import localisation_scores
 from ..compare.matrix import SimilarityResult
 from ..compare.presets import Conventions, preset_ddof
+from ..config import CompareConfig
 from ..errors import UserError
+from .contexts import CompareContext
 from .health import logit_rows, map_rows, report_degenerate
 from .lenses import agreement_sweep, consensus_table, representation_tables
-from .paths import array_path, save_arrays, table_path
+from .results import SUMMARIES
 
 log = logging.getLogger("xaicompare")
 
-SUMMARIES = ("mean", "std", "median", "dissimilarity", "n", "n_degenerate")
+READS = ()  # the store's logits, maps and features only
+WRITES = ("similarity", "per_image", "degenerate_maps", "localisation", "degenerate_models",
+          "cka", "consensus", "consensus_maps", "agreement_sweep")
 
 
-def compare_options(study) -> CompareOptions:
-    cfg = study.config.compare
+def compare_options(cfg: CompareConfig) -> CompareOptions:
+    """The compare section's options of every similarity computation."""
     return CompareOptions(normalization=cfg.normalization, resolution=cfg.resolution,
                           degenerate=cfg.degenerate, filter=cfg.filter or "all")
 
 
-def study_conventions(study) -> Conventions:
+def study_conventions(cfg: CompareConfig) -> Conventions:
     """The convention preset of the study (compare.preset)."""
-    return conventions(study.config.compare.preset)
+    return conventions(cfg.preset)
 
 
-def study_ddof(study) -> int:
+def study_ddof(cfg: CompareConfig) -> int:
     """ddof of the std in every dissimilarity: compare.ddof, else the preset's."""
-    return preset_ddof(study_conventions(study), study.config.compare.ddof)
+    return preset_ddof(study_conventions(cfg), cfg.ddof)
 
 
-def metric_options(study, method: str, metric: str) -> dict:
+def metric_options(cfg: CompareConfig, method: str, metric: str) -> dict:
     """The metric's options for one method: the preset's, then compare.metric_options.
 
     A value may be a mapping {method: value} (e.g. rbf sigma {gradcam: 80, default: 10}).
     sigma='median' is refused: it would make every number depend on the study's images.
     """
-    given = study.config.compare.metric_options.get(metric, {})
-    options = study_conventions(study).metric_params(metric, given)
+    given = cfg.metric_options.get(metric, {})
+    options = study_conventions(cfg).metric_params(metric, given)
     for key, value in options.items():
         if isinstance(value, dict):
             if method not in value and "default" not in value:
@@ -67,16 +71,15 @@ def metric_options(study, method: str, metric: str) -> dict:
     return options
 
 
-def check_compare_settings(study) -> None:
+def check_compare_settings(cfg: CompareConfig, methods) -> None:
     """Every method x metric's options resolve (e.g. rbf has a sigma for the normalisation):
     checked before the explain stage, so a study does not fail after hours of explaining."""
     from ..compare import METRICS
 
-    cfg = study.config.compare
-    for method in study.config.methods:
+    for method in methods:
         for metric in cfg.metrics:
             spec = METRICS.get(metric)
-            params = spec.params(metric_options(study, method, metric))
+            params = spec.params(metric_options(cfg, method, metric))
             if spec.resolve is not None:
                 try:
                     spec.resolve(params, torch.empty(0), cfg.normalization)
@@ -84,74 +87,77 @@ def check_compare_settings(study) -> None:
                     raise UserError(f"compare ({method}/{metric}): {err}") from None
 
 
-def run_compare(study) -> dict:
+def run_compare(ctx: CompareContext) -> dict:
     """Similarity matrices for every method x metric; returns {(method, metric): result}."""
-    cfg = study.config.compare
-    options = compare_options(study)
-    logits = study.read_logits()
+    logits = ctx.read_logits()
     preds = logits.argmax(-1)
-    health = [row for name, model_logits in zip(study.model_names, logits, strict=True)
+    health = [row for name, model_logits in zip(ctx.models, logits, strict=True)
               for row in logit_rows(name, model_logits)]
-    labels = study.dataset.labels
-    masks = study.dataset.masks(range(len(study.dataset)))
-    results, localisation = {}, []
-    progress.plan(len(study.config.methods) + 1, "method")  # + the representation lens
-    for method in study.config.methods:
+    outputs, localisation = {}, []
+    progress.plan(len(ctx.methods) + 1, "method")  # + the representation lens
+    for method in ctx.methods:
         progress.note(f"{method}: maps and lenses")
-        skip = study.not_applicable(method)  # e.g. rollout for CNNs: no maps, NaN pairs
-        keep = [i for i, name in enumerate(study.model_names) if name not in skip]
-        names = [study.model_names[i] for i in keep]
-        maps = study.read_maps(method)[keep]
+        skip = list(ctx.not_applicable.get(method, ()))  # e.g. rollout for CNNs: NaN pairs
+        keep = [i for i, name in enumerate(ctx.models) if name not in skip]
+        names = [ctx.models[i] for i in keep]
+        maps = ctx.read_maps(method)[keep]
         health += map_rows(names, method, maps)
-        consensus_table(study, method, maps, names)
+        consensus_table(ctx, method, maps, names)
         if len(names) >= 2:
-            agreement_sweep(study, method, maps, names)
-        if masks is not None:
-            localisation += localisation_rows(study, method, maps, masks.numpy(), names)
-        # every metric in one pass: each chunk of maps is converted and normalised once
+            agreement_sweep(ctx, method, maps, names)
+        if ctx.images.masks is not None:
+            localisation += localisation_rows(ctx, method, maps, ctx.images.masks, names)
         progress.note(f"{method}: similarity")
-        per_metric = similarity_matrices(
-            maps, {metric: metric_options(study, method, metric) for metric in cfg.metrics},
-            options, names=names, preds=preds[keep], labels=labels,
-            preset=study_conventions(study), ddof=study_ddof(study))
-        for metric, result in per_metric.items():
-            result = with_all_models(result, study.model_names)
-            provenance = {"method": method, **result.provenance(),
-                          **({"not_applicable": skip} if skip else {})}
-            for summary in SUMMARIES:
-                write_table_csv(getattr(result, summary),
-                                table_path(study, "similarity", method, f"{metric}_{summary}"),
-                                provenance)
-            save_arrays(array_path(study, "similarity", f"{method}__{metric}"),
-                     per_image=result.per_image.astype(np.float32),
-                     names=np.asarray(study.model_names), ids=np.asarray(study.dataset.ids))
-            if len(result.degenerate):  # summarised once, per model, by report_degenerate
-                log.info("%s/%s: %d degenerate maps (excluded by rule '%s')", method, metric,
-                         len(result.degenerate), options.degenerate)
-                degenerate = result.degenerate.assign(
-                    image=[study.dataset.ids[i] for i in result.degenerate["image"]])
-                write_table_csv(degenerate,
-                                table_path(study, "similarity", method, "degenerate_maps"),
-                                provenance)
-            results[(method, metric)] = result
+        outputs.update(compare_tables(ctx, method, maps, names, preds[keep]))
         progress.step()
     progress.note("representation (CKA)")
-    representation_tables(study)
+    representation_tables(ctx, ctx.read_features())
     progress.step()
-    report_degenerate(study, health)  # each degenerate model named once, with counts
+    report_degenerate(ctx.results, health)  # each degenerate model named once, with counts
     if localisation:
-        write_table_csv(pd.DataFrame(localisation), table_path(study, "localisation"),
-                        {"pointing_game": "argmax of the map inside the object mask",
-                         "mass_in_mask": "share of positive attribution inside the mask",
-                         "mask_area": "chance level of both scores"})
-    return results
+        ctx.results.write_localisation(
+            pd.DataFrame(localisation),
+            {"pointing_game": "argmax of the map inside the object mask",
+             "mass_in_mask": "share of positive attribution inside the mask",
+             "mask_area": "chance level of both scores"})
+    return outputs
 
 
+def compare_tables(ctx: CompareContext, method: str, maps: np.ndarray, names: list[str],
+                   preds: np.ndarray) -> dict:
+    """One method's similarity tables and per-image arrays for every metric, over the
+    models it applies to (`names`, rows of `maps` and `preds`), widened to all models."""
+    cfg, options = ctx.compare, compare_options(ctx.compare)
+    skip = list(ctx.not_applicable.get(method, ()))
+    # every metric in one pass: each chunk of maps is converted and normalised once
+    per_metric = similarity_matrices(
+        maps, {metric: metric_options(cfg, method, metric) for metric in cfg.metrics},
+        options, names=names, preds=preds, labels=ctx.images.labels,
+        preset=study_conventions(cfg), ddof=study_ddof(cfg))
+    out = {}
+    for metric, result in per_metric.items():
+        result = with_all_models(result, list(ctx.models))
+        provenance = {"method": method, **result.provenance(),
+                      **({"not_applicable": skip} if skip else {})}
+        for summary in SUMMARIES:
+            ctx.results.write_similarity(method, metric, summary, getattr(result, summary),
+                                         provenance)
+        ctx.results.write_per_image(method, metric, result.per_image, ctx.models,
+                                    ctx.images.ids)
+        if len(result.degenerate):  # summarised once, per model, by report_degenerate
+            log.info("%s/%s: %d degenerate maps (excluded by rule '%s')", method, metric,
+                     len(result.degenerate), options.degenerate)
+            degenerate = result.degenerate.assign(
+                image=[ctx.images.ids[i] for i in result.degenerate["image"]])
+            ctx.results.write_degenerate_maps(method, degenerate, provenance)
+        out[(method, metric)] = result
+    return out
 
-def localisation_rows(study, method: str, maps: np.ndarray, masks: np.ndarray,
+
+def localisation_rows(ctx: CompareContext, method: str, maps: np.ndarray, masks: np.ndarray,
                       names: list[str]) -> list[dict]:
     """Does each model's explanation point at the object (masks known, e.g. shapes)?"""
-    return [{"model": name, "family": study.families[name], "method": method,
+    return [{"model": name, "family": ctx.families[name], "method": method,
              **localisation_scores(model_maps, masks)}
             for name, model_maps in zip(names, maps, strict=True)]
 

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 
 from .. import progress
-from ..compare import write_table_csv
 from ..diversity import (
     diversity_components,
     ensemble_table,
@@ -29,11 +28,15 @@ from ..diversity import (
     to_probs,
     top_disagreements,
 )
-from .cluster import defined_part, read_dissimilarity
+from .cluster import defined_part
+from .contexts import DiversityContext
 from .lenses import joint_lenses
-from .paths import array_path, table_path
 
 log = logging.getLogger("xaicompare")
+
+READS = ("similarity", "per_image", "cka", "consensus")
+WRITES = ("diversity", "outcome_similarity", "mantel", "disagreement", "stratified_agreement",
+          "matrix_agreement", "consensus_accuracy")
 
 
 def corrupted_condition(name: str, severity: int, seed: int) -> str:
@@ -59,18 +62,18 @@ def run_corrupted_logits(study) -> None:
               progress=study.progress, executor=executor)
 
 
-def run_diversity(study) -> dict:
-    cfg = study.config.diversity
+def run_diversity(ctx: DiversityContext) -> dict:
+    cfg = ctx.diversity
     if not cfg.enabled:
         return {}
-    names = study.model_names
-    labels = np.asarray(study.dataset.labels)
-    if study.dataset.labels is None or (labels < 0).all():
+    names = list(ctx.models)
+    labels = ctx.images.labels
+    if labels is None or (labels < 0).all():
         log.warning("diversity needs labels; the dataset has none, stage skipped")
         return {}
     progress.plan(5, "step")  # metrics, pairwise, corruptions, joint view, disagreement
     progress.note("accuracy and calibration")
-    logits = study.read_logits()
+    logits = ctx.read_logits()
     finite = np.isfinite(logits).all(-1)  # [M, N]: images whose logits are numbers
     probs = np.full(logits.shape, np.nan)
     for m, model_logits in enumerate(logits):
@@ -79,12 +82,12 @@ def run_diversity(study) -> dict:
     correct = probs.argmax(-1) == labels[None]
     provenance = {"n_images": len(labels), "models": names, "condition": "clean"}
 
-    def write(df, *parts, **extra):
-        write_table_csv(df, table_path(study, "diversity", *parts), {**provenance, **extra})
+    def write(df, name, **extra):
+        ctx.results.write_diversity(name, df, {**provenance, **extra})
 
     metrics = pd.DataFrame({name: finite_metrics(p, labels, ok, cfg)
                             for name, p, ok in zip(names, probs, finite, strict=True)}).T
-    metrics.insert(0, "family", pd.Series(study.families))
+    metrics.insert(0, "family", pd.Series(ctx.families))
     write(metrics, "model_metrics", bins=cfg.calibration_bins, binning=cfg.calibration_binning,
           left_out="images with non-finite logits of that model (n_left_out)")
     reliability = pd.concat(
@@ -116,20 +119,20 @@ def run_diversity(study) -> dict:
         write(ensembles, "ensembles")
     progress.step("corruptions")
     if cfg.corruptions:
-        write(corruption_table(study, names, labels, metrics, keep), "retention",
-              corruptions=cfg.corruptions, severities=cfg.severities, seed=study.config.seed)
+        write(corruption_table(ctx, names, labels, metrics, keep), "retention",
+              corruptions=cfg.corruptions, severities=cfg.severities, seed=ctx.seed)
     progress.step("joint view and lenses")
-    joint_view(study, correct, names, keep)
+    joint_view(ctx, correct, names, keep)
     if len(names) >= 3:
-        joint_lenses(study, correct, pairwise_matrix(correct, "error_consistency", names),
+        joint_lenses(ctx, correct, pairwise_matrix(correct, "error_consistency", names),
                      metrics["accuracy"], keep)
     progress.step("disagreement")
     if len(names) >= 2:  # disagreement needs two models
-        disagreement(study, probs.argmax(-1))
+        disagreement(ctx, probs.argmax(-1))
     progress.step()
-    texture = study.dataset.attributes.get("object_texture")
+    texture = ctx.images.attributes.get("object_texture")
     if texture is not None:  # the shapes benchmark: texture reliance on cue-conflict images
-        n_textures = int(study.dataset.describe()["n_textures"])
+        n_textures = ctx.images.n_textures
         write(texture_reliance(probs.argmax(-1), labels, texture, probs.shape[-1], n_textures,
                                names), "cue_conflict", n_textures=n_textures,
               rule="class k is cued by texture t when k mod n_textures == t")
@@ -162,16 +165,16 @@ def pairwise_over_finite(values: np.ndarray, finite: np.ndarray, kind: str,
     return out
 
 
-def corruption_table(study, names, labels, metrics, keep) -> pd.DataFrame:
+def corruption_table(ctx: DiversityContext, names, labels, metrics, keep) -> pd.DataFrame:
     """Accuracy per model and per ensemble of all models, per corruption and severity
     (names: the models at positions `keep`, those with finite clean logits)."""
-    cfg = study.config.diversity
-    run_corrupted_logits(study)
+    cfg = ctx.diversity
+    ctx.corrupted_logits()
     rows = []
     for name, severity in [(c, s) for c in cfg.corruptions for s in cfg.severities]:
-        condition = corrupted_condition(name, severity, study.config.seed)
+        condition = corrupted_condition(name, severity, ctx.seed)
         probs = np.stack([to_probs(x, kind="logits")
-                          for x in study.read_logits(condition)[keep]])
+                          for x in ctx.read_logits(condition)[keep]])
         for model, p in zip(names, probs, strict=True):
             rows.append({"model": model, "corruption": name, "severity": severity,
                          "accuracy": float((p.argmax(-1) == labels).mean())})
@@ -180,21 +183,21 @@ def corruption_table(study, names, labels, metrics, keep) -> pd.DataFrame:
                          "accuracy": float((probs.mean(0).argmax(-1) == labels).mean())})
     clean = metrics.loc[names, "accuracy"].astype(float).to_dict()
     if len(names) >= 2:
-        probs = np.stack([to_probs(x, kind="logits") for x in study.read_logits()[keep]])
+        probs = np.stack([to_probs(x, kind="logits") for x in ctx.read_logits()[keep]])
         clean["ensemble(all)"] = float((probs.mean(0).argmax(-1) == labels).mean())
     return retention_table(clean, pd.DataFrame(rows))
 
 
-def joint_view(study, correct, names, keep) -> None:
+def joint_view(ctx: DiversityContext, correct, names, keep) -> None:
     """Do models that explain alike also err alike? Mantel test + similarity by outcome.
     names, correct: the models at positions `keep` of the study's models."""
     if len(names) < 3:
         return
     errors = pairwise_matrix(correct, "error_consistency", names)
     rows = []
-    for method in study.config.methods:
-        for metric in study.config.compare.metrics:
-            D = read_dissimilarity(study, method, metric).loc[names, names]
+    for method in ctx.methods:
+        for metric in ctx.compare.metrics:
+            D = ctx.results.dissimilarity(method, metric).loc[names, names]
             D = defined_part(D, f"{method}/{metric}")
             errors_here = errors.loc[D.index, D.index]
             if len(D) < 3 or errors_here.isna().to_numpy().any():
@@ -202,29 +205,28 @@ def joint_view(study, correct, names, keep) -> None:
                             "dissimilarity and error consistency)", method, metric)
                 continue
             # Dissimilar explanations vs consistent errors: expect a negative correlation.
-            result = mantel_test(D, errors_here, seed=study.config.seed, alternative="less")
+            result = mantel_test(D, errors_here, seed=ctx.seed, alternative="less")
             rows.append({"method": method, "metric": metric, **result})
-            per_image = np.load(array_path(study, "similarity", f"{method}__{metric}"))
-            by_outcome = similarity_by_outcome(per_image["per_image"][np.ix_(keep, keep)],
+            per_image = ctx.results.per_image(method, metric).values
+            by_outcome = similarity_by_outcome(per_image[np.ix_(keep, keep)],
                                                correct, names, by_pair=False)
-            write_table_csv(by_outcome, table_path(study, "joint", method,
-                                                   f"{metric}_by_outcome"),
-                            {"method": method, "metric": metric})
+            ctx.results.write_outcome_similarity(method, metric, by_outcome,
+                                                 {"method": method, "metric": metric})
     if rows:
-        write_table_csv(pd.DataFrame(rows), table_path(study, "joint", "mantel"),
-                        {"test": "Mantel, explanation dissimilarity vs error consistency",
-                         "diagonal": "excluded"})
+        ctx.results.write_mantel(pd.DataFrame(rows),
+                                 {"test": "Mantel, explanation dissimilarity vs error "
+                                          "consistency", "diagonal": "excluded"})
 
 
-def disagreement(study, preds) -> None:
+def disagreement(ctx: DiversityContext, preds) -> None:
     """The images the models disagree on most, in predictions and in explanations."""
-    ids = study.dataset.ids
+    ids = list(ctx.images.ids)
     tables = {"predictions": top_disagreements(prediction_disagreement(preds), ids, n=10)}
-    for method in study.config.methods:
-        metric = study.config.compare.metrics[0]
-        per_image = np.load(array_path(study, "similarity", f"{method}__{metric}"))["per_image"]
+    for method in ctx.methods:
+        metric = ctx.compare.metrics[0]
+        per_image = ctx.results.per_image(method, metric).values
         tables[f"explanations_{method}"] = top_disagreements(
             explanation_disagreement(per_image), ids, n=10)
     for name, table in tables.items():
-        write_table_csv(table, table_path(study, "joint", f"disagreement_{name}"), {})
+        ctx.results.write_disagreement(name, table, {})
 

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..compare import read_table_csv, write_table_csv
 from ..compare.preprocess import DEGENERATE_REASONS, degenerate_codes
-from .paths import table_path
+from .results import Results
 
 log = logging.getLogger("xaicompare")
 
+READS = ("degenerate_models",)  # summary_line, for the report
+WRITES = ("degenerate_models",)
 COLUMNS = ["model", "output", "reason", "n_images", "n_total"]
 
 
@@ -51,14 +52,14 @@ def map_rows(names, method: str, maps: np.ndarray) -> list[dict]:
 MOSTLY = 0.5  # a model degenerate on at least this share of images for an output is named
 
 
-def report_degenerate(study, rows: list[dict]) -> pd.DataFrame:
+def report_degenerate(results: Results, rows: list[dict]) -> pd.DataFrame:
     """Write tables/degenerate_models.csv; warn once per model whose logits are degenerate or
     whose maps of a method are on most images, and once in all for maps degenerate on a few
     images (e.g. a constant KernelSHAP map where an image has one superpixel)."""
     table = pd.DataFrame(rows, columns=COLUMNS)
-    write_table_csv(table, table_path(study, "degenerate_models"),
-                    {"rule": "left out per pair (similarity) and per model / pair (diversity) "
-                             "where they would corrupt a number; every other pair is computed"})
+    results.write_degenerate_models(
+        table, {"rule": "left out per pair (similarity) and per model / pair (diversity) "
+                         "where they would corrupt a number; every other pair is computed"})
     named = (table["output"] == "logits") | (table["n_images"] >= MOSTLY * table["n_total"])
     for name, part in table[named].groupby("model", sort=False):
         log.warning("model '%s' is degenerate: %s; left out of the pairs and metrics those "
@@ -79,12 +80,11 @@ def describe(part: pd.DataFrame) -> str:
                      for r in part.itertuples())
 
 
-def summary_line(study) -> str:
+def summary_line(results: Results) -> str:
     """The report's line: every degenerate model with its counts, or "none"."""
-    path = table_path(study, "degenerate_models")
-    if not path.is_file():
+    table = results.degenerate_models(missing_ok=True)
+    if table is None:
         return "not checked (compare stage not run)"
-    table = read_table_csv(path)
     if table.empty:
         return "none"
     return "; ".join(f"{name}: {describe(part)}"

@@ -6,12 +6,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..report.figures_paper import PaperInputs
 from ..report.figures_paper import write_paper_figures as draw_paper_figures
-from .paths import array_path, table_path
 
 log = logging.getLogger("xaicompare")
 
@@ -19,17 +17,13 @@ ATLAS_MODELS = 4  # rows of the atlas excerpt: a paper page fits about this many
 ATLAS_METHODS = 3
 
 
-def _table(path: Path, **kwargs) -> pd.DataFrame | None:
-    return pd.read_csv(path, comment="#", **kwargs) if path.exists() else None
-
-
 def _family_tests(study) -> pd.DataFrame | None:
     frames = []
     for method in study.config.methods:
         for metric in study.config.compare.metrics:
-            tests = _table(table_path(study, "cluster", method, f"{metric}_tests"))
-            if tests is not None:
-                frames.append(tests.assign(method=method, metric=metric))
+            tests = study.results.family_tests(method, metric, missing_ok=True)
+            if tests is not None:  # the test names as a column, as the figure reads them
+                frames.append(tests.reset_index().assign(method=method, metric=metric))
     if not frames:
         return None
     tests = pd.concat(frames, ignore_index=True)
@@ -81,19 +75,14 @@ def paper_inputs(study) -> PaperInputs:
     method, metric = next(iter(study.config.methods)), study.config.compare.metrics[0]
     inputs = PaperInputs(families=study.families,
                          similarity_title=f"{method} {metric} dissimilarity")
-    tree_path = array_path(study, "cluster", f"{method}__{metric}")
-    if tree_path.exists():
-        from .cluster import read_dissimilarity
-
-        D = read_dissimilarity(study, method, metric)
-        tree = np.load(tree_path)
-        labels = [str(x) for x in tree["labels"]]
-        inputs.dissimilarity = D.loc[labels, labels]
-        inputs.linkage, inputs.linkage_labels = tree["linkage"], labels
+    tree = study.results.tree(method, metric, missing_ok=True)
+    if tree is not None:
+        D = study.results.dissimilarity(method, metric)
+        inputs.dissimilarity = D.loc[tree.labels, tree.labels]
+        inputs.linkage, inputs.linkage_labels = tree.linkage, tree.labels
     inputs.family_tests = _family_tests(study)
-    inputs.error_consistency = _table(table_path(study, "diversity", "error_consistency"),
-                                      index_col=0)
-    inputs.ensembles = _table(table_path(study, "diversity", "ensembles"), index_col=0)
+    inputs.error_consistency = study.results.diversity("error_consistency", missing_ok=True)
+    inputs.ensembles = study.results.diversity("ensembles", missing_ok=True)
     try:
         inputs.atlas = _atlas(study)
     except (KeyError, FileNotFoundError, ValueError) as error:  # maps not stored: no excerpt

@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import report as rp
 from ..store import atomic_write
 from . import paper_figures
+from .contexts import report_context
 from .report_atlas import (  # noqa: F401  (public names of the former single module)
     CONSENSUS_ROW,
     atlas_section,
@@ -41,6 +42,15 @@ from .report_trust import trust_section
 
 log = logging.getLogger("xaicompare")
 
+# What the report's sections (report_*.py, paper_figures.py) read; each may be missing
+# (a stage not run): its section is left out. Writes: figures/ and report.html only.
+READS = ("similarity", "per_image", "degenerate_maps", "degenerate_models", "localisation",
+         "method_agreement", "cka", "consensus", "consensus_maps", "agreement_sweep",
+         "assignments", "mds", "family_tests", "tree", "diversity", "mantel", "disagreement",
+         "stratified_agreement", "matrix_agreement", "consensus_accuracy", "trust_bootstrap",
+         "trust_nulls", "coclustering", "sample_size", "faithfulness", "prediction_bootstrap",
+         "ensemble_gain", "randomization")
+WRITES = ()
 FINGERPRINT_NAME = "report.fingerprint"
 
 
@@ -74,18 +84,21 @@ def run_report(study) -> Path | None:
     stamp = study.run_dir / "figures" / FINGERPRINT_NAME
     if path.is_file() and stamp.is_file() and stamp.read_text() == report_fingerprint(study):
         log.info("report unchanged (same config, weights and results): %s", path)
-        study.result.findings = findings_section(study)  # for the end-of-run lines
+        study.result.findings = findings_section(report_context(study))  # end-of-run lines
         return path
-    save = FigureWriter(study)
+    context = report_context(study)  # the sections drawn from tables; atlases read the Study
+    save = FigureWriter(context)
     sections = [s for s in (atlas_section(study, save), depth_section(study, save),
-                            disagreement_section(study, save), localisation_section(study, save))
+                            disagreement_section(study, save),
+                            localisation_section(context, save))
                 if s is not None]
-    sections += similarity_sections(study, save)
-    sections += [s for s in (family_summary_section(study, save),
-                             method_agreement_section(study, save), diversity_section(study, save),
-                             lenses_section(study, save), trust_section(study, save))
+    sections += similarity_sections(context, save)
+    sections += [s for s in (family_summary_section(context, save),
+                             method_agreement_section(context, save),
+                             diversity_section(context, save), lenses_section(context, save),
+                             trust_section(context, save))
                  if s is not None]
-    findings = findings_section(study)  # after the figures it links to are drawn
+    findings = findings_section(context)  # after the figures it links to are drawn
     study.result.findings = findings
     path = rp.build_report(study.run_dir / "report.html", title=f"xaicompare: {study.config.name}",
                            summary=run_summary(study), findings=findings, sections=sections,

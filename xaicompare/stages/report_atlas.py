@@ -10,9 +10,7 @@ import torch
 
 from .. import report as rp
 from ..attribution.registry import METHODS, method_info
-from .paths import array_path, table_path
 from .report_common import FigureWriter
-from .report_common import read_table as _read
 
 log = logging.getLogger("xaicompare")
 
@@ -31,11 +29,11 @@ def disagreement_ids(study, k: int) -> list[str]:
     """The k images the models disagree on most: first by predicted class (images where every
     model agrees are left out), then by explanation (the first method's dissimilarity)."""
     chosen: list[str] = []
-    predictions = _read(table_path(study, "joint", "disagreement_predictions"))
+    predictions = study.results.disagreement("predictions", missing_ok=True)
     if predictions is not None:
         chosen += [str(i) for i in predictions.loc[predictions["score"] > 0, "id"]]
     first = next(iter(study.config.methods), None)
-    explanations = _read(table_path(study, "joint", f"disagreement_explanations_{first}"))
+    explanations = study.results.disagreement(f"explanations_{first}", missing_ok=True)
     if explanations is not None:
         chosen += [str(i) for i in explanations["id"]]
     known = set(study.dataset.ids)
@@ -98,12 +96,11 @@ def consensus_maps(study, ids: list[str]) -> dict[str, np.ndarray]:
     `ids`, where the compare stage wrote one."""
     out = {}
     for method in study.config.methods:
-        path = array_path(study, "consensus", method)
-        if path.exists():
-            stored = np.load(path)
-            where = {str(i): k for k, i in enumerate(stored["ids"])}
+        stored = study.results.consensus_maps(method, missing_ok=True)
+        if stored is not None:
+            where = {i: k for k, i in enumerate(stored.ids)}
             if all(i in where for i in ids):
-                out[method] = stored["consensus"][[where[i] for i in ids]]
+                out[method] = stored.maps[[where[i] for i in ids]]
     return out
 
 

@@ -4,36 +4,36 @@ from __future__ import annotations
 
 from .. import report as rp
 from ..report import findings as fd
-from .paths import table_path
+from .contexts import ReportContext
 from .report_common import FigureWriter
-from .report_common import read_table as _read
 
 
-def diversity_section(study, save: FigureWriter) -> dict | None:
-    metrics = _read(table_path(study, "diversity", "model_metrics"))
+def diversity_section(ctx: ReportContext, save: FigureWriter) -> dict | None:
+    results = ctx.results
+    metrics = results.diversity("model_metrics", missing_ok=True)
     if metrics is None:
         return None
     figures, tables, tests = [], [metrics], []
     for name, title, center in (("error_consistency", "Error consistency (kappa)", 0.0),
                                 ("zero_one_components",
                                  "Row model right where column model wrong", None)):
-        M = _read(table_path(study, "diversity", name))
+        M = results.diversity(name, missing_ok=True)
         if M is not None:
             figures.append({"path": save(rp.plot_matrix_heatmap(M, title=title, center=center),
                                          "diversity", name), "caption": title})
-    ensembles = _read(table_path(study, "diversity", "ensembles"))
+    ensembles = results.diversity("ensembles", missing_ok=True)
     if ensembles is not None and len(ensembles):
         figures.append({"path": save(rp.plot_gain_vs_diversity(ensembles), "diversity",
                                      "gain_vs_diversity"),
                         "caption": "Ensemble accuracy gain over its best member vs the "
                                    "members' 0/1 diversity."})
         tables.append({"table": ensembles.round(3), "caption": "Softmax-averaged ensembles"})
-    retention = _read(table_path(study, "diversity", "retention"))
+    retention = results.diversity("retention", missing_ok=True)
     if retention is not None:
         figures.append({"path": save(rp.plot_retention_curves(
             retention, ensembles=["ensemble(all)"]), "diversity", "retention"),
             "caption": "Accuracy retention (corrupted / clean accuracy) over severity."})
-    cue = _read(table_path(study, "diversity", "cue_conflict"))
+    cue = results.diversity("cue_conflict", missing_ok=True)
     if cue is not None:
         figures.append({"path": save(rp.plot_cue_conflict(cue), "diversity", "cue_conflict"),
                         "caption": "Cue-conflict images (object texture cued with another "
@@ -41,11 +41,11 @@ def diversity_section(study, save: FigureWriter) -> dict | None:
                                    "model decide by shape or by texture?"})
         tables.append({"table": cue.round(3), "caption": "Texture reliance on cue-conflict "
                        "images (shape bias = shape / (shape + texture) decisions)"})
-    reliability = _read(table_path(study, "diversity", "reliability"))
+    reliability = results.diversity("reliability", missing_ok=True)
     if reliability is not None:
         figures.append({"path": save(rp.plot_reliability_diagram(reliability), "diversity",
                                      "reliability"), "caption": "Reliability diagram."})
-    mantel = _read(table_path(study, "joint", "mantel"))
+    mantel = results.mantel(missing_ok=True)
     if mantel is not None and len(mantel):
         tests.append({"caption": "Mantel tests: explanation dissimilarity vs error consistency",
                       "reading": fd.explanation_error_reading(mantel),
@@ -59,8 +59,8 @@ def diversity_section(study, save: FigureWriter) -> dict | None:
                     "r means models with similar explanations make the same mistakes)."}
 
 
-def localisation_section(study, save: FigureWriter) -> dict | None:
-    table = _read(table_path(study, "localisation"))
+def localisation_section(ctx: ReportContext, save: FigureWriter) -> dict | None:
+    table = ctx.results.localisation(missing_ok=True)
     if table is None:
         return None
     table = table.reset_index(drop=True) if "model" in table.columns else table.reset_index()

@@ -6,54 +6,54 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..report import findings as fd
+from .contexts import ReportContext
 from .method_agreement import read_method_agreement
-from .paths import table_path
-from .report_common import anchor_of, method_labels, read_table
+from .report_common import anchor_of, method_labels
 
 MAX_TERMINAL_FINDINGS = 4
 # The terminal shows the headline topics first (the report shows every finding).
 TERMINAL_ORDER = ("structure", "pairs", "accuracy", "errors", "methods", "clusters")
 
 
-def findings_section(study) -> list[fd.Finding]:
+def findings_section(ctx: ReportContext) -> list[fd.Finding]:
     """Key findings, most important first, each linked to the figure it comes from (the
     report stage calls this after drawing the figures, so the links resolve)."""
-    methods = list(study.config.methods)
+    methods = list(ctx.methods)
     if not methods:
         return []
-    metric, first = study.config.compare.metrics[0], methods[0]
-    labels = method_labels(study)
+    metric, first = ctx.compare.metrics[0], methods[0]
+    labels, results = method_labels(ctx), ctx.results
     tests, families = {}, {}
     for method in methods:
-        table = read_table(table_path(study, "cluster", method, f"{metric}_tests"))
-        groups = read_table(table_path(study, "cluster", method, f"{metric}_assignments"))
+        table = results.family_tests(method, metric, missing_ok=True)
+        groups = results.assignments(method, metric, missing_ok=True)
         if table is not None and groups is not None:
             tests[method], families[method] = table, groups["family"].to_dict()
     found = [fd.family_structure_finding(tests, families, metric,
-                                         anchor_of(study, "methods", "family_tests"),
+                                         anchor_of(ctx, "methods", "family_tests"),
                                          names=labels)]
     if first in tests:
-        assignments = read_table(table_path(study, "cluster", first, f"{metric}_assignments"))
+        assignments = results.assignments(first, metric, missing_ok=True)
         found.append(fd.cluster_finding(assignments, tests[first], first, metric,
-                                        anchor_of(study, first, f"dendrogram_{metric}"),
+                                        anchor_of(ctx, first, f"dendrogram_{metric}"),
                                         names=labels))
-    bootstrap = read_table(table_path(study, "trust", first, f"{metric}_bootstrap"), None)
-    mean = read_table(table_path(study, "similarity", first, f"{metric}_mean"))
-    found.append(fd.pair_finding(bootstrap, mean, first, metric, study.config.trust.ci,
-                                 anchor_of(study, "trust", f"{first}_intervals")
-                                 or anchor_of(study, first, f"dissimilarity_{metric}"),
+    bootstrap = results.trust_bootstrap(first, metric, missing_ok=True)
+    mean = results.similarity(first, metric, "mean", missing_ok=True)
+    found.append(fd.pair_finding(bootstrap, mean, first, metric, ctx.trust.ci,
+                                 anchor_of(ctx, "trust", f"{first}_intervals")
+                                 or anchor_of(ctx, first, f"dissimilarity_{metric}"),
                                  names=labels))
     found.append(fd.accuracy_finding(
-        read_table(table_path(study, "diversity", "model_metrics")),
-        read_table(table_path(study, "diversity", "error_consistency")),
-        anchor_of(study, "diversity", "error_consistency")))
+        results.diversity("model_metrics", missing_ok=True),
+        results.diversity("error_consistency", missing_ok=True),
+        anchor_of(ctx, "diversity", "error_consistency")))
     found.append(fd.error_agreement_finding(
-        read_table(table_path(study, "joint", "matrix_agreement"), None), methods, metric,
-        anchor_of(study, "lenses", "matrix_trio"), names=labels))
-    agreement = read_method_agreement(study)
+        results.matrix_agreement(missing_ok=True), methods, metric,
+        anchor_of(ctx, "lenses", "matrix_trio"), names=labels))
+    agreement = read_method_agreement(results, ctx.compare, methods)
     if agreement is not None:
         found.append(fd.method_agreement_finding(
-            agreement[1], agreement[0], anchor_of(study, "methods", "method_agreement"),
+            agreement[1], agreement[0], anchor_of(ctx, "methods", "method_agreement"),
             names=labels))
     return [f for f in found if f is not None]
 

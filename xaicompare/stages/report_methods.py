@@ -10,28 +10,28 @@ import pandas as pd
 from .. import report as rp
 from ..report import findings as fd
 from ..report.style import family_sort_key
+from .contexts import ReportContext
 from .method_agreement import read_method_agreement
-from .paths import table_path
-from .report_common import FigureWriter, method_labels, read_table
+from .report_common import FigureWriter, method_labels
 
 
-def method_agreement_section(study, save: FigureWriter) -> dict | None:
+def method_agreement_section(ctx: ReportContext, save: FigureWriter) -> dict | None:
     """Small multiples (one method x method heatmap per model), the same numbers as a table
     (method pairs x models) and their mean per family."""
-    found = read_method_agreement(study)
+    found = read_method_agreement(ctx.results, ctx.compare, ctx.methods)
     if found is None:
         return None
     metric, table = found
-    labels = method_labels(study)
-    path = save(rp.plot_method_agreement(table, study.families, metric=metric, labels=labels),
+    labels = method_labels(ctx)
+    path = save(rp.plot_method_agreement(table, ctx.families, metric=metric, labels=labels),
                 "methods", "method_agreement")
     models = sorted(dict.fromkeys(table["model"]),
-                    key=lambda m: family_sort_key(study.families.get(m, "")))
+                    key=lambda m: family_sort_key(ctx.families.get(m, "")))
     named = table.assign(pair=[f"{labels.get(a, a)} vs {labels.get(b, b)}"
                                for a, b in zip(table["method_a"], table["method_b"],
                                                strict=True)])
     wide = named.pivot(index="pair", columns="model", values="mean")[models]
-    wide.columns = [f"{m} ({study.families.get(m, '?')})" for m in models]
+    wide.columns = [f"{m} ({ctx.families.get(m, '?')})" for m in models]
     by_family = named.pivot_table(index="pair", columns="family", values="mean",
                                   aggfunc="mean")
     finding = fd.method_agreement_finding(table, metric, names=labels)
@@ -57,15 +57,14 @@ def _metric_range(metric: str) -> str:
     return spec.properties.describe() if spec.properties else "higher = more alike"
 
 
-def family_test_rows(study) -> pd.DataFrame:
+def family_test_rows(ctx: ReportContext) -> pd.DataFrame:
     """One row per method and metric: PERMANOVA's p for 'family explains the structure',
     the smallest p attainable with the tested models' families, and the family's share."""
     rows = []
-    for method in study.config.methods:
-        for metric in study.config.compare.metrics:
-            tests = read_table(table_path(study, "cluster", method, f"{metric}_tests"))
-            assignments = read_table(table_path(study, "cluster", method,
-                                                f"{metric}_assignments"))
+    for method in ctx.methods:
+        for metric in ctx.compare.metrics:
+            tests = ctx.results.family_tests(method, metric, missing_ok=True)
+            assignments = ctx.results.assignments(method, metric, missing_ok=True)
             if tests is None or assignments is None or "permanova" not in tests.index:
                 continue
             row = tests.loc["permanova"]
@@ -80,14 +79,14 @@ def family_test_rows(study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def family_summary_section(study, save: FigureWriter) -> dict | None:
+def family_summary_section(ctx: ReportContext, save: FigureWriter) -> dict | None:
     """For each method, the family test's p beside the smallest attainable p: does the
     published study's conclusion (no clustering by architecture) hold across methods?"""
-    rows = family_test_rows(study)
+    rows = family_test_rows(ctx)
     if not len(rows):
         return None
-    primary = study.config.compare.metrics[0]
-    labels = method_labels(study)
+    primary = ctx.compare.metrics[0]
+    labels = method_labels(ctx)
     shown = rows[rows["metric"] == primary].assign(
         method=lambda f: f["method"].map(lambda m: labels.get(m, m))).set_index("method")
     figures = []
@@ -99,9 +98,9 @@ def family_summary_section(study, save: FigureWriter) -> dict | None:
                        "smallest p the test can give with these models and families (bar). "
                        "Left of the dashed line: p < 0.05."})
     tests, assignments = {}, {}
-    for method in study.config.methods:
-        table = read_table(table_path(study, "cluster", method, f"{primary}_tests"))
-        groups = read_table(table_path(study, "cluster", method, f"{primary}_assignments"))
+    for method in ctx.methods:
+        table = ctx.results.family_tests(method, primary, missing_ok=True)
+        groups = ctx.results.assignments(method, primary, missing_ok=True)
         if table is not None and groups is not None:
             tests[method], assignments[method] = table, groups["family"].to_dict()
     finding = fd.family_structure_finding(tests, assignments, primary, names=labels)

@@ -14,8 +14,10 @@ def run_summary(study) -> dict:
         if (study.run_dir / "run.json").exists() else {}
     dataset = study.dataset
     degenerate = {}
-    for path in sorted((study.run_dir / "tables" / "similarity").glob("*/degenerate_maps.csv")):
-        degenerate[path.parent.name] = int(len(pd.read_csv(path, comment="#")))
+    for method in study.config.methods:
+        table = study.results.degenerate_maps(method, missing_ok=True)
+        if table is not None:
+            degenerate[method] = len(table)
     return {
         "models": pd.DataFrame([{"model": m.name, "family": m.family, "weights": m.weights_id}
                                 for m in study.models]),
@@ -28,7 +30,7 @@ def run_summary(study) -> dict:
         "timings": {k: f"{v:.1f} s" for k, v in study.result.timings.items()},
         "skipped_images": [f"{path}: {reason}" for path, reason in dataset.skipped] or "none",
         "degenerate_maps": degenerate or "none",
-        "degenerate_models": degenerate_summary(study),
+        "degenerate_models": degenerate_summary(study.results),
         "not_applicable": {method: ", ".join(study.not_applicable(method))
                            for method in study.config.methods
                            if study.not_applicable(method)} or "none",

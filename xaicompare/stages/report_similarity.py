@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pandas as pd
 
 from .. import report as rp
 from ..clustering import read_family_tests
 from ..report import findings as fd
-from .cluster import read_dissimilarity
-from .paths import array_path, table_path
+from .contexts import ReportContext
 from .report_common import FigureWriter
-from .report_common import read_table as _read
+from .results import PerImage
 
 
 def metric_note(metric: str) -> str:
@@ -30,28 +28,27 @@ def metric_note(metric: str) -> str:
     return note
 
 
-def similarity_sections(study, save: FigureWriter) -> list[dict]:
+def similarity_sections(ctx: ReportContext, save: FigureWriter) -> list[dict]:
     """Per method: a heatmap, tests and mean table per metric; structure plots for the first."""
     sections = []
-    primary = study.config.compare.metrics[0]
-    for method in study.config.methods:
+    primary, results = ctx.compare.metrics[0], ctx.results
+    for method in ctx.methods:
         figures, tables, tests = [], [], []
-        for metric in study.config.compare.metrics:
-            D = read_dissimilarity(study, method, metric)
-            tree_path = array_path(study, "cluster", f"{method}__{metric}")
-            tree = np.load(tree_path) if tree_path.exists() else None
-            order = None if tree is None else [str(x) for x in tree["order"]]
+        for metric in ctx.compare.metrics:
+            D = results.dissimilarity(method, metric)
+            tree = results.tree(method, metric, missing_ok=True)
+            order = None if tree is None else tree.order
             if order is not None:
                 D = D.loc[order, order]  # models with undefined entries were left out
             if metric == primary:
-                figures += structure_figures(study, save, method, metric, D, tree)
+                figures += structure_figures(ctx, save, method, metric, D, tree)
             figures.append({"path": save(rp.plot_dissimilarity_heatmap(
-                D, study.families, order=order, title=f"{method} / {metric}"), method,
+                D, ctx.families, order=order, title=f"{method} / {metric}"), method,
                 f"dissimilarity_{metric}"),
                 "caption": f"Dissimilarity sqrt((1 - mean)^2 + std^2) of per-image {metric} "
                            f"similarity ({metric_note(metric)}), ordered by the dendrogram."})
-            family_tests = _read(table_path(study, "cluster", method, f"{metric}_tests"))
-            assignments = _read(table_path(study, "cluster", method, f"{metric}_assignments"))
+            family_tests = results.family_tests(method, metric, missing_ok=True)
+            assignments = results.assignments(method, metric, missing_ok=True)
             if family_tests is not None and assignments is not None:
                 tests.append({"caption": f"Family tests, {method} / {metric}",
                               "reading": fd.family_tests_reading(
@@ -59,17 +56,17 @@ def similarity_sections(study, save: FigureWriter) -> list[dict]:
                               "tests": [{"name": name, "statistic": row["statistic"],
                                          "p_value": row["p_value"]}
                                         for name, row in family_tests.iterrows()]})
-            mean = _read(table_path(study, "similarity", method, f"{metric}_mean"))
+            mean = results.similarity(method, metric, "mean")
             tables.append({"table": mean.round(3),
                            "caption": f"Mean per-image {metric} similarity "
                                       f"({metric_note(metric)})"})
-        per_image = np.load(array_path(study, "similarity", f"{method}__{primary}"))
+        per_image = results.per_image(method, primary)
         figures.append({"path": save(_histograms(per_image), method, "similarity_histograms"),
                         "caption": f"Per-image {primary} similarity for every model pair."})
         sections.append({"title": f"Explanation similarity: {method}",
-                         "text": f"Parameters: {json.dumps(study.config.methods[method])}. "
-                                 f"Maps normalised with '{study.config.compare.normalization}' "
-                                 f"at '{study.config.compare.resolution}' resolution before "
+                         "text": f"Parameters: {json.dumps(ctx.methods[method])}. "
+                                 f"Maps normalised with '{ctx.compare.normalization}' "
+                                 f"at '{ctx.compare.resolution}' resolution before "
                                  "comparison.",
                          "figures": figures, "tables": tables, "tests": tests})
     return sections
@@ -88,32 +85,32 @@ def family_tests_in_words(tests: pd.DataFrame) -> str | None:
                              float(permdisp["p_value"]), dispersion, n_groupings)
 
 
-def structure_figures(study, save, method: str, metric: str, D, tree) -> list[dict]:
+def structure_figures(ctx: ReportContext, save: FigureWriter, method: str, metric: str, D,
+                      tree) -> list[dict]:
     """Dendrogram, Louvain community graph and MDS embedding of one dissimilarity matrix."""
     figures = []
     if tree is not None:
         figures.append({"path": save(rp.plot_dendrogram(
-            tree["linkage"], [str(x) for x in tree["labels"]], study.families,
+            tree.linkage, tree.labels, ctx.families,
             title=f"{method} / {metric}"), method, f"dendrogram_{metric}"),
-            "caption": f"Dendrogram ({study.config.cluster.method} linkage) of the {metric} "
+            "caption": f"Dendrogram ({ctx.cluster.method} linkage) of the {metric} "
                        f"dissimilarity of {method} maps."})
-    assignments = _read(table_path(study, "cluster", method, f"{metric}_assignments"))
+    assignments = ctx.results.assignments(method, metric, missing_ok=True)
     if assignments is not None and len(D) >= 2:
         figures.append({"path": save(rp.plot_community_graph(
-            D.clip(upper=1.0).rsub(1.0), assignments["community"].to_dict(), study.families,
-            seed=study.config.seed, title=f"Louvain communities, {method} / {metric}"), method,
+            D.clip(upper=1.0).rsub(1.0), assignments["community"].to_dict(), ctx.families,
+            seed=ctx.seed, title=f"Louvain communities, {method} / {metric}"), method,
             f"communities_{metric}"), "caption": "Edge width: 1 - dissimilarity."})
-    coords = _read(table_path(study, "cluster", method, f"{metric}_mds"))
+    coords = ctx.results.mds(method, metric, missing_ok=True)
     if coords is not None:
         figures.append({"path": save(rp.plot_embedding(
-            coords, study.families, title=f"MDS, {method} / {metric}"), method, f"mds_{metric}"),
+            coords, ctx.families, title=f"MDS, {method} / {metric}"), method, f"mds_{metric}"),
             "caption": "Classical MDS of the dissimilarity matrix."})
     return figures
 
 
-def _histograms(per_image):
-    names = [str(x) for x in per_image["names"]]
-    values = per_image["per_image"]
+def _histograms(per_image: PerImage):
+    names, values = per_image.names, per_image.values
     pairs = {(names[i], names[j]): values[i, j]
              for i in range(len(names)) for j in range(i + 1, len(names))}
     return rp.plot_similarity_histograms(pairs)

@@ -2,37 +2,32 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from .. import report as rp
-from .paths import table_path
+from .contexts import ReportContext
 from .report_common import FigureWriter
-from .report_common import read_table as _read
 
 
-def trust_section(study, save: FigureWriter) -> dict | None:
+def trust_section(ctx: ReportContext, save: FigureWriter) -> dict | None:
     """Intervals, stability, nulls and faithfulness: how far each number can be trusted."""
-    if not study.config.trust.enabled:
+    if not ctx.trust.enabled:
         return None
-    primary = study.config.compare.metrics[0]
+    primary, results = ctx.compare.metrics[0], ctx.results
     figures, tables = [], []
-    for method in study.config.methods:
-        boot = _read(table_path(study, "trust", method, f"{primary}_bootstrap"))
+    for method in ctx.methods:
+        boot = results.trust_bootstrap(method, primary, missing_ok=True)
         if boot is not None:
             mean = boot[boot["statistic"] == "mean"]
             frames = {key: mean.pivot(index="model_a", columns="model_b", values=key)
-                      .loc[study.model_names, study.model_names]
+                      .loc[list(ctx.models), list(ctx.models)]
                       for key in ("estimate", "low", "high")}
             figures.append({"path": save(rp.plot_interval_heatmap(
                 frames["estimate"], frames["low"], frames["high"],
-                title=f"{method} / {primary}: mean similarity [{study.config.trust.ci:.0%} CI]"),
+                title=f"{method} / {primary}: mean similarity [{ctx.trust.ci:.0%} CI]"),
                 "trust", f"{method}_intervals"),
-                "caption": f"Bootstrap over images ({study.config.trust.n_resamples} "
+                "caption": f"Bootstrap over images ({ctx.trust.n_resamples} "
                            "resamples); hatched cells have wider-than-median intervals."})
-        freq = _read(table_path(study, "trust", method, "coclustering"))
+        freq = results.coclustering(method, missing_ok=True)
         if freq is not None:
-            freq = pd.read_csv(table_path(study, "trust", method, "coclustering"), comment="#",
-                               index_col=[0, 1])
             for algorithm in freq.index.get_level_values(0).unique():
                 figures.append({"path": save(rp.plot_matrix_heatmap(
                     freq.loc[algorithm], title=f"{method}: co-clustering ({algorithm})",
@@ -40,12 +35,12 @@ def trust_section(study, save: FigureWriter) -> dict | None:
                     f"{method}_coclustering_{algorithm}"),
                     "caption": "How often two models share a cluster over bootstrap "
                                "resamples of the images (1 = always)."})
-        nulls = _read(table_path(study, "trust", method, f"{primary}_nulls"))
+        nulls = results.trust_nulls(method, primary, missing_ok=True)
         if nulls is not None:
             tables.append({"table": nulls.round(3), "caption": f"{method}: observed {primary} "
                            "similarity beside its shuffled-image and centre-prior nulls, and "
                            "the chance-corrected scores"})
-        sizes = _read(table_path(study, "trust", method, "sample_size"))
+        sizes = results.sample_size(method, missing_ok=True)
         if sizes is not None:
             tables.append({"table": sizes.round(4), "caption": f"{method}: how the "
                            "dissimilarity matrix settles as the number of images grows"})
@@ -56,7 +51,7 @@ def trust_section(study, save: FigureWriter) -> dict | None:
                                                    "and diversities"),
                           ("ensemble_gain", "Ensemble gains with bootstrap intervals"),
                           ("randomization", "Model-parameter randomisation sanity scores")):
-        table = _read(table_path(study, "trust", name))
+        table = getattr(results, name)(missing_ok=True)
         if table is not None:
             tables.append({"table": table.round(3), "caption": caption})
     return {"title": "Trustworthy numbers", "figures": figures, "tables": tables,

@@ -19,7 +19,6 @@ import torch
 
 from .. import progress
 from ..attribution.registry import method_info
-from ..compare import read_table_csv, write_table_csv
 from ..diversity import to_probs
 from ..errors import UserError
 from ..trust import (
@@ -37,71 +36,79 @@ from ..trust import (
 )
 from .cluster import louvain_settings
 from .compare import compare_options, study_ddof
-from .paths import array_path, table_path
+from .contexts import TrustContext, trust_context
 
 log = logging.getLogger("xaicompare")
 
+READS = ("per_image", "similarity")
+WRITES = ("trust_bootstrap", "trust_nulls", "coclustering", "sample_size",
+          "prediction_bootstrap", "ensemble_gain", "faithfulness", "randomization")
+
 
 def run_trust(study) -> None:
+    """The trust stage: the tables of `trust_tables` (a function of its context), then the
+    faithfulness curves and the randomisation test (which run models: see the engine)."""
     cfg = study.config.trust
     if not cfg.enabled:
         return
-    seed = study.config.seed
-    options = compare_options(study)
     methods, metrics = study.config.methods, study.config.compare.metrics
     progress.plan(len(methods) * (len(metrics) + 1) + 1 + len(methods) * (
         (cfg.faithfulness_images > 0) + bool(cfg.randomization)), "step")
-    for method in study.config.methods:
-        maps = None
-        for metric in study.config.compare.metrics:
-            progress.note(f"{method}/{metric}: bootstrap and nulls")
-            per_image = np.load(array_path(study, "similarity", f"{method}__{metric}"))
-            values, names = per_image["per_image"], [str(x) for x in per_image["names"]]
-            provenance = {"method": method, "metric": metric, "n_resamples": cfg.n_resamples,
-                          "ci": cfg.ci, "seed": seed, "ddof": study_ddof(study)}
-            tables = [bootstrap_matrix(values, statistic, n_resamples=cfg.n_resamples,
-                                       seed=seed, ci=cfg.ci, names=names,
-                                       ddof=study_ddof(study)).table()
-                      .assign(statistic=statistic) for statistic in ("mean", "dissimilarity")]
-            write_table_csv(pd.concat(tables, ignore_index=True),
-                            table_path(study, "trust", method, f"{metric}_bootstrap"), provenance)
-            if metric not in ("cosine", "spearman", "pearson"):
-                progress.step()
-                continue  # the centre-prior null of a pair is defined for correlations
-            maps = study.read_maps(method) if maps is None else maps
-            mean = read_table_csv(table_path(study, "similarity", method, f"{metric}_mean"),
-                                  index_col=0)
-            centre = centre_bias_similarity(maps, metric, names, options=options)
-            shuffled = shuffled_null(maps, metric, n_shuffles=cfg.n_shuffles, seed=seed,
-                                     names=names)
-            write_table_csv(null_table(mean, centre, shuffled),
-                            table_path(study, "trust", method, f"{metric}_nulls"),
-                            {**provenance, "n_shuffles": cfg.n_shuffles})
-            progress.step()
-        progress.note(f"{method}: clustering stability")
-        primary = study.config.compare.metrics[0]
-        values = np.load(array_path(study, "similarity", f"{method}__{primary}"))["per_image"]
-        stability(study, method, primary, values)
-        sizes = [n for n in (5, 10, 20, 50, 100, 200, 500, 1000) if n < values.shape[-1]]
-        if sizes:
-            write_table_csv(sample_size_curve(values, sizes + [values.shape[-1]],
-                                              n_subsets=cfg.sample_size_subsets, seed=seed,
-                                              ddof=study_ddof(study)),
-                            table_path(study, "trust", method, "sample_size"),
-                            {"metric": primary, "statistic": "dissimilarity",
-                             "ddof": study_ddof(study)})
-        progress.step()
-    progress.note("prediction intervals")
-    prediction_intervals(study)
-    progress.step()
+    trust_tables(trust_context(study))
     faithfulness(study)
     if cfg.randomization:
         randomization(study)
 
 
-def stability(study, method: str, metric: str, values: np.ndarray) -> None:
+def trust_tables(ctx: TrustContext) -> None:
+    """Bootstrap intervals, nulls, clustering stability, sample-size curves and prediction
+    intervals: a reweighting of what the compare stage stored (nothing is explained)."""
+    cfg, seed, results = ctx.trust, ctx.seed, ctx.results
+    options, ddof = compare_options(ctx.compare), study_ddof(ctx.compare)
+    for method in ctx.methods:
+        maps = None
+        for metric in ctx.compare.metrics:
+            progress.note(f"{method}/{metric}: bootstrap and nulls")
+            per_image = results.per_image(method, metric)
+            values, names = per_image.values, per_image.names
+            provenance = {"method": method, "metric": metric, "n_resamples": cfg.n_resamples,
+                          "ci": cfg.ci, "seed": seed, "ddof": ddof}
+            tables = [bootstrap_matrix(values, statistic, n_resamples=cfg.n_resamples,
+                                       seed=seed, ci=cfg.ci, names=names, ddof=ddof).table()
+                      .assign(statistic=statistic) for statistic in ("mean", "dissimilarity")]
+            results.write_trust_bootstrap(method, metric, pd.concat(tables, ignore_index=True),
+                                          provenance)
+            if metric not in ("cosine", "spearman", "pearson"):
+                progress.step()
+                continue  # the centre-prior null of a pair is defined for correlations
+            maps = ctx.read_maps(method) if maps is None else maps
+            mean = results.similarity(method, metric, "mean")
+            centre = centre_bias_similarity(maps, metric, names, options=options)
+            shuffled = shuffled_null(maps, metric, n_shuffles=cfg.n_shuffles, seed=seed,
+                                     names=names)
+            results.write_trust_nulls(method, metric, null_table(mean, centre, shuffled),
+                                      {**provenance, "n_shuffles": cfg.n_shuffles})
+            progress.step()
+        progress.note(f"{method}: clustering stability")
+        primary = ctx.compare.metrics[0]
+        values = results.per_image(method, primary).values
+        stability(ctx, method, primary, values)
+        sizes = [n for n in (5, 10, 20, 50, 100, 200, 500, 1000) if n < values.shape[-1]]
+        if sizes:
+            results.write_sample_size(
+                method, sample_size_curve(values, sizes + [values.shape[-1]],
+                                          n_subsets=cfg.sample_size_subsets, seed=seed,
+                                          ddof=ddof),
+                {"metric": primary, "statistic": "dissimilarity", "ddof": ddof})
+        progress.step()
+    progress.note("prediction intervals")
+    prediction_intervals(ctx)
+    progress.step()
+
+
+def stability(ctx: TrustContext, method: str, metric: str, values: np.ndarray) -> None:
     """How often two models land in the same cluster / community over bootstrap resamples."""
-    cfg, names = study.config.trust, study.model_names
+    cfg, names = ctx.trust, list(ctx.models)
     pair_defined = ~np.isnan(values).all(axis=-1) & ~np.eye(len(names), dtype=bool)
     keep = pair_defined.any(axis=1)  # a method not applicable to a model: no pair at all
     names, values = [n for n, ok in zip(names, keep, strict=True) if ok], values[
@@ -109,36 +116,36 @@ def stability(study, method: str, metric: str, values: np.ndarray) -> None:
     if len(names) < 3 or (np.isnan(values).all(axis=-1) & ~np.eye(len(names), dtype=bool)).any():
         log.info("%s: too few models or undefined pairs; clustering stability skipped", method)
         return
-    k = study.config.cluster.k or 2
-    backend, louvain_seed = louvain_settings(study)
+    k = ctx.cluster.k or 2
+    backend, louvain_seed = louvain_settings(ctx.cluster, ctx.compare, ctx.seed)
     frames = {}
     for algorithm in ("hierarchical", "louvain"):
         try:
             frames[algorithm] = coclustering_frequency(
-                values, k=k, method=study.config.cluster.method, algorithm=algorithm,
-                resolution=study.config.cluster.louvain_resolution,
-                n_resamples=cfg.stability_resamples, seed=study.config.seed, names=names,
-                louvain_seed=louvain_seed, backend=backend, ddof=study_ddof(study))
+                values, k=k, method=ctx.cluster.method, algorithm=algorithm,
+                resolution=ctx.cluster.louvain_resolution,
+                n_resamples=cfg.stability_resamples, seed=ctx.seed, names=names,
+                louvain_seed=louvain_seed, backend=backend, ddof=study_ddof(ctx.compare))
         except UserError as err:
             log.warning("%s: %s co-clustering not possible: %s", method, algorithm, err)
     if frames:
         table = pd.concat(frames, names=["algorithm", "model"])
-        write_table_csv(table, table_path(study, "trust", method, "coclustering"),
-                        {"metric": metric, "k": k, "n_resamples": cfg.stability_resamples})
+        ctx.results.write_coclustering(method, table, {"metric": metric, "k": k,
+                                                       "n_resamples": cfg.stability_resamples})
 
 
-def prediction_intervals(study) -> None:
+def prediction_intervals(ctx: TrustContext) -> None:
     """Bootstrap intervals for error consistency and the diversities, and ensemble gains."""
-    labels = study.dataset.labels
-    logits = study.read_logits()
+    labels = ctx.images.labels
+    logits = ctx.read_logits()
     healthy = np.isfinite(logits).all(axis=(1, 2))  # resampled images must be scored by all
-    names = [n for n, ok in zip(study.model_names, healthy, strict=True) if ok]
+    names = [n for n, ok in zip(ctx.models, healthy, strict=True) if ok]
     if labels is None or len(names) < 2:
         return
     if not healthy.all():
         log.warning("prediction intervals without models %s (non-finite logits)",
-                    [n for n, ok in zip(study.model_names, healthy, strict=True) if not ok])
-    cfg = study.config.trust
+                    [n for n, ok in zip(ctx.models, healthy, strict=True) if not ok])
+    cfg = ctx.trust
     labels = np.asarray(labels)
     probs = np.stack([to_probs(x, kind="logits") for x in logits[healthy]])
     correct = (probs.argmax(-1) == labels[None]).astype(float)
@@ -147,16 +154,15 @@ def prediction_intervals(study) -> None:
     for metric, values in (("error_consistency", correct), ("zero_one_diversity", correct),
                            ("ce_diversity", p_true)):
         rows.append(bootstrap_pairwise(values, metric, n_resamples=cfg.n_resamples,
-                                       seed=study.config.seed, ci=cfg.ci, names=names)
+                                       seed=ctx.seed, ci=cfg.ci, names=names)
                     .table().assign(metric=metric))
-    provenance = {"n_resamples": cfg.n_resamples, "ci": cfg.ci, "seed": study.config.seed}
-    write_table_csv(pd.concat(rows, ignore_index=True),
-                    table_path(study, "trust", "prediction_bootstrap"), provenance)
+    provenance = {"n_resamples": cfg.n_resamples, "ci": cfg.ci, "seed": ctx.seed}
+    ctx.results.write_prediction_bootstrap(pd.concat(rows, ignore_index=True), provenance)
     gains = bootstrap_ensemble_gain(probs, labels, names, k=2, n_resamples=cfg.n_resamples,
-                                    seed=study.config.seed, ci=cfg.ci)
+                                    seed=ctx.seed, ci=cfg.ci)
     gains["members"] = gains["members"].map(lambda m: " + ".join(m) if not isinstance(m, str)
                                             else m)
-    write_table_csv(gains, table_path(study, "trust", "ensemble_gain"), provenance)
+    ctx.results.write_ensemble_gain(gains, provenance)
 
 
 def _subset(study, n: int) -> tuple[torch.Tensor, list[int]]:
@@ -191,10 +197,10 @@ def faithfulness(study) -> None:
                                "insertion_auc": float(np.mean(curves.insertion_auc)),
                                "n_images": len(rows)})
         progress.step()
-    write_table_csv(pd.DataFrame(result), table_path(study, "trust", "faithfulness"),
-                    {"baseline": "black", "steps": cfg.faithfulness_steps,
-                     "score": "probability of the predicted class",
-                     "null": "order=random ranks pixels at random"})
+    study.results.write_faithfulness(
+        pd.DataFrame(result), {"baseline": "black", "steps": cfg.faithfulness_steps,
+                               "score": "probability of the predicted class",
+                               "null": "order=random ranks pixels at random"})
 
 
 def randomization(study) -> None:
@@ -213,5 +219,5 @@ def randomization(study) -> None:
                                                    **params))
         progress.step()
     if tables:
-        write_table_csv(sanity_scores(tables), table_path(study, "trust", "randomization"),
-                        {"metric": "spearman", "mode": "full", "images": len(images)})
+        study.results.write_randomization(
+            sanity_scores(tables), {"metric": "spearman", "mode": "full", "images": len(images)})
