@@ -84,6 +84,7 @@ def test_quiet_prints_nothing(tiny, capsys):
 def test_report_plans_its_sections_up_front_and_takes_every_step(tiny, capsys, monkeypatch):
     """The report's total is known before its first step (so the bar has an ETA) and equals
     the steps it takes; an unchanged report shows them all as restored."""
+    from xaicompare.stages import paper_figures
     from xaicompare.stages.report import SECTIONS, STEPS
 
     Study.from_yaml(tiny, progress=False).run(STAGES)  # stored already, or now
@@ -95,12 +96,14 @@ def test_report_plans_its_sections_up_front_and_takes_every_step(tiny, capsys, m
         plan(total, unit)
 
     monkeypatch.setattr(progress, "plan", recording)
+    paper = []  # the paper figures' step, without their 17 s of drawing at 300 dpi
+    monkeypatch.setattr(paper_figures, "write_paper_figures", paper.append)
     study = Study.from_yaml(tiny)
     study.run(("report",))
     assert planned == [(STEPS, "section", 0)] and STEPS == len(SECTIONS) + 2
+    assert paper == [study]
     line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("report:"))
     assert line.startswith(f"report: {STEPS}/{STEPS} sections,"), line
-    assert (study.run_dir / "figures" / "paper").is_dir()
 
     Study.from_yaml(tiny).run(("report",))  # nothing changed: all restored, none redrawn
     line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("report:"))
