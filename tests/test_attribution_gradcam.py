@@ -16,6 +16,8 @@ import pytest
 import timm
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
+from fakes import cam_cnn
+from fakes import noise_images as images  # [batch, 3, size, size] noise, float64
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
@@ -26,22 +28,7 @@ from xaicompare.models.base import LoadedModel
 
 
 def tiny_cnn(dtype=torch.float64) -> LoadedModel:
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5),
-    )
-    with torch.no_grad():  # non-trivial BN statistics, so eval mode matters
-        net[1].running_mean.uniform_(-0.2, 0.2)
-        net[1].running_var.uniform_(0.5, 1.5)
-    net = net.to(dtype)
-    return LoadedModel(net, name="tiny_cnn", family="cnn", cam_layer=net[5]).to(dtype)
-
-
-def images(batch=3, size=24, dtype=torch.float64, seed=1):
-    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(dtype)
+    return cam_cnn(dtype, cam_index=5)
 
 
 TARGET = torch.tensor([0, 3, 4])

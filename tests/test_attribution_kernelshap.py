@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import KernelShap
+from fakes import grid_segments, one_torch_thread, segment_net  # noqa: F401  (autouse)
 from torch import nn
 
 from xaicompare.attribution.api import explain, explain_full
@@ -16,29 +17,6 @@ from xaicompare.attribution.shapley import solve_kernel_regression
 from xaicompare.errors import UserError
 
 H = W = 12
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: intra-op threads only add contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _tiny_net(seed: int = 0, classes: int = 3) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1), nn.Tanh(),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(24, classes),
-    ).eval()
-
-
-def _grid_segments(rows: int, cols: int, height: int = H, width: int = W) -> torch.Tensor:
-    r = torch.arange(height)[:, None] * rows // height
-    c = torch.arange(width)[None, :] * cols // width
-    return r * cols + c  # [H, W], ids 0..rows*cols-1
 
 
 def _coalition_value(model, image, baseline, segments, target, keep) -> float:
@@ -65,10 +43,10 @@ def _brute_force_shapley(model, image, baseline, segments, target) -> np.ndarray
 
 
 def test_exact_enumeration_equals_brute_force_shapley():
-    model = _tiny_net()
+    model = segment_net()
     torch.manual_seed(3)
     images = torch.rand(2, 3, H, W)
-    segments = torch.stack([_grid_segments(2, 4), _grid_segments(2, 3) * 5])  # M = 8 and 6
+    segments = torch.stack([grid_segments(2, 4, H, W), grid_segments(2, 3, H, W) * 5])  # M = 8 and 6
     target = torch.tensor([1, 2])
     result = explain_full(model, images, "kernelshap", target=target, segments=segments,
                           n_samples=256, baseline="blur")
@@ -111,10 +89,10 @@ class _FixedCoalitionKernelShap(KernelShap):
 
 
 def test_agrees_with_captum_kernelshap_on_the_same_coalitions():
-    model = _tiny_net(1)
+    model = segment_net(1)
     torch.manual_seed(4)
     image = torch.rand(1, 3, H, W)
-    segments = _grid_segments(3, 4)[None]  # M = 12
+    segments = grid_segments(3, 4, H, W)[None]  # M = 12
     n_samples = 80  # far below 2^12: sampled, not exact
     ours = explain_full(model, image, "kernelshap", target=0, segments=segments,
                         n_samples=n_samples, seed=5)
@@ -139,10 +117,10 @@ def test_agrees_with_captum_kernelshap_on_the_same_coalitions():
 
 
 def test_efficiency_holds_exactly_when_sampled():
-    model = _tiny_net(2)
+    model = segment_net(2)
     torch.manual_seed(5)
     images = torch.rand(2, 3, 16, 16)
-    segments = _grid_segments(4, 5, 16, 16).expand(2, 16, 16)  # M = 20, 2^20 >> budget
+    segments = grid_segments(4, 5, 16, 16).expand(2, 16, 16)  # M = 20, 2^20 >> budget
     target = torch.tensor([0, 2])
     result = explain_full(model, images, "kernelshap", target=target, segments=segments,
                           n_samples=60, baseline="mean")
@@ -156,7 +134,7 @@ def test_efficiency_holds_exactly_when_sampled():
 
 
 def test_map_does_not_depend_on_its_batch():
-    model = _tiny_net(3)
+    model = segment_net(3)
     torch.manual_seed(6)
     images = torch.rand(3, 3, 20, 20)
     seeds = torch.tensor([11, 22, 33])
@@ -168,10 +146,10 @@ def test_map_does_not_depend_on_its_batch():
 
 
 def test_deterministic_from_seed_and_seed_matters():
-    model = _tiny_net(4)
+    model = segment_net(4)
     torch.manual_seed(7)
     images = torch.rand(2, 3, H, W)
-    segments = _grid_segments(3, 4).expand(2, H, W)
+    segments = grid_segments(3, 4, H, W).expand(2, H, W)
     kwargs = dict(target=0, segments=segments, n_samples=40)
     first = explain(model, images, "kernelshap", seed=3, **kwargs)
     again = explain(model, images, "kernelshap", seed=3, **kwargs)
@@ -198,7 +176,7 @@ class _SegmentMeanLinear(nn.Module):
 
 def test_linear_model_recovers_exact_contributions():
     torch.manual_seed(8)
-    segments = _grid_segments(5, 6, 15, 18)  # M = 30: sampled
+    segments = grid_segments(5, 6, 15, 18)  # M = 30: sampled
     weight, bias = torch.randn(2, 30), torch.randn(2)
     model = _SegmentMeanLinear(segments, weight, bias)
     images = torch.rand(2, 3, 15, 18)
@@ -216,10 +194,10 @@ def _relative_error(phi: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def test_half_the_samples_beat_captum_against_exact_values():
-    model = _tiny_net(5)
+    model = segment_net(5)
     torch.manual_seed(9)
     images = torch.rand(2, 3, H, W)
-    segments = _grid_segments(3, 4)  # M = 12: exact reference needs 4096 evaluations
+    segments = grid_segments(3, 4, H, W)  # M = 12: exact reference needs 4096 evaluations
     exact = explain_full(model, images, "kernelshap", target=0, n_samples=4096,
                          segments=segments.expand(2, H, W))
     assert exact.extras["exact"].all()
@@ -268,13 +246,13 @@ def test_solver_handles_padded_features():
 
 
 def test_bad_parameters_raise_user_error():
-    model = _tiny_net()
+    model = segment_net()
     images = torch.rand(1, 3, H, W)
     with pytest.raises(UserError, match="n_samples"):
         explain(model, images, "kernelshap", target=0, n_samples=10,
-                segments=_grid_segments(3, 4)[None])
+                segments=grid_segments(3, 4, H, W)[None])
     with pytest.raises(UserError, match="segments must have shape"):
-        explain(model, images, "kernelshap", target=0, segments=_grid_segments(3, 4))
+        explain(model, images, "kernelshap", target=0, segments=grid_segments(3, 4, H, W))
     with pytest.raises(UserError, match="image_seeds"):
         explain(model, images, "kernelshap", target=0, image_seeds=torch.tensor([1, 2]))
     with pytest.raises(UserError, match="seed"):
@@ -296,8 +274,8 @@ def test_undetermined_designs_are_flagged_and_warned():
         flags.append(expected)
     assert not all(flags)  # the case is exercised
     seed = flags.index(False)
-    model = _tiny_net()
-    segments = _grid_segments(2, 7)[None]
+    model = segment_net()
+    segments = grid_segments(2, 7, H, W)[None]
     with pytest.warns(UserWarning, match="raise n_samples"):
         result = explain_full(model, torch.rand(1, 3, H, W), "kernelshap", target=0,
                               segments=segments, n_samples=32, seed=seed)

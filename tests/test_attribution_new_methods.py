@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import timm
 import torch
 from captum.attr import InputXGradient, NoiseTunnel, Occlusion, Saliency
+from fakes import noise_images, timm_resnet10t
 
 import xaicompare as xc
 from xaicompare.attribution.gradients import smoothgrad_noise
@@ -17,14 +17,12 @@ from xaicompare.errors import UserError
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    net = timm.create_model("resnet10t", pretrained=False, num_classes=5)
-    return xc.load_model(net, family="cnn", input_size=32, class_indices=None, probe=False)
+    return timm_resnet10t(num_classes=5, input_size=32)
 
 
 @pytest.fixture(scope="module")
 def images():
-    return torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    return noise_images(3, 32, torch.float32)
 
 
 TARGET = torch.tensor([0, 3, 1])

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import timm
 import torch
+from fakes import cam_cnn
+from fakes import noise_images as images  # [batch, 3, size, size] noise, float64
 from pytorch_grad_cam import (
     EigenCAM,
     GradCAMPlusPlus,
@@ -46,23 +48,7 @@ TARGET = torch.tensor([0, 3, 4])
 
 def tiny_cnn() -> LoadedModel:
     """Float64 CNN whose cam layer (a ReLU) has 4 dead channels (all zero everywhere)."""
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5),
-    )
-    with torch.no_grad():
-        net[1].running_mean.uniform_(-0.2, 0.2)
-        net[1].running_var.uniform_(0.5, 1.5)
-        net[5].bias[:4] = -100.0  # dead channels: Score-CAM's black-image shortcut
-    net = net.double()
-    return LoadedModel(net, name="tiny_cnn", family="cnn", cam_layer=net[6]).double()
-
-
-def images(batch=3, size=24, dtype=torch.float64, seed=1):
-    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed)).to(dtype)
+    return cam_cnn(torch.float64, cam_index=6, dead_channels=4)
 
 
 def orient(projection: np.ndarray) -> np.ndarray:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import timm
 import torch
 from captum.attr import GradientShap
+from fakes import noise_images, timm_resnet10t
 
 import xaicompare as xc
 from xaicompare.attribution.gradient_shap import baseline_distribution, gradient_shap_draws
@@ -25,14 +25,12 @@ TARGET = torch.tensor([0, 3, 1])
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    net = timm.create_model("resnet10t", pretrained=False, num_classes=5)
-    return xc.load_model(net, family="cnn", input_size=32, class_indices=None, probe=False)
+    return timm_resnet10t(num_classes=5, input_size=32)
 
 
 @pytest.fixture(scope="module")
 def images():
-    return torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    return noise_images(3, 32, torch.float32)
 
 
 def _close(ours: torch.Tensor, ref: torch.Tensor) -> None:

@@ -4,29 +4,15 @@ values: a unanimity game's Shapley value splits each term's coefficient equally 
 features."""
 
 import numpy as np
-import pytest
 import torch
 from captum.attr import KernelShap
+from fakes import grid_segments, one_torch_thread  # noqa: F401  (autouse fixture)
 from torch import nn
 
 from xaicompare.attribution.api import explain_full
 
 H = W = 12
 M = 12  # 3 x 4 grid of features: exact enumeration needs 4096 evaluations
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def grid_segments() -> torch.Tensor:
-    rows = torch.arange(H)[:, None] * 3 // H
-    cols = torch.arange(W)[None, :] * 4 // W
-    return rows * 4 + cols
 
 
 class PolynomialGame(nn.Module):
@@ -53,7 +39,7 @@ def game():
     shapley = np.zeros(M)
     for features, coef in terms:
         shapley[list(features)] += coef / len(features)
-    return PolynomialGame(grid_segments(), terms).eval(), shapley
+    return PolynomialGame(grid_segments(3, 4, H, W), terms).eval(), shapley
 
 
 def relative_error(phi, exact) -> float:
@@ -62,7 +48,7 @@ def relative_error(phi, exact) -> float:
 
 def ours(model, n_samples: int, seed: int) -> np.ndarray:
     result = explain_full(model, torch.ones(1, 3, H, W), "kernelshap", target=0,
-                          n_samples=n_samples, seed=seed, segments=grid_segments()[None],
+                          n_samples=n_samples, seed=seed, segments=grid_segments(3, 4, H, W)[None],
                           baseline="black")
     return result.extras["phi"][0].numpy()
 
@@ -85,7 +71,7 @@ def test_sampled_values_converge_and_beat_captum_on_higher_order_interactions():
         torch.manual_seed(seed)
         with torch.no_grad():
             phi = KernelShap(model).attribute(torch.ones(1, 3, H, W), baselines=0.0, target=0,
-                                              n_samples=256, feature_mask=grid_segments()[None, None],
+                                              n_samples=256, feature_mask=grid_segments(3, 4, H, W)[None, None],
                                               return_input_shape=False)
         theirs.append(relative_error(phi[0].numpy(), shapley))
     assert error[256] < np.mean(theirs) / 3, (error[256], np.mean(theirs))

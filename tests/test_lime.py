@@ -21,6 +21,7 @@ from captum._utils.models.linear_model import (
 )
 from captum.attr import Lime
 from captum.attr._core.lime import get_exp_kernel_similarity_function
+from fakes import grid_segments, one_torch_thread, segment_net  # noqa: F401  (autouse)
 from torch import nn
 
 from xaicompare.attribution.api import explain, explain_full
@@ -30,31 +31,10 @@ from xaicompare.errors import UserError
 H = W = 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _tiny_net(seed: int = 0, classes: int = 3) -> nn.Module:
     """Scores that move by several units across coalitions, as a trained net's logits do
     (Lasso's alpha = 0.01 would zero every coefficient of a random net's flat scores)."""
-    torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1), nn.Tanh(),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(24, classes),
-    ).eval()
-    with torch.no_grad():
-        net[-1].weight.mul_(100)
-    return net
-
-
-def _grid_segments(rows: int, cols: int) -> torch.Tensor:
-    r = torch.arange(H)[:, None] * rows // H
-    c = torch.arange(W)[None, :] * cols // W
-    return r * cols + c
+    return segment_net(seed, classes, logit_scale=100)
 
 
 def _images(n: int = 2) -> torch.Tensor:
@@ -94,7 +74,7 @@ def test_lime_equals_captum_with_the_same_features_and_coalitions(regression, ca
                                                                   distance, width):
     model, images = _tiny_net(), _images()
     target = torch.tensor([0, 2])
-    segments = _grid_segments(3, 4).expand(2, H, W).clone()
+    segments = grid_segments(3, 4, H, W).expand(2, H, W).clone()
     seeds = [7, 8]
     ours = explain(model, images, "lime", target=target, n_samples=40, segments=segments,
                    image_seeds=torch.tensor(seeds), regression=regression, alpha=0.01,
@@ -110,7 +90,7 @@ def test_lime_kernel_and_regression_by_hand():
     """A linear score on 4 superpixels: cosine kernel and weighted least squares with an
     intercept, computed from the perturbed pictures themselves with numpy."""
     images = _images(1)
-    segments = _grid_segments(2, 2)[None]
+    segments = grid_segments(2, 2, H, W)[None]
     weights = torch.randn(3, H, W, generator=torch.Generator().manual_seed(0))
 
     class Linear(nn.Module):
@@ -156,7 +136,7 @@ class Recorder(nn.Module):
 
 def test_lime_coalitions_are_kernelshaps_and_shared_by_models():
     images, target = _images(2), torch.tensor([1, 0])
-    segments = _grid_segments(3, 3).expand(2, H, W).clone()
+    segments = grid_segments(3, 3, H, W).expand(2, H, W).clone()
     seeds = torch.tensor([101, 202])
 
     def inputs_seen(method, net):
@@ -179,7 +159,7 @@ def test_lime_coalitions_are_kernelshaps_and_shared_by_models():
 
 def test_lime_rejects_bad_parameters():
     images = _images(1)
-    segments = _grid_segments(2, 2)[None]
+    segments = grid_segments(2, 2, H, W)[None]
     for bad in ({"regression": "svm"}, {"distance": "manhattan"}, {"kernel_width": 0},
                 {"alpha": -1.0}, {"n_samples": 2}):
         with pytest.raises(UserError):
@@ -187,4 +167,4 @@ def test_lime_rejects_bad_parameters():
                     **bad)
     with pytest.raises(UserError, match="too few"):
         explain(_tiny_net(), images, "lime", target=torch.tensor([0]), n_samples=5,
-                segments=_grid_segments(3, 3)[None])
+                segments=grid_segments(3, 3, H, W)[None])

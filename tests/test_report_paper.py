@@ -22,6 +22,7 @@ from xaicompare.report.figures_paper import (
     plot_similarity_with_dendrogram,
     write_paper_figures,
 )
+from xaicompare.report.style import style
 
 MODELS = ["resnet18", "convnext_t", "vit_t", "deit_t", "mixer_s"]
 FAMILIES = dict(zip(MODELS, ["cnn", "cnn", "transformer", "transformer", "mlp"], strict=True))
@@ -95,3 +96,34 @@ def test_family_tests_plot_marks_alpha_and_smallest_attainable_p():
     assert spans and max(p.get_x() + p.get_width() for p in spans) == pytest.approx(1 / 15)
     with pytest.raises(UserError, match="permanova"):
         plot_family_tests(_inputs().family_tests.assign(test="mantel"))
+
+
+def test_family_tests_at_column_width_keeps_its_layout(tmp_path):
+    """The quickstart's case (3 methods x 4 metrics, long method names): at 3.5 in the
+    legend, wider than the axes, pushed constrained layout to shrink the axes to nothing
+    ("axes sizes collapsed to zero") on the third save. Now no warning, and the axes keeps
+    a usable width with the legend inside the canvas."""
+    import warnings
+
+    methods, metrics = ["gradcam", "integrated_gradients", "kernelshap"], \
+        ["cosine", "rbf", "kappa", "spearman"]
+    keys = [(m, x) for m in methods for x in metrics]
+    tests = pd.DataFrame({"method": [m for m, _ in keys for _ in range(2)],
+                          "metric": [x for _, x in keys for _ in range(2)],
+                          "test": ["permanova", "permdisp"] * len(keys),
+                          "p_value": np.linspace(0.007, 0.8, 2 * len(keys)),
+                          "n_permutations": 140.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = write_paper_figures(PaperInputs(family_tests=tests), tmp_path)
+    assert len(paths) == 2 * 3
+    with style():
+        fig = Figure(figsize=(3.5, 4.9), layout="constrained")
+        ax = plot_family_tests(tests, ax=fig.add_subplot())
+        widths = []
+        for _ in range(3):  # one draw per format, each starting from the last layout
+            fig.draw_without_rendering()
+            widths.append(ax.get_position().width * 3.5)  # inches
+    assert min(widths) > 1.0 and max(widths) - min(widths) < 0.05, widths
+    canvas, legend = fig.bbox, ax.get_legend().get_window_extent()
+    assert canvas.x0 - 1 <= legend.x0 and legend.x1 <= canvas.x1 + 1

@@ -5,27 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import zoo_study
 
 from xaicompare.attribution import explain
 from xaicompare.attribution.catalog import methods_in_group
-from xaicompare.study import Study
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cam")
-    study = Study.from_dict({
-        "name": "cam-group", "output": str(tmp / "run"), "seed": 3,
-        "dataset": {"name": "shapes", "options": {"split": "test", "n": 40, "size": 32},
-                    "n_images": 3},
-        "models": [{"source": "zoo:shapes-resnet"}, {"source": "zoo:shapes-pvt"}],
-        "methods": {"group": "cam", "scorecam": {"internal_batch_size": 50}},
-        "compare": {"metrics": ["cosine"]},
-        "diversity": {"enabled": False},
-        "trust": {"enabled": False},
-        "report": {"atlas_images": 1, "formats": ["png"], "depth_images": 0,
-                   "disagreement_images": 0},
-    }, progress=False)
+    study = zoo_study(tmp / "run", "cam-group", ["shapes-resnet", "shapes-pvt"],
+                      {"group": "cam", "scorecam": {"internal_batch_size": 50}},
+                      diversity={"enabled": False}, trust={"enabled": False})
     study.run()
     return study
 

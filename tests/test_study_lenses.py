@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fakes import zoo_study
 
 from xaicompare.compare import cka_matrix, consensus
 from xaicompare.diversity import stratified_agreement
-from xaicompare.study import Study
 
 ZOO = ["shapes-resnet", "shapes-resnet-cue", "shapes-pvt", "shapes-mixer"]
 
@@ -19,17 +19,8 @@ ZOO = ["shapes-resnet", "shapes-resnet-cue", "shapes-pvt", "shapes-mixer"]
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("lenses")
-    study = Study.from_dict({
-        "name": "lenses", "output": str(tmp / "run"), "seed": 0,
-        "dataset": {"name": "shapes", "options": {"split": "test", "n": 60, "size": 64},
-                    "n_images": 20},
-        "models": [{"source": f"zoo:{name}"} for name in ZOO],
-        "methods": {"gradcam": {}},
-        "compare": {"metrics": ["cosine", "rank"]},
-        "diversity": {"corruptions": []},
-        "report": {"atlas_images": 1, "formats": ["png"], "depth_images": 0,
-                   "disagreement_images": 0},
-    }, progress=False)
+    study = zoo_study(tmp / "run", "lenses", ZOO, {"gradcam": {}}, seed=0, n=60, size=64,
+                      n_images=20, metrics=("cosine", "rank"), diversity={"corruptions": []})
     study.run(("explain", "compare", "diversity"))
     return study
 

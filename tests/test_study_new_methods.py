@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import zoo_study
 
 from xaicompare.attribution import explain
 from xaicompare.engine.units import image_seeds
-from xaicompare.study import Study
 
 METHODS = {"saliency": {}, "input_x_gradient": {},
            "smoothgrad": {"n_samples": 3, "noise_level": 0.1},
@@ -19,19 +19,9 @@ METHODS = {"saliency": {}, "input_x_gradient": {},
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("methods")
-    study = Study.from_dict({
-        "name": "methods", "output": str(tmp / "run"), "seed": 3,
-        "dataset": {"name": "shapes", "options": {"split": "test", "n": 40, "size": 32},
-                    "n_images": 4},
-        "models": [{"source": f"zoo:{n}"} for n in ("shapes-resnet", "shapes-pvt",
-                                                   "shapes-mixer")],
-        "methods": METHODS,
-        "compare": {"metrics": ["cosine"]},
-        "diversity": {"corruptions": []},
-        "trust": {"n_resamples": 50, "faithfulness_images": 2},
-        "report": {"atlas_images": 1, "formats": ["png"], "depth_images": 0,
-                   "disagreement_images": 0},
-    }, progress=False)
+    study = zoo_study(tmp / "run", "methods", ["shapes-resnet", "shapes-pvt", "shapes-mixer"],
+                      METHODS, n_images=4, diversity={"corruptions": []},
+                      trust={"n_resamples": 50, "faithfulness_images": 2})
     study.run()
     return study
 

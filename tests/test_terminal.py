@@ -81,20 +81,33 @@ def test_quiet_prints_nothing(tiny, capsys):
     assert "explain:" not in capsys.readouterr().err
 
 
-def test_report_counts_figures_as_they_are_saved(tmp_path):
-    import matplotlib.pyplot as plt
+def test_report_plans_its_sections_up_front_and_takes_every_step(tiny, capsys, monkeypatch):
+    """The report's total is known before its first step (so the bar has an ETA) and equals
+    the steps it takes; an unchanged report shows them all as restored."""
+    from xaicompare.stages import paper_figures
+    from xaicompare.stages.report import SECTIONS, STEPS
 
-    from xaicompare.report import save_figure
+    Study.from_yaml(tiny, progress=False).run(STAGES)  # stored already, or now
+    capsys.readouterr()
+    plan, planned = progress.plan, []
 
-    display = progress.RunDisplay(stream=io.StringIO())
-    with display.stage("report"):
-        progress.plan(None, "figure")
-        for name in ("a", "b"):
-            fig, _ = plt.subplots()
-            save_figure(fig, tmp_path / name, formats=["png"])
-            plt.close(fig)
-    assert display.finished[0].startswith("report: 2 figures")
-    assert display.stream.getvalue().startswith("report: 2 figures")
+    def recording(total, unit="step"):
+        planned.append((total, unit, progress.active().current.n))
+        plan(total, unit)
+
+    monkeypatch.setattr(progress, "plan", recording)
+    paper = []  # the paper figures' step, without their 17 s of drawing at 300 dpi
+    monkeypatch.setattr(paper_figures, "write_paper_figures", paper.append)
+    study = Study.from_yaml(tiny)
+    study.run(("report",))
+    assert planned == [(STEPS, "section", 0)] and STEPS == len(SECTIONS) + 2
+    assert paper == [study]
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("report:"))
+    assert line.startswith(f"report: {STEPS}/{STEPS} sections,"), line
+
+    Study.from_yaml(tiny).run(("report",))  # nothing changed: all restored, none redrawn
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("report:"))
+    assert line.startswith(f"report: {STEPS}/{STEPS} sections ({STEPS} restored"), line
 
 
 def test_engine_work_inside_a_planned_stage_gets_its_own_line():

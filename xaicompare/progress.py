@@ -6,6 +6,7 @@ nothing when no run is being displayed:
 
     progress.plan(12, "matrix")          # the stage has 12 steps of this unit
     progress.step("gradcam/cosine")      # one done; the text says what is being worked on
+    progress.restored(12)                # all 12 found done (the store, an unchanged report)
     bar = progress.bar(total, desc="explain", unit="map", enabled=True)
     bar.restore(n)                       # found in the store: done, not counted in the rate
 
@@ -154,6 +155,12 @@ def step(text: str | None = None, n: int = 1) -> None:
         if text is not None:
             _ACTIVE.current.note(text)
         _ACTIVE.current.update(n)
+
+
+def restored(n: int) -> None:
+    """`n` steps of the current stage found done: shown as done, left out of the ETA."""
+    if _ACTIVE is not None and _ACTIVE.current is not None:
+        _ACTIVE.current.restore(n)
 
 
 def note(text: str) -> None:

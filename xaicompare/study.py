@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import progress
 from .config import StudyConfig
 from .errors import UserError
 from .progress import RunDisplay
@@ -254,7 +253,6 @@ class Study:
         from .report import display_names, style
         from .stages.report import run_report
 
-        progress.plan(None, "figure")  # counted as they are saved (report/style.py)
         with style(), display_names(**self.display_names()):  # every figure of the report
             self.result.report = run_report(self)
         return self.result.report

@@ -98,6 +98,7 @@ def plot_retention_curves(
     *,
     ensembles: Sequence[str] = (),
     ylabel: str = "retention (acc / clean acc)",
+    **kwargs,
 ) -> Figure:
     """Accuracy retention vs corruption severity, one panel per corruption, one line per model.
 
@@ -105,6 +106,7 @@ def plot_retention_curves(
     members. Pass `axes` (one per corruption, in sorted corruption order) to draw into yours.
     Curves without a severity-0 row start from the clean point (0, 1), which retention is by
     definition; a model whose retention is NaN everywhere gets no anchor.
+    Further keywords go to `Axes.plot` for every model's line (e.g. `alpha`, `markersize`).
     """
     columns = ["model", "corruption", "severity", "retention"]
     table = require_frame(table, "table", columns)
@@ -145,8 +147,8 @@ def plot_retention_curves(
         for model, rows in sub.groupby("model", sort=False):
             rows = rows.sort_values("severity")
             panel.plot(
-                rows["severity"], rows["retention"], label=names.model_label(model),
-                markersize=3, **style[model]
+                rows["severity"], rows["retention"],
+                **{"label": names.model_label(model), "markersize": 3, **style[model], **kwargs}
             )
         panel.set_title(corruption.replace("_", " "))
         panel.set_xticks(range(0, 6))
@@ -244,12 +246,14 @@ def plot_reliability_diagram(
 def plot_localisation(
     table: pd.DataFrame,
     axes: Sequence[Axes] | None = None,
+    **kwargs,
 ) -> Figure:
     """Per model: pointing-game hit rate and share of attribution inside the object mask.
 
     Columns: model, pointing_game, mass_in_mask (as `compare.localisation_scores` names it;
     `mask_share` is accepted too); optional `method` (one bar per method in each model group)
     and `mask_area` (mean mask fraction: the chance level of both scores, drawn dashed).
+    Further keywords go to `Axes.bar` (e.g. `edgecolor`, `hatch`).
     """
     if isinstance(table, pd.DataFrame) and "mass_in_mask" not in table.columns:
         table = table.rename(columns={"mask_share": "mass_in_mask"})
@@ -283,9 +287,8 @@ def plot_localisation(
             panel.bar(
                 positions - 0.4 + width * (k + 0.5),
                 heights,
-                width=width * 0.95,
-                color=colors[k],
-                label=names.method_label(method),
+                **{"width": width * 0.95, "color": colors[k],
+                   "label": names.method_label(method), **kwargs},
             )
         panel.set_xticks(positions, names.labels(models), rotation=45, ha="right",
                          rotation_mode="anchor")

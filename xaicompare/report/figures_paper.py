@@ -82,8 +82,11 @@ def plot_family_tests(tests: pd.DataFrame, ax: Axes | None = None, *, alpha: flo
     ax.set_xlabel("p-value (family effect)")
     handles = [Line2D([], [], ls="", **{**s, "ms": 5}) for s in styles.values()]
     handles.append(Line2D([], [], color="0.3", ls="--", lw=0.8, label=f"α = {alpha:g}"))
-    ax.legend(handles=handles, frameon=False, fontsize="x-small", ncol=3, loc="lower left",
-              bbox_to_anchor=(0.0, 1.0), borderaxespad=0.2)
+    # right-aligned above the axes: a legend wider than the axes reaches left over the tick
+    # labels; anchored at the left it overhung the right edge, constrained layout narrowed
+    # the axes for it, the overhang grew, and the axes collapsed (3.5 in, long method names)
+    ax.legend(handles=handles, frameon=False, fontsize="x-small", ncol=3, loc="lower right",
+              bbox_to_anchor=(1.0, 1.0), borderaxespad=0.2)
     return ax
 
 

@@ -132,12 +132,14 @@ def plot_community_graph(
     min_weight: float = 0.0,
     title: str | None = None,
     labels: Sequence[str] | None = None,
+    **kwargs,
 ) -> Axes:
     """Models as nodes, similarity as edges (width ~ weight), seeded spring layout.
 
     Node fill = community (pale colours, never a family's), marker shape = family, so a
     community that mixes families is visible at a glance. Edges with weight <= `min_weight`
     are not drawn (nor used in layout). W: a DataFrame or a NumPy array with `labels`.
+    Further keywords go to `networkx.draw_networkx_nodes` (e.g. `node_size`, `alpha`).
     """
     W = require_square(W, "W", labels)
     models = [str(m) for m in W.index]
@@ -171,11 +173,9 @@ def plot_community_graph(
             positions,
             nodelist=nodes,
             ax=ax,
-            node_size=160,
-            node_shape=shapes[family],
-            edgecolors="black",
-            linewidths=0.8,
-            node_color=[colors[communities[m]] for m in nodes],
+            **{"node_size": 160, "node_shape": shapes[family], "edgecolors": "black",
+               "linewidths": 0.8, "node_color": [colors[communities[m]] for m in nodes],
+               **kwargs},
         )
     label_pos = {m: (x, y - 0.09) for m, (x, y) in positions.items()}
     nx.draw_networkx_labels(
@@ -289,6 +289,7 @@ def plot_similarity_histograms(
     bins: int = 20,
     value_range: tuple[float, float] | None = None,
     xlabel: str = "per-image similarity",
+    **kwargs,
 ) -> Figure | Axes:
     """Distribution of per-image similarity for each model pair.
 
@@ -296,6 +297,7 @@ def plot_similarity_histograms(
     returns the Figure. With `ax`: all pairs overlaid as step histograms on that Axes
     (readable up to ~6 pairs); returns the Axes.
     NaN values (degenerate maps) are left out and counted in each panel's title.
+    Further keywords go to `Axes.hist` (e.g. `color`, `alpha`, `histtype`).
     """
     pairs = _pairs_from(per_image, value)
     finite_all = np.concatenate([v[np.isfinite(v)] for v in pairs.values()])
@@ -310,10 +312,9 @@ def plot_similarity_histograms(
             ax.hist(
                 values[np.isfinite(values)],
                 bins=edges,
-                histtype="step",
-                color=color,
-                linewidth=1.2,
-                label=f"{names.model_label(pair[0])} vs {names.model_label(pair[1])}",
+                **{"histtype": "step", "color": color, "linewidth": 1.2,
+                   "label": f"{names.model_label(pair[0])} vs {names.model_label(pair[1])}",
+                   **kwargs},
             )
         ax.set_xlabel(xlabel)
         ax.set_ylabel("images")
@@ -325,7 +326,7 @@ def plot_similarity_histograms(
     axes = np.atleast_1d(fig.subplots(nrows, ncols, sharex=True, squeeze=False)).ravel()
     for panel, (pair, values) in zip(axes, pairs.items(), strict=False):
         finite = values[np.isfinite(values)]
-        panel.hist(finite, bins=edges, color="#0072B2", alpha=0.85)
+        panel.hist(finite, bins=edges, **{"color": "#0072B2", "alpha": 0.85, **kwargs})
         if finite.size:
             panel.axvline(finite.mean(), color="#D55E00", lw=1.0, ls="--")
         dropped = values.size - finite.size

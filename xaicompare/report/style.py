@@ -262,5 +262,5 @@ def save_figure(
             atomic_write(path, lambda handle, fmt=fmt, metadata=metadata: fig.savefig(
                 handle, format=fmt, dpi=dpi, metadata=metadata))
             written.append(path)
-    progress.step(base.name)  # the report stage's progress line counts figures
+    progress.note(base.name)  # the report stage's line names the figure it is writing
     return written

@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from .. import progress
 from .. import report as rp
 from ..store import atomic_write
 from . import paper_figures
@@ -51,6 +52,13 @@ READS = ("similarity", "per_image", "degenerate_maps", "degenerate_models", "loc
          "trust_nulls", "coclustering", "sample_size", "faithfulness", "prediction_bootstrap",
          "ensemble_gain", "randomization")
 WRITES = ()
+
+# the report's parts in page order, each one step of the stage's progress line; the
+# atlases read the Study (images, models, stored maps), the others only the ReportContext
+STUDY_SECTIONS = (atlas_section, depth_section, disagreement_section)
+SECTIONS = (*STUDY_SECTIONS, localisation_section, similarity_sections, family_summary_section,
+            method_agreement_section, diversity_section, lenses_section, trust_section)
+STEPS = len(SECTIONS) + 2  # + key findings and the HTML page, + figures/paper/
 FINGERPRINT_NAME = "report.fingerprint"
 
 
@@ -82,29 +90,29 @@ def run_report(study) -> Path | None:
         return None
     path = study.run_dir / "report.html"
     stamp = study.run_dir / "figures" / FINGERPRINT_NAME
+    progress.plan(STEPS, "section")
     if path.is_file() and stamp.is_file() and stamp.read_text() == report_fingerprint(study):
         log.info("report unchanged (same config, weights and results): %s", path)
+        progress.restored(STEPS)
         study.result.findings = findings_section(report_context(study))  # end-of-run lines
         return path
-    context = report_context(study)  # the sections drawn from tables; atlases read the Study
+    context = report_context(study)
     save = FigureWriter(context)
-    sections = [s for s in (atlas_section(study, save), depth_section(study, save),
-                            disagreement_section(study, save),
-                            localisation_section(context, save))
-                if s is not None]
-    sections += similarity_sections(context, save)
-    sections += [s for s in (family_summary_section(context, save),
-                             method_agreement_section(context, save),
-                             diversity_section(context, save), lenses_section(context, save),
-                             trust_section(context, save))
-                 if s is not None]
+    sections = []
+    for draw in SECTIONS:
+        drawn = draw(study if draw in STUDY_SECTIONS else context, save)
+        # a section, a list of them (similarity) or None (nothing to show)
+        sections += drawn if isinstance(drawn, list) else [drawn] if drawn is not None else []
+        progress.step()
     findings = findings_section(context)  # after the figures it links to are drawn
     study.result.findings = findings
     path = rp.build_report(study.run_dir / "report.html", title=f"xaicompare: {study.config.name}",
                            summary=run_summary(study), findings=findings, sections=sections,
                            subtitle=f"{len(study.models)} models, {len(study.dataset)} images, "
                                     f"methods: {', '.join(study.config.methods)}")
+    progress.step("figures/paper")
     paper_figures.write_paper_figures(study)  # figures/paper/: column and page width
+    progress.step()
     fingerprint = report_fingerprint(study)  # of the inputs and of what was just drawn
     atomic_write(stamp, lambda handle: handle.write(fingerprint.encode()))
     log.info("report written to %s", path)
