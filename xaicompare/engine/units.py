@@ -35,6 +35,7 @@ from ..store.keys import (
     takes_image_seeds,
 )
 from .memory import memory_budget
+from .scope import engine_unit
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -192,6 +193,7 @@ class ModelEntries:
 SegmentsFn = Callable[[str, dict, torch.Tensor], torch.Tensor]  # (method, params, images)
 
 
+@engine_unit
 def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: torch.device,
                  load_images: Callable[[], torch.Tensor],
                  segments: SegmentsFn | None = None,
@@ -268,6 +270,7 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
     return report
 
 
+@engine_unit
 def corrupted_logits_unit(model, shard: Shard, images: torch.Tensor, condition: str,
                           store: Store, dataset_identity: dict, device: torch.device,
                           entry=None) -> int:
