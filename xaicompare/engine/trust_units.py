@@ -125,7 +125,7 @@ def randomized_maps_unit(model, shard: Shard, images: torch.Tensor, job: Randomi
                          store: Store, device: torch.device, randomized=None,
                          entries: dict[str, Entry] | None = None) -> int:
     """Store the maps of `model`'s randomised copy on one shard for every method of the job
-    (randomized: that copy, built once by loops over shards); returns maps computed."""
+    (randomized: that copy, built once by loops over shards); returns images computed."""
     ids = list(shard.ids)
     entries = entries or randomized_entries(store, model, job)
     todo = [m for m, e in entries.items() if not e.has_all(ids)]
@@ -144,4 +144,4 @@ def randomized_maps_unit(model, shard: Shard, images: torch.Tensor, job: Randomi
         maps = result.maps.detach().float().cpu().numpy()
         entries[method].write(ids, {"maps": map_array(maps, job.map_dtype),
                                     "finite": finite_rows(maps)})
-    return len(todo) * len(ids)
+    return len(ids)
