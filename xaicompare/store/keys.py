@@ -102,8 +102,9 @@ def faithfulness_entry(store: Store, model, maps: Entry, steps: int, baseline: s
     the class the stored clean logits predict, in float32."""
     identity = {**model_identity(model), "maps": maps.directory.name, "steps": steps,
                 "baseline": baseline, "order": order, "seed": seed,
-                "score": "probability of the predicted class",
-                "random order": "drawn per image id" if order == "random" else None}
+                "score": "probability of the predicted class"}
+    if order == "random":  # from (seed, image id): the same in any shard
+        identity["random order"] = "per image id"
     method = maps.identity.get("method", "maps")
     return store.entry("faithfulness", f"{model.name}__{method}__{order}", identity)
 
