@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from xaicompare.engine.scope import inside_unit
+from xaicompare.stages import paper_figures
 from xaicompare.study import Study
 
 
@@ -56,8 +57,8 @@ def store_files(study) -> set:
     return {p.relative_to(study.store.root) for p in study.store.root.rglob("*") if p.is_file()}
 
 
-def test_trust_and_report_call_no_model_and_a_redrawn_report_computes_nothing(tmp_path,
-                                                                             count_calls):
+def test_trust_and_report_call_no_model_and_a_redrawn_report_computes_nothing(
+        tmp_path, count_calls, monkeypatch):
     study = Study.from_dict(config(tmp_path / "run"), progress=False)
     study.run(("explain", "compare", "cluster", "diversity"))
 
@@ -76,6 +77,9 @@ def test_trust_and_report_call_no_model_and_a_redrawn_report_computes_nothing(tm
     before = store_files(study)
     (run / "report.html").unlink()
     shutil.rmtree(run / "figures")
+    # the paper figures draw tables only (no model call in the run above): not again here,
+    # they are the slowest part of the report
+    monkeypatch.setattr(paper_figures, "write_paper_figures", lambda study: None)
     again = Study.from_dict(config(tmp_path / "run"), progress=False)
     assert again.models  # loading probes each model's layers on a blank input: not a stage's pass
     calls = count_calls()
