@@ -117,7 +117,8 @@ class ExplainWorker:
         """One faithfulness unit (engine/trust_units.py); methods: as for `explain`."""
         register_missing(methods)
         model = self._model(key, boxed)
-        with Heartbeat(Path(store_root)).unit(model.name, f"{shard.name} ({method}/{order})"):
+        with Heartbeat(Path(store_root)).unit(model.name, f"{shard.name} ({method}/{order})",
+                                                  "trust"):
             return faithfulness_unit(model, shard, images, method, order, job,
                                      Store(store_root), self.device)
 
@@ -131,7 +132,8 @@ class ExplainWorker:
         which = (key, job.seed, job.mode)
         if which not in self.random_copies:
             self.random_copies = {which: randomized_copy(model, job, self.device)}
-        with Heartbeat(Path(store_root)).unit(model.name, f"{shard.name} (randomized)"):
+        with Heartbeat(Path(store_root)).unit(model.name, f"{shard.name} (randomized)",
+                                                  "trust"):
             return randomized_maps_unit(model, shard, images, job, Store(store_root),
                                         self.device, self.random_copies[which])
 

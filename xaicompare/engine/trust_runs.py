@@ -21,6 +21,7 @@ from ..devices import intra_op_threads, resolve_device
 from ..progress import bar as progress_bar
 from ..store import Store
 from .batching import place_model
+from .heartbeat import Heartbeat, report_killed
 from .runner import executor_options
 from .summary import RunSummary
 from .trust_units import (
@@ -94,7 +95,7 @@ def run_randomized_maps(models: Sequence, dataset, job: RandomizationJob, store:
                 summary.add(f"{model.name}/randomized", 0, len(shard), 0.0)
             else:
                 todo.append((m, s, tuple(entries[m])))
-    copies: dict[int, torch.nn.Module] = {}  # local: one randomised copy per model, kept
+    copies: dict[int, torch.nn.Module] = {}  # local: the current model's randomised copy
 
     def local(m, model, shard, images, methods, device_) -> int:
         unit_job = _with_methods(job, {k: job.methods[k] for k in methods})
@@ -131,18 +132,18 @@ def _run(models, dataset, shards, todo, summary: RunSummary, options, device, pr
         return
     device_ = resolve_device(device)
     bar = progress_bar(len(todo), desc=what, unit="unit", enabled=progress)
-    by_shard: dict[int, list] = {}
-    for m, s, payload in todo:
-        by_shard.setdefault(s, []).append((m, payload))
+    report_killed(store.root)  # a unit of an earlier run the system killed: say so once
+    heartbeat = Heartbeat(store.root)
+    images: dict[int, torch.Tensor] = {}  # each shard loaded once (the subsets are small)
     with intra_op_threads(options.threads):
-        for s, units in by_shard.items():
-            shard = shards[s]
-            images = dataset.load(list(shard.rows))
-            for m, payload in sorted(units, key=lambda u: u[0]):  # model after model
-                model = place_model(models[m], device_)
-                n = local(m, model, shard, images, payload, device_)
-                summary.add(f"{model.name}/{describe(payload)}", n, len(shard) - n, 0.0)
-                bar.update()
+        for m, s, payload in sorted(todo, key=lambda u: (u[0], u[1])):  # model after model
+            shard, model = shards[s], place_model(models[m], device_)
+            if s not in images:
+                images[s] = dataset.load(list(shard.rows))
+            with heartbeat.unit(model.name, f"{shard.name} ({describe(payload)})", "trust"):
+                n = local(m, model, shard, images[s], payload, device_)
+            summary.add(f"{model.name}/{describe(payload)}", n, len(shard) - n, 0.0)
+            bar.update()
     bar.close()
 
 
@@ -174,6 +175,7 @@ def _on_ray(models, dataset, shards, todo, summary: RunSummary, options, progres
 
         run_units(ray, pool, units, refs.keys, submit, done, summary, options.retries,
                   lambda u: (models[u.model].name, f"{shards[u.shard].name} "
-                                                   f"({describe(u.payload)})"), inputs.release)
+                                                   f"({describe(u.payload)})"), inputs.release,
+                  lambda u: report_killed(store.root, "a Ray worker"))
     bar.close()
     raise_failures(summary, what)
