@@ -23,6 +23,13 @@ from ..store import Store
 from .batching import place_model
 from .heartbeat import Heartbeat
 from .summary import RunSummary
+from .trust_units import (
+    FaithfulnessJob,
+    RandomizationJob,
+    faithfulness_unit,
+    randomized_copy,
+    randomized_maps_unit,
+)
 from .units import ExplainJob, Shard, UnitReport, corrupted_logits_unit, explain_unit
 
 AFFINITY_WINDOW = 64  # pending units scanned for one whose model a free worker holds
@@ -52,6 +59,7 @@ class ExplainWorker:
         torch.set_num_threads(threads)
         self.device = torch.device(device)
         self.models: dict[str, torch.nn.Module] = {}
+        self.random_copies: dict[tuple, torch.nn.Module] = {}  # the last model's randomised copy
 
     def share_ram(self, workers_on_node: int) -> None:
         """executor.memory auto: this worker's share of its node's free RAM is 1 / that."""
@@ -70,6 +78,7 @@ class ExplainWorker:
             run = key.split(":")[0]
             if any(not k.startswith(f"{run}:") for k in self.models):
                 self.models.clear()  # a new run: its models may share names with the last
+                self.random_copies.clear()
 
             model, digest = ray.get(boxed[0])  # boxed: a ref Ray does not resolve for us
             if weights_digest(model) != digest:
@@ -109,6 +118,32 @@ class ExplainWorker:
         return corrupted_logits_unit(self._model(key, boxed), shard, images, condition,
                                      Store(store_root), dataset_identity, self.device,
                                      memory=memory)
+
+    def faithfulness(self, key: str, boxed: list, store_root: str, shard: Shard,
+                     images: torch.Tensor, method: str, order: str, job: FaithfulnessJob,
+                     methods: dict | None = None) -> int:
+        """One faithfulness unit (engine/trust_units.py); methods: as for `explain`."""
+        register_missing(methods)
+        model = self._model(key, boxed)
+        with Heartbeat(Path(store_root)).unit(model.name, f"{shard.name} ({method}/{order})",
+                                                  "trust"):
+            return faithfulness_unit(model, shard, images, method, order, job,
+                                     Store(store_root), self.device)
+
+    def randomized(self, key: str, boxed: list, store_root: str, shard: Shard,
+                   images: torch.Tensor, job: RandomizationJob, methods: dict | None = None
+                   ) -> int:
+        """One randomisation unit: the model's randomised copy, built once and kept while
+        this worker's units are of that model."""
+        register_missing(methods)
+        model = self._model(key, boxed)
+        which = (key, job.seed, job.mode)
+        if which not in self.random_copies:
+            self.random_copies = {which: randomized_copy(model, job, self.device)}
+        with Heartbeat(Path(store_root)).unit(model.name, f"{shard.name} (randomized)",
+                                                  "trust"):
+            return randomized_maps_unit(model, shard, images, job, Store(store_root),
+                                        self.device, self.random_copies[which])
 
 
 def register_missing(methods: dict | None) -> None:

@@ -28,6 +28,7 @@ from ..store import Store
 from .batching import PROBE_IMAGES, auto_batch_size, place_model, probe_batch_size
 from .heartbeat import Heartbeat, report_killed
 from .memory import limit_for
+from .scope import unit_scope
 from .summary import RunSummary
 from .units import ExplainJob, ModelEntries, explain_unit, make_shards
 
@@ -105,7 +106,8 @@ def run_explanations(
         for model in models:
             bar.note(model.name)
             model = place_model(model, device_)
-            size = _shard_size(batch_size, model, dataset, job, store, device_)
+            with unit_scope():  # its memory and batch-size probes are engine passes
+                size = _shard_size(batch_size, model, dataset, job, store, device_)
             entries = ModelEntries.of(store, model, job)
 
             def run_all(size: int, model=model, entries=entries, start=bar.n) -> None:

@@ -36,6 +36,7 @@ from ..store.keys import (
     takes_image_seeds,
 )
 from .memory import counting_passes, memory_budget
+from .scope import engine_unit
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -201,6 +202,7 @@ class ModelEntries:
 SegmentsFn = Callable[[str, dict, torch.Tensor], torch.Tensor]  # (method, params, images)
 
 
+@engine_unit
 def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: torch.device,
                  load_images: Callable[[], torch.Tensor],
                  segments: SegmentsFn | None = None,
@@ -282,6 +284,7 @@ def explain_unit(model, shard: Shard, job: ExplainJob, store: Store, device: tor
     return report
 
 
+@engine_unit
 def corrupted_logits_unit(model, shard: Shard, images: torch.Tensor, condition: str,
                           store: Store, dataset_identity: dict, device: torch.device,
                           entry=None, memory: str | int = "none") -> int:

@@ -1,5 +1,6 @@
 """Report sections of explanation atlases: the first images, the depth atlas (Grad-CAM at
-several depths, computed here for a few images) and the images the models disagree on."""
+several depths: stored maps, computed by engine units when missing) and the images the
+models disagree on."""
 
 from __future__ import annotations
 
@@ -67,25 +68,76 @@ def depth_section(study, save: FigureWriter) -> dict | None:
 
 
 def depth_maps(study, images: torch.Tensor, targets: np.ndarray,
-               depths: list[float]) -> dict[str, dict[float, np.ndarray]]:
-    """Grad-CAM maps [B, H, W] per model and depth for canonical `images` [B, 3, H, W] and
-    per-model `targets` [M, B], computed here (a few images)."""
-    from ..attribution import explain
-    from ..errors import UserError
+               depths: list[float], ids: list[str] | None = None
+               ) -> dict[str, dict[float, np.ndarray]]:
+    """Grad-CAM maps [B, H, W] per model and depth for the canonical `images` [B, 3, H, W]
+    with ids `ids` (default: the study's first B images, the depth atlas's). The maps
+    explain the study's targets (its stored logits and target rule), which the atlas passes
+    as `targets` [M, B]; a difference is logged.
 
-    out: dict[str, dict[float, np.ndarray]] = {}
-    for m, model in enumerate(study.models):
-        device = next(model.parameters()).device
-        target = torch.as_tensor(targets[m], device=device)
-        out[model.name] = {}
-        for depth in depths:
+    Grad-CAM at `layer=depth` is an ordinary method: engine units compute the maps and the
+    store keeps them (keyed like every map, the depth in the parameters), so drawing the
+    report again reads them and calls no model."""
+    from ..engine.runner import run_explanations
+    from ..errors import UserError
+    from ..store.keys import maps_entry
+
+    ids = list(study.dataset.ids[:len(images)]) if ids is None else list(ids)
+    subset = study.dataset.select_ids(ids)
+    cfg, executor = study.config, study.config.executor
+    expected = _study_targets(study, ids)
+    if np.shape(targets) != expected.shape or not np.array_equal(targets, expected):
+        # (only where logits are not numbers or tie can the atlas's differ from the engine's)
+        log.warning("depth atlas: the maps explain the study's targets (the stored logits' "
+                    "class or the label), which differ from the targets given for %d maps",
+                    int(np.sum(np.asarray(targets) != expected)) if np.shape(targets)
+                    == expected.shape else expected.size)
+
+    def entry(model, depth: float):
+        return maps_entry(study.store, model, "gradcam", {"layer": depth},
+                          study.dataset_identity, cfg.target, executor.autocast, cfg.seed)
+
+    def run(models: list, depth: float) -> None:
+        run_explanations(models, subset, {"gradcam": {"layer": depth}}, study.store,
+                         dataset_identity=study.dataset_identity, target=cfg.target,
+                         batch_size=executor.batch_size, device=executor.device,
+                         seed=cfg.seed, progress=study.progress, executor=executor,
+                         autocast=executor.autocast)
+
+    out: dict[str, dict[float, np.ndarray]] = {m.name: {} for m in study.models}
+    for depth in depths:
+        usable = []
+        for model in study.models:
             try:
-                maps = explain(model, images.to(device), "gradcam", target, layer=depth)
-            except UserError as error:  # e.g. no spatial grid at that depth: shown as missing
+                entry(model, depth)  # resolves the layer at that depth
+                usable.append(model)
+            except UserError as error:  # e.g. no spatial grid there: shown as missing
                 log.warning("depth atlas: model '%s' at depth %s: %s", model.name, depth, error)
-                continue
-            out[model.name][depth] = maps.detach().float().cpu().numpy()
+        try:
+            run(usable, depth)
+        except UserError:  # one model failed: run them one by one, to keep the others
+            for model in list(usable):
+                try:
+                    run([model], depth)
+                except UserError as error:
+                    log.warning("depth atlas: model '%s' at depth %s: %s", model.name, depth,
+                                error)
+                    usable.remove(model)
+        for model in usable:
+            maps = entry(model, depth).read(ids, ["maps"])["maps"]
+            out[model.name][depth] = maps.astype(np.float32)
     return out
+
+
+def _study_targets(study, ids: list[str]) -> np.ndarray:
+    """The classes the study explains [M, B]: predicted, or the label where it has one."""
+    targets = study.read_logits(ids=ids).argmax(-1)
+    labels = study.dataset.labels
+    if study.config.target == "label" and labels is not None:
+        index = {image_id: i for i, image_id in enumerate(study.dataset.ids)}
+        label_rows = np.asarray(labels)[[index[i] for i in ids]]
+        targets = np.where(label_rows >= 0, label_rows[None], targets)
+    return targets
 
 
 CONSENSUS_ROW = "consensus"

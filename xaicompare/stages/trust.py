@@ -27,9 +27,7 @@ from ..trust import (
     bootstrap_pairwise,
     centre_bias_similarity,
     coclustering_frequency,
-    deletion_insertion_curves,
     null_table,
-    randomization_similarity,
     sample_size_curve,
     sanity_scores,
     shuffled_null,
@@ -165,37 +163,41 @@ def prediction_intervals(ctx: TrustContext) -> None:
     ctx.results.write_ensemble_gain(gains, provenance)
 
 
-def _subset(study, n: int) -> tuple[torch.Tensor, list[int]]:
-    rows = list(range(min(n, len(study.dataset))))
-    return study.dataset.load(rows), rows
+def _subset(study, n: int):
+    """The first `n` images of the study (the faithfulness / randomisation subset)."""
+    return study.dataset.subset(list(range(min(n, len(study.dataset)))))
 
 
 def faithfulness(study) -> None:
-    """Deletion/insertion AUCs per model and method, beside a random-order null curve."""
+    """Deletion/insertion AUCs per model and method, beside a random-order null curve; the
+    curves are engine units (engine/trust_runs.py), stored per image and read here."""
+    from ..engine.trust_runs import run_faithfulness
+    from ..engine.trust_units import FaithfulnessJob, curves_entry
+
     cfg = study.config.trust
     if cfg.faithfulness_images == 0:
         return
-    images, rows = _subset(study, cfg.faithfulness_images)
-    ids = [study.dataset.ids[r] for r in rows]  # read only these images from the store
-    logits = study.read_logits(ids=ids)
+    subset = _subset(study, cfg.faithfulness_images)
+    ids, executor = list(subset.ids), study.config.executor
+    job = FaithfulnessJob(dict(study.config.methods), study.dataset_identity,
+                          study.config.target, study.config.seed, executor.autocast,
+                          cfg.faithfulness_steps, "black")
+    run_faithfulness(study.models, subset, job, study.store, batch_size=executor.batch_size,
+                     device=executor.device, progress=study.progress, executor=executor)
     result = []
     for method in study.config.methods:
         progress.note(f"{method}: faithfulness")
-        maps = study.read_maps(method, ids)
         skip = study.not_applicable(method)
-        for m, model in enumerate(study.models):
+        for model in study.models:
             if model.name in skip:
                 continue
-            target = torch.from_numpy(logits[m].argmax(-1))
-            for order in ("descending", "random"):
-                curves = deletion_insertion_curves(
-                    model, images, torch.from_numpy(maps[m]), target,
-                    steps=cfg.faithfulness_steps, baseline="black", order=order,
-                    seed=study.config.seed)
+            for order in job.orders:
+                curves = curves_entry(study.store, model, method, order, job).read(
+                    ids, ["deletion_auc", "insertion_auc"])
                 result.append({"model": model.name, "method": method, "order": order,
-                               "deletion_auc": float(np.mean(curves.deletion_auc)),
-                               "insertion_auc": float(np.mean(curves.insertion_auc)),
-                               "n_images": len(rows)})
+                               "deletion_auc": float(np.mean(curves["deletion_auc"])),
+                               "insertion_auc": float(np.mean(curves["insertion_auc"])),
+                               "n_images": len(ids)})
         progress.step()
     study.results.write_faithfulness(
         pd.DataFrame(result), {"baseline": "black", "steps": cfg.faithfulness_steps,
@@ -204,20 +206,39 @@ def faithfulness(study) -> None:
 
 
 def randomization(study) -> None:
-    """Model-parameter randomisation test: maps of each model vs its randomised copy."""
-    cfg = study.config.trust
-    images, _ = _subset(study, cfg.randomization_images)
+    """Model-parameter randomisation test: the stored maps of each model vs those of its
+    randomised copy, which engine units explain and store (engine/trust_runs.py)."""
+    from ..engine.trust_runs import run_randomized_maps
+    from ..engine.trust_units import RandomizationJob
+    from ..models.randomization import parameter_blocks
+    from ..store.keys import randomized_maps_entry
+    from ..trust.randomization import randomization_row
+
+    cfg, executor = study.config.trust, study.config.executor
+    subset = _subset(study, cfg.randomization_images)
+    ids = list(subset.ids)
+    # e.g. not KernelSHAP: would need the stored superpixels
+    methods = {m: p for m, p in study.config.methods.items() if method_info(m).randomization}
+    job = RandomizationJob(methods, study.dataset_identity, study.config.target,
+                           study.config.seed, executor.autocast)
+    if methods:
+        run_randomized_maps(study.models, subset, job, study.store,
+                            batch_size=executor.batch_size, device=executor.device,
+                            progress=study.progress, executor=executor)
     tables = []
-    for method, params in study.config.methods.items():
-        if not method_info(method).randomization:
-            continue  # e.g. KernelSHAP: would need the stored superpixels
+    for method, params in methods.items():
         progress.note(f"{method}: randomisation test")
         skip = study.not_applicable(method)
         for model in [m for m in study.models if m.name not in skip]:
-            tables.append(randomization_similarity(model, images, method, metric="spearman",
-                                                   mode="full", seed=study.config.seed,
-                                                   **params))
+            original = study.read_maps(method, ids, models=[model.name])[0]
+            randomized = randomized_maps_entry(
+                study.store, model, method, params, study.dataset_identity,
+                study.config.target, job.mode, job.seed, job.autocast).read(ids, ["maps"])
+            row = randomization_row(model.name, method, torch.from_numpy(original),
+                                    torch.from_numpy(randomized["maps"].astype(np.float32)),
+                                    "spearman", "all", len(parameter_blocks(model)))
+            tables.append(pd.DataFrame([row]))
         progress.step()
     if tables:
         study.results.write_randomization(
-            sanity_scores(tables), {"metric": "spearman", "mode": "full", "images": len(images)})
+            sanity_scores(tables), {"metric": "spearman", "mode": "full", "images": len(ids)})

@@ -93,3 +93,26 @@ def segments_entry(store: Store, params: dict, dataset_identity: dict) -> Entry:
     identity = {"params": {k: params[k] for k in SEGMENT_PARAMS if k in params},
                 "dataset": dataset_identity}
     return store.entry("segments", "slic", identity)
+
+
+def faithfulness_entry(store: Store, model, maps: Entry, steps: int, baseline: str, order: str,
+                       seed: int) -> Entry:
+    """Deletion / insertion curves of `model` on the maps of entry `maps` (its key names the
+    method, its resolved parameters, the dataset, target and precision); the curves score
+    the class the stored clean logits predict, in float32."""
+    identity = {**model_identity(model), "maps": maps.directory.name, "steps": steps,
+                "baseline": baseline, "order": order, "seed": seed,
+                "score": "probability of the predicted class"}
+    if order == "random":  # from (seed, image id): the same in any shard
+        identity["random order"] = "per image id"
+    method = maps.identity.get("method", "maps")
+    return store.entry("faithfulness", f"{model.name}__{method}__{order}", identity)
+
+
+def randomized_maps_entry(store: Store, model, method: str, params: dict, dataset_identity: dict,
+                          target: str, mode: str, seed: int, autocast: str = "none") -> Entry:
+    """Maps of `model`'s randomised copy (models/randomization.py, `mode` and `seed`) for the
+    same method, parameters, images and targets as maps_entry(...) of the model itself."""
+    original = maps_entry(store, model, method, params, dataset_identity, target, autocast, seed)
+    identity = {**original.identity, "randomization": {"mode": mode, "seed": seed}}
+    return store.entry("randomized_maps", f"{model.name}__{method}__{mode}", identity)
