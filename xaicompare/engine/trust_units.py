@@ -22,6 +22,7 @@ import torch
 
 from ..attribution import explain_full
 from ..attribution.faithfulness import deletion_insertion_curves
+from ..attribution.passes import within_pass_limit
 from ..models.randomization import randomize_weights
 from ..store import Entry, Store
 from ..store.keys import (
@@ -31,6 +32,7 @@ from ..store.keys import (
     randomized_maps_entry,
     takes_image_seeds,
 )
+from .memory import memory_budget
 from .scope import engine_unit
 from .units import (
     Shard,
@@ -56,6 +58,7 @@ class FaithfulnessJob:
     steps: int = 10
     baseline: str = "black"
     orders: tuple[str, ...] = ("descending", "random")
+    memory: str | int = "none"  # executor.memory: caps the inputs per pass (not in keys)
 
 
 def stored_maps_entry(store: Store, model, method: str, job) -> Entry:
@@ -86,10 +89,13 @@ def faithfulness_unit(model, shard: Shard, images: torch.Tensor, method: str, or
         return 0
     maps = stored_maps_entry(store, model, method, job).read(ids, ["maps"])["maps"]
     target = torch.from_numpy(stored_predictions(store, model, ids, job).argmax(-1))
-    curves = deletion_insertion_curves(
-        model.to(device), images.to(device), torch.from_numpy(maps.astype(np.float32)), target,
-        steps=job.steps, baseline=job.baseline, order=order, batch_size=CURVE_BATCH,
-        seed=job.seed, image_seeds=image_seeds(ids, job.seed) if order == "random" else None)
+    model, images = model.to(device), images.to(device)
+    with memory_budget(model, images, job.memory):
+        curves = deletion_insertion_curves(
+            model, images, torch.from_numpy(maps.astype(np.float32)), target,
+            steps=job.steps, baseline=job.baseline, order=order,
+            batch_size=within_pass_limit(CURVE_BATCH, backward=False), seed=job.seed,
+            image_seeds=image_seeds(ids, job.seed) if order == "random" else None)
     entry.write(ids, {"deletion": curves.deletion, "insertion": curves.insertion,
                       "deletion_auc": curves.deletion_auc,
                       "insertion_auc": curves.insertion_auc, "target": curves.target})
@@ -107,6 +113,7 @@ class RandomizationJob:
     autocast: str = "none"
     map_dtype: str = "float16"
     mode: str = "full"  # every parameter redrawn (the only mode a study runs)
+    memory: str | int = "none"  # executor.memory: caps the inputs per pass (not in keys)
 
 
 def randomized_entries(store: Store, model, job: RandomizationJob) -> dict[str, Entry]:
@@ -139,7 +146,8 @@ def randomized_maps_unit(model, shard: Shard, images: torch.Tensor, job: Randomi
         call = dict(job.methods[method])
         if takes_image_seeds(method):  # the same per-image draws as the model's own maps
             call["image_seeds"] = image_seeds(ids, job.seed + call.get("seed", 0))
-        with autocast(device, job.autocast, randomized):
+        with autocast(device, job.autocast, randomized), memory_budget(
+                randomized, images, job.memory):
             result = explain_full(randomized, images, method, targets, **call)
         maps = result.maps.detach().float().cpu().numpy()
         entries[method].write(ids, {"maps": map_array(maps, job.map_dtype),

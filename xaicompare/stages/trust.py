@@ -181,7 +181,7 @@ def faithfulness(study) -> None:
     ids, executor = list(subset.ids), study.config.executor
     job = FaithfulnessJob(dict(study.config.methods), study.dataset_identity,
                           study.config.target, study.config.seed, executor.autocast,
-                          cfg.faithfulness_steps, "black")
+                          cfg.faithfulness_steps, "black", memory=executor.memory)
     run_faithfulness(study.models, subset, job, study.store, batch_size=executor.batch_size,
                      device=executor.device, progress=study.progress, executor=executor)
     result = []
@@ -220,7 +220,7 @@ def randomization(study) -> None:
     # e.g. not KernelSHAP: would need the stored superpixels
     methods = {m: p for m, p in study.config.methods.items() if method_info(m).randomization}
     job = RandomizationJob(methods, study.dataset_identity, study.config.target,
-                           study.config.seed, executor.autocast)
+                           study.config.seed, executor.autocast, memory=executor.memory)
     if methods:
         run_randomized_maps(study.models, subset, job, study.store,
                             batch_size=executor.batch_size, device=executor.device,
