@@ -12,8 +12,13 @@ import torch
 
 from xaicompare.attribution import explain
 from xaicompare.engine.trust_runs import run_faithfulness, run_randomized_maps
-from xaicompare.engine.trust_units import FaithfulnessJob, RandomizationJob, curves_entry
-from xaicompare.engine.units import image_seeds, map_array
+from xaicompare.engine.trust_units import (
+    FaithfulnessJob,
+    RandomizationJob,
+    curves_entry,
+    random_order_seeds,
+)
+from xaicompare.engine.units import map_array
 from xaicompare.stages import trust as trust_stage
 from xaicompare.study import Study
 from xaicompare.trust import (
@@ -89,7 +94,7 @@ def test_random_order_is_drawn_per_image_id(study):
     ids = list(study.dataset.ids[:N])
     run_faithfulness(study.models, study.dataset.subset(range(N)), job(study, ("random",)),
                      study.store, batch_size=2, device="cpu", progress=False)
-    model, seeds = study.models[0], image_seeds(ids, study.config.seed)
+    model, seeds = study.models[0], random_order_seeds(ids, study.config.seed)
     maps = study.read_maps("gradcam", ids)[0]
     targets = study.read_logits(ids=ids)[0].argmax(-1)
     stored = curves_entry(study.store, model, "gradcam", "random", job(study)).read(ids)

@@ -213,11 +213,6 @@ def stage_estimates(plan: StudyPlan, config) -> dict[str, tuple[float, int]]:
 
 
 # Why a count is an upper bound, printed under the table for the methods planned.
-AT_MOST = {"scorecam": "at most: one forward per channel of its CAM layer per image, plus the "
-                       "pass to the layer and a black image's; all-zero channels share the "
-                       "black image's forward instead of their own"}
-
-
 def format_plan(plan: StudyPlan, config=None) -> list[str]:
     """The plan as lines of text (the `plan` command prints them)."""
     lines = [f"study {plan.name}: {len(plan.models)} models x {len(plan.methods)} methods x "
@@ -230,7 +225,8 @@ def format_plan(plan: StudyPlan, config=None) -> list[str]:
             lines.append(f"{m.name:<28} {method:<22} {fwd:>12,} {bwd:>12,} "
                          f"{_bytes(maps) if maps else '':>10}{mark}")
     planned = {r[0] for m in plan.models for r in m.rows}
-    lines += [f"{method}: {note}" for method, note in AT_MOST.items() if method in planned]
+    lines += [f"{method}: {method_info(method).cost_note}" for method in sorted(planned)
+              if method_info(method).cost_note]
     fwd, bwd = plan.totals()
     lines.append(f"total: {fwd:,} forward and {bwd:,} forward+backward evaluations "
                  "(images through a model)")

@@ -61,7 +61,7 @@ def channel_scores(model: nn.Module, images: torch.Tensor, target: torch.Tensor,
 def _cost(p: dict, n: int, size: int, model: nn.Module | None = None):
     """At most: per image, the pass to the layer, one forward per channel of the layer the
     study uses (all-zero channels skip theirs: hence an upper bound) and the black image's
-    (one per shard that has an all-zero channel). None without the model: the channel
+    (one per shard that has an all-zero channel; counted per image, also an upper bound). None without the model: the channel
     count needs its layer, read by a pass of one blank image to that layer."""
     if model is None:
         return None
@@ -73,7 +73,9 @@ def _cost(p: dict, n: int, size: int, model: nn.Module | None = None):
 
 
 @register_method("scorecam", display_name="Score-CAM", family="cam", signed=False,
-                 cost=_cost)
+                 cost=_cost, cost_note="at most: one forward per channel of its CAM layer per "
+                 "image, plus the pass to the layer and a black image's; all-zero channels "
+                 "share the black image's forward instead of their own")
 def scorecam(model: nn.Module, images: torch.Tensor, target: torch.Tensor, *,
              layer=None, upsample: str = "bilinear", relu: bool = True,
              internal_batch_size: int | None = None) -> Explanation:

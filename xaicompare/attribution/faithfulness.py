@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..attribution.api import check_images, resolve_target
-from ..attribution.baselines import make_baseline
 from ..errors import UserError
+from .api import check_images, resolve_target
+from .baselines import make_baseline
 
 ORDERS = ("descending", "ascending", "random")
 SCORES = ("probability", "logit")
@@ -87,7 +87,8 @@ def deletion_insertion_curves(
     order='descending' (most important first), 'ascending', or 'random' (a null curve,
     seeded). score: softmax 'probability' of the target class, or its 'logit'.
     baseline: anything attribution.baselines.make_baseline accepts ('black', 'blur', ...).
-    All (image, step) inputs run through the model in batches of `batch_size`.
+    The (image, step) points run in batches of `batch_size`, each pass scoring a batch's
+    deleted and inserted images together (2 x batch_size inputs).
     image_seeds: [B] seeds of the random order per image (see `pixel_ranks`).
     """
     images = check_images(images)

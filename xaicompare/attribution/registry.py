@@ -73,6 +73,8 @@ class MethodInfo:
     # cost that depends on the model (Score-CAM: its layer's channels) also takes `model=`
     # (the LoadedModel) and returns None without it.
     cost: Callable[[dict, int, int], tuple[int, int, bool]] | None = None
+    # what an inexact cost counts, printed under the plan (e.g. why it is an upper bound)
+    cost_note: str | None = None
 
     def applies(self, model: nn.Module) -> bool:
         """Whether the method can explain `model`."""
@@ -94,7 +96,8 @@ def register_method(name: str, *, signed: bool | None = False, display_name: str
                     applies_note: str = "every classifier", version: int = 1,
                     budget: str | None = None, minimums: Mapping[str, int] | None = None,
                     shared_inputs: tuple[str, ...] | None = None, randomization: bool = True,
-                    cost: Callable[[dict, int, int], tuple[int, int, bool]] | None = None):
+                    cost: Callable[[dict, int, int], tuple[int, int, bool]] | None = None,
+                    cost_note: str | None = None):
     """Decorator: register `fn(model, images, target, **params) -> Explanation` as `name`,
     with its MethodInfo as `fn.info` (see MethodInfo for what each argument declares)."""
 
@@ -104,7 +107,7 @@ def register_method(name: str, *, signed: bool | None = False, display_name: str
             else tuple(shared_inputs)
         fn.info = MethodInfo(name, signed, display_name or name, family, check_model,
                              applies_note, version, budget, dict(minimums or {}), shared,
-                             randomization, cost)
+                             randomization, cost, cost_note)
         return METHODS.register(name)(fn)
 
     return decorate

@@ -1,4 +1,4 @@
-"""The explain stage's memory budget (`executor.memory`): inputs per pass from free memory.
+"""The memory budget of every model pass (`executor.memory`): inputs per pass from free memory.
 
     executor: {memory: auto}     # a safe share of the free memory (RAM on the CPU)
     executor: {memory: 8GB}      # at most 8 GB for this process (GB = 10^9 bytes, GiB = 2^30)
@@ -9,12 +9,15 @@ forward and backward, counting the bytes autograd keeps for the backward pass (e
 tensor that is not a parameter; on CUDA also the measured peak), and the largest activation
 of a forward without gradients. The budget divided by that cost caps the inputs per pass of
 every method (attribution/passes.py `pass_limit`), the images of a shard (Grad-CAM and
-the logits run a shard in one pass) and the diversity stage's passes on corrupted images.
+the logits run a shard in one pass), the diversity stage's passes on corrupted images, the
+faithfulness curves, the randomised-model maps and the depth atlas (engine/trust_units.py).
 Below one evaluation the cap is 1: the steps of one image then run one per pass. The run
 records each model's cap and each method's passes (run.json: explain.pass_limits, .passes).
 
 With `auto`, processes that share a machine's RAM split it: each Ray worker takes
-1 / (workers on its node) of the share (`share_ram`, set by engine/ray_pool.py).
+1 / (workers on its node) of the share (`share_ram`, set by engine/ray_pool.py). Not split:
+`auto` on a GPU that several workers share (`gpus_per_worker` < 1: each takes 70% of the
+free memory), and an explicit size, which bounds each process.
 """
 
 from __future__ import annotations

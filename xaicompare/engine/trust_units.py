@@ -43,7 +43,13 @@ from .units import (
     map_array,
 )
 
-CURVE_BATCH = 64  # (image, step) inputs per forward pass, as deletion_insertion_curves
+CURVE_BATCH = 64  # (image, step) points per pass; a pass scores each point deleted and inserted
+
+
+def random_order_seeds(ids: Sequence[str], seed: int) -> torch.Tensor:
+    """Seeds of the random-order null per image id: salted, so the null never draws from
+    the generator a method's noise or coalitions draw from (`image_seeds(ids, seed)`)."""
+    return image_seeds([f"faithfulness random order:{i}" for i in ids], seed)
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,10 @@ def faithfulness_unit(model, shard: Shard, images: torch.Tensor, method: str, or
         curves = deletion_insertion_curves(
             model, images, torch.from_numpy(maps.astype(np.float32)), target,
             steps=job.steps, baseline=job.baseline, order=order,
-            batch_size=within_pass_limit(CURVE_BATCH, backward=False), seed=job.seed,
-            image_seeds=image_seeds(ids, job.seed) if order == "random" else None)
+            # each pass holds 2 x batch_size inputs (the deleted and the inserted images)
+            batch_size=max(1, within_pass_limit(2 * CURVE_BATCH, backward=False) // 2),
+            seed=job.seed,
+            image_seeds=random_order_seeds(ids, job.seed) if order == "random" else None)
     entry.write(ids, {"deletion": curves.deletion, "insertion": curves.insertion,
                       "deletion_auc": curves.deletion_auc,
                       "insertion_auc": curves.insertion_auc, "target": curves.target})
@@ -141,6 +149,7 @@ def randomized_maps_unit(model, shard: Shard, images: torch.Tensor, job: Randomi
     randomized = randomized if randomized is not None else randomized_copy(model, job, device)
     logits = torch.from_numpy(stored_predictions(store, model, ids, job))
     targets = explained_targets(logits, shard, job.target, model.name).to(device)
+    logits_ok = finite_rows(logits.numpy())  # as explain_unit: no map of a score that is NaN
     images = images.to(device)
     for method in todo:
         call = dict(job.methods[method])
@@ -148,8 +157,10 @@ def randomized_maps_unit(model, shard: Shard, images: torch.Tensor, job: Randomi
             call["image_seeds"] = image_seeds(ids, job.seed + call.get("seed", 0))
         with autocast(device, job.autocast, randomized), memory_budget(
                 randomized, images, job.memory):
-            result = explain_full(randomized, images, method, targets, **call)
+            result = explain_full(randomized, images, method, targets, check_logits=False,
+                                  **call)
         maps = result.maps.detach().float().cpu().numpy()
+        maps[~logits_ok] = np.nan
         entries[method].write(ids, {"maps": map_array(maps, job.map_dtype),
                                     "finite": finite_rows(maps)})
     return len(ids)

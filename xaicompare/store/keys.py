@@ -101,10 +101,11 @@ def faithfulness_entry(store: Store, model, maps: Entry, steps: int, baseline: s
     method, its resolved parameters, the dataset, target and precision); the curves score
     the class the stored clean logits predict, in float32."""
     identity = {**model_identity(model), "maps": maps.directory.name, "steps": steps,
-                "baseline": baseline, "order": order, "seed": seed,
+                "baseline": baseline, "order": order, "version": 1,
                 "score": "probability of the predicted class"}
-    if order == "random":  # from (seed, image id): the same in any shard
-        identity["random order"] = "per image id"
+    if order == "random":  # from (seed, image id): the same in any shard; the descending
+        identity["seed"] = seed  # order draws nothing (the maps' key holds their own seed)
+        identity["random order"] = "per image id, salted"
     method = maps.identity.get("method", "maps")
     return store.entry("faithfulness", f"{model.name}__{method}__{order}", identity)
 
@@ -114,5 +115,5 @@ def randomized_maps_entry(store: Store, model, method: str, params: dict, datase
     """Maps of `model`'s randomised copy (models/randomization.py, `mode` and `seed`) for the
     same method, parameters, images and targets as maps_entry(...) of the model itself."""
     original = maps_entry(store, model, method, params, dataset_identity, target, autocast, seed)
-    identity = {**original.identity, "randomization": {"mode": mode, "seed": seed}}
+    identity = {**original.identity, "randomization": {"mode": mode, "seed": seed, "version": 1}}
     return store.entry("randomized_maps", f"{model.name}__{method}__{mode}", identity)
