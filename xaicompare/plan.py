@@ -225,8 +225,8 @@ def format_plan(plan: StudyPlan, config=None) -> list[str]:
             lines.append(f"{m.name:<28} {method:<22} {fwd:>12,} {bwd:>12,} "
                          f"{_bytes(maps) if maps else '':>10}{mark}")
     planned = {r[0] for m in plan.models for r in m.rows}
-    lines += [f"{method}: {method_info(method).cost_note}" for method in sorted(planned)
-              if method_info(method).cost_note]
+    lines += [f"{method}: {method_info(method).cost_note}" for method in plan.methods
+              if method in planned and method_info(method).cost_note]
     fwd, bwd = plan.totals()
     lines.append(f"total: {fwd:,} forward and {bwd:,} forward+backward evaluations "
                  "(images through a model)")
