@@ -5,6 +5,8 @@ maps, targets and images; both units resume from the store."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -164,3 +166,33 @@ def test_randomized_maps_resume_and_match_a_fresh_explanation(study):
     summary = run_randomized_maps(study.models, subset, randomization_job(study),
                                   study.store, batch_size=2, device="cpu", progress=False)
     assert sum(summary.computed.values()) == 0  # stored by the stage above
+
+
+def test_out_of_gpu_memory_in_a_unit_is_one_line_and_keeps_finished_units(study, tmp_path,
+                                                                           monkeypatch):
+    """A CUDA out-of-memory error in a trust unit names the model, the images and the
+    setting to change; the units finished before it stay in the store."""
+    from xaicompare.engine import trust_runs
+    from xaicompare.errors import UserError
+    from xaicompare.store import Store
+
+    store = Store(tmp_path / "store")
+    subset = study.dataset.subset(list(range(N)))
+    for folder in ("maps", "logits"):  # the units read the study's stored maps and logits
+        shutil.copytree(study.store.root / folder, store.root / folder)
+    real, calls = trust_runs.faithfulness_unit, []
+
+    def second_fails(*args, **kwargs):
+        calls.append(args[0].name)
+        if len(calls) == 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trust_runs, "faithfulness_unit", second_fails)
+    one = job(study, orders=("descending",))
+    with pytest.raises(UserError, match=r"out of GPU memory for model 'shapes-resnet'.*"
+                                        r"executor\.memory.*finished units are kept"):
+        run_faithfulness(study.models, subset, one, store, batch_size=N, device="cpu",
+                         progress=False)
+    first = curves_entry(store, study.models[0], "gradcam", "descending", one)
+    assert first.has_all(list(subset.ids))  # the unit before the failure is stored

@@ -12,12 +12,14 @@ the worker actors compute (as engine/corrupted_logits.py does).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import torch
 
 from ..attribution import applies_to
 from ..attribution.registry import METHODS
 from ..devices import intra_op_threads, resolve_device
+from ..errors import UserError
 from ..progress import bar as progress_bar
 from ..store import Store
 from .batching import place_model
@@ -116,8 +118,6 @@ def run_randomized_maps(models: Sequence, dataset, job: RandomizationJob, store:
 
 
 def _with_methods(job: RandomizationJob, methods: dict) -> RandomizationJob:
-    from dataclasses import replace
-
     return replace(job, methods=methods)
 
 
@@ -141,7 +141,13 @@ def _run(models, dataset, shards, todo, summary: RunSummary, options, device, pr
             if s not in images:
                 images[s] = dataset.load(list(shard.rows))
             with heartbeat.unit(model.name, f"{shard.name} ({describe(payload)})", "trust"):
-                n = local(m, model, shard, images[s], payload, device_)
+                try:
+                    n = local(m, model, shard, images[s], payload, device_)
+                except torch.cuda.OutOfMemoryError as err:  # finished units are stored
+                    raise UserError(
+                        f"{what}: out of GPU memory for model '{model.name}' on images "
+                        f"{shard.name}; set executor.memory (e.g. 8GB) or a smaller "
+                        "batch_size, then run again: finished units are kept") from err
             summary.add(f"{model.name}/{describe(payload)}", n, len(shard) - n, 0.0)
             bar.update()
     bar.close()
