@@ -134,7 +134,7 @@ def compare_tables(ctx: CompareContext, method: str, maps: np.ndarray, names: li
         maps, {metric: metric_options(cfg, method, metric) for metric in cfg.metrics},
         options, names=names, preds=preds, labels=ctx.images.labels,
         preset=study_conventions(cfg), ddof=study_ddof(cfg))
-    out = {}
+    out, degenerate = {}, []
     for metric, result in per_metric.items():
         result = with_all_models(result, list(ctx.models))
         provenance = {"method": method, **result.provenance(),
@@ -147,10 +147,16 @@ def compare_tables(ctx: CompareContext, method: str, maps: np.ndarray, names: li
         if len(result.degenerate):  # summarised once, per model, by report_degenerate
             log.info("%s/%s: %d degenerate maps (excluded by rule '%s')", method, metric,
                      len(result.degenerate), options.degenerate)
-            degenerate = result.degenerate.assign(
-                image=[ctx.images.ids[i] for i in result.degenerate["image"]])
-            ctx.results.write_degenerate_maps(method, degenerate, provenance)
+            degenerate.append(result.degenerate.assign(
+                metric=metric, image=[ctx.images.ids[i] for i in result.degenerate["image"]]))
         out[(method, metric)] = result
+    # one table per method with a row per (metric, map), written even when empty so that a
+    # rerun never leaves an earlier run's rows behind
+    table = pd.concat(degenerate, ignore_index=True) if degenerate else pd.DataFrame(
+        columns=["model", "image", "reason", "metric"])
+    ctx.results.write_degenerate_maps(
+        method, table, {"method": method, "metrics": list(per_metric),
+                        "rule": options.degenerate})
     return out
 
 
