@@ -214,3 +214,15 @@ def test_the_declarations_cover_every_read_and_write_in_the_source():
     report_modules = [p.stem for p in folder.glob("report*.py")] + ["paper_figures"]
     reads, writes = calls_in(*report_modules)
     assert reads <= declared("report", "READS") <= set(ARTEFACTS) and not writes
+
+
+def test_a_removed_table_is_gone_with_its_provenance(tmp_path):
+    """A stage that does not write an artefact this time removes the earlier run's copy."""
+    results = Results(tmp_path)
+    frame = pd.DataFrame({"model": ["a"], "deletion_auc": [0.2]})
+    path = results.write_faithfulness(frame, {"steps": 3})
+    assert path.is_file() and Path(f"{path}.json").is_file()
+    results.remove("faithfulness")
+    assert not path.exists() and not Path(f"{path}.json").exists()
+    assert results.faithfulness(missing_ok=True) is None
+    results.remove("faithfulness")  # nothing there: no error

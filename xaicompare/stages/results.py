@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..compare import read_table_csv, write_table_csv
+from ..compare.tables import sidecar_path
 from ..errors import UserError
 from ..files import atomic_write
 
@@ -154,6 +155,14 @@ class Results:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda handle: np.savez(handle, **arrays))
         return path
+
+    def remove(self, artefact: str, /, **fields) -> None:
+        """Delete an artefact (and its provenance sidecar) a stage decided not to write this
+        time, so an earlier run's file is never shown as this run's result."""
+        self.writes.add(artefact)
+        path = self.path(artefact, **fields)
+        for stale in (path, sidecar_path(path)):
+            stale.unlink(missing_ok=True)
 
     def figure_path(self, *parts: str) -> Path:
         """Path without suffix: figures are saved in every configured format."""
