@@ -248,6 +248,8 @@ class Study:
         from .stages.contexts import trust_context
         from .stages.trust import run_trust
 
+        if not self.config.trust.enabled:  # (its context would load the models)
+            return None
         return run_trust(trust_context(self))
 
     def report(self):
@@ -255,6 +257,9 @@ class Study:
         from .stages.contexts import report_context, run_facts
         from .stages.report import run_report
 
+        if not self.config.report.enabled:  # (its context would load the models)
+            self.result.report = None
+            return None
         with style(), display_names(**self.display_names()):  # every figure of the report
             self.result.report, self.result.findings = run_report(report_context(self),
                                                                   run_facts(self))

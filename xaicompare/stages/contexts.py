@@ -116,7 +116,7 @@ class AtlasContext(ReportContext):
     target: str  # "predicted" or "label": the class every stored map explains
     not_applicable: Mapping[str, tuple[str, ...]]
     load_images: Callable[[Sequence[int]], torch.Tensor]  # rows -> canonical [B, 3, H, W]
-    read_logits: Callable[..., np.ndarray]  # (ids=None) -> [M, N, K] clean logits
+    read_logits: Callable[..., np.ndarray]  # (ids=None keyword) -> [M, N, K] clean logits
     read_maps: Callable[..., np.ndarray]  # (method, ids=None) -> [M, N, H, W]
     depth: DepthPasses
 

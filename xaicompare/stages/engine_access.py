@@ -31,7 +31,7 @@ class StudyEngine:
     progress: bool
 
     def _model(self, name: str):
-        return next(m for m in self.models if m.name == name)
+        return {m.name: m for m in self.models}[name]
 
     def _options(self) -> dict:
         executor = self.executor
