@@ -178,15 +178,11 @@ def cluster_context(study) -> ClusterContext:
 
 
 def diversity_context(study) -> DiversityContext:
-    from ..engine.corrupted_logits import Condition
-    from .diversity import corrupted_condition
-
-    cfg, seed = study.config.diversity, study.config.seed
-    conditions = [Condition(c, s, corrupted_condition(c, s, seed))
-                  for c in cfg.corruptions for s in cfg.severities]
+    cfg = study.config.diversity
     return DiversityContext(
         **_common(study), diversity=cfg, images=_images(study), read_logits=study.read_logits,
-        corrupted_logits=partial(study_engine(study).compute_corrupted_logits, conditions))
+        corrupted_logits=partial(study_engine(study).compute_corrupted_logits,
+                                 list(cfg.corruptions), list(cfg.severities)))
 
 
 def trust_context(study) -> TrustContext:

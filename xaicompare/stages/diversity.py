@@ -30,6 +30,7 @@ from ..diversity import (
 )
 from .cluster import defined_part
 from .contexts import DiversityContext
+from .engine_access import corrupted_condition
 from .lenses import joint_lenses
 
 log = logging.getLogger("xaicompare")
@@ -37,14 +38,6 @@ log = logging.getLogger("xaicompare")
 READS = ("similarity", "per_image", "cka", "consensus")
 WRITES = ("diversity", "outcome_similarity", "mantel", "disagreement", "stratified_agreement",
           "matrix_agreement", "consensus_accuracy")
-
-
-def corrupted_condition(name: str, severity: int, seed: int) -> str:
-    """The store key of a corruption's predictions; a changed corruption gets a new one."""
-    from ..data.corruptions import VERSIONS
-
-    version = VERSIONS.get(name, 1)
-    return f"{name}{f'-v{version}' if version > 1 else ''}-s{severity}-seed{seed}"
 
 
 def run_diversity(ctx: DiversityContext) -> dict:

@@ -18,6 +18,14 @@ from ..config import ExecutorConfig
 from ..store import Store
 
 
+def corrupted_condition(name: str, severity: int, seed: int) -> str:
+    """The store key of a corruption's predictions; a changed corruption gets a new one."""
+    from ..data.corruptions import VERSIONS
+
+    version = VERSIONS.get(name, 1)
+    return f"{name}{f'-v{version}' if version > 1 else ''}-s{severity}-seed{seed}"
+
+
 @dataclass(frozen=True)
 class StudyEngine:
     models: tuple  # the loaded models, in the study's order (only engine units call them)
@@ -116,9 +124,14 @@ class StudyEngine:
             np.float32)
 
     # -- corrupted predictions (engine/corrupted_logits.py) ----------------------------------
-    def compute_corrupted_logits(self, conditions: Sequence) -> None:
-        from ..engine.corrupted_logits import run_corrupted_logits
+    def compute_corrupted_logits(self, corruptions: Sequence[str],
+                                 severities: Sequence[int]) -> None:
+        """Logits of every model on every corruption x severity (their store keys:
+        corrupted_condition)."""
+        from ..engine.corrupted_logits import Condition, run_corrupted_logits
 
+        conditions = [Condition(c, s, corrupted_condition(c, s, self.seed))
+                      for c in corruptions for s in severities]
         run_corrupted_logits(self.models, self.dataset, conditions, self.store,
                              dataset_identity=self.dataset_identity, seed=self.seed,
                              **self._options())
