@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from xaicompare.config import ClusterConfig, CompareConfig, DiversityConfig, TrustConfig
+from xaicompare.config import (
+    ClusterConfig,
+    CompareConfig,
+    DiversityConfig,
+    ReportConfig,
+    TrustConfig,
+)
 from xaicompare.stages.contexts import (
+    AtlasContext,
     ClusterContext,
     CompareContext,
+    DepthPasses,
     DiversityContext,
     Images,
     TrustContext,
+    TrustPasses,
 )
 from xaicompare.stages.results import Results
 
@@ -71,7 +80,60 @@ def diversity_context(tmp_path, logits, labels, methods=("gradcam",), **kwargs
         corrupted_logits=no_corruptions)
 
 
-def trust_context(tmp_path, maps: dict, logits, labels) -> TrustContext:
-    return TrustContext(**common(tmp_path, methods=tuple(maps)), cluster=ClusterConfig(k=2),
-                        images=images(logits.shape[1], labels), read_logits=lambda: logits,
-                        read_maps=lambda method, ids=None, models=None: maps[method])
+def no_pass(*args, **kwargs):
+    raise AssertionError("this test asks the engine for no model pass")
+
+
+NO_PASSES = TrustPasses(curve_orders=("descending", "random"), compute_curves=no_pass,
+                        read_curves=no_pass, compute_randomized_maps=no_pass,
+                        read_randomized_maps=no_pass)
+
+
+def trust_context(tmp_path, maps: dict, logits, labels, passes=NO_PASSES, not_applicable=None,
+                  trust=None) -> TrustContext:
+    """maps: method -> [M, N, H, W] of every model, read by ids and model names."""
+    base = common(tmp_path, methods=tuple(maps))
+    if trust is not None:
+        base["trust"] = trust
+    image_set = images(logits.shape[1], labels)
+
+    def read_maps(method, ids=None, models=None):
+        rows = [base["models"].index(m) for m in models or base["models"]]
+        columns = [image_set.ids.index(i) for i in ids or image_set.ids]
+        return maps[method][np.ix_(rows, columns)]
+
+    return TrustContext(**base, cluster=ClusterConfig(k=2), images=image_set,
+                        not_applicable={m: tuple((not_applicable or {}).get(m, ())) for m in maps},
+                        read_logits=lambda: logits, read_maps=read_maps, passes=passes)
+
+
+NO_DEPTH = DepthPasses(check=no_pass, compute=no_pass, read=no_pass)
+
+
+def atlas_context(tmp_path, maps: dict, logits, labels=None, class_names=None,
+                  target="predicted", depth=NO_DEPTH, not_applicable=None, report=None,
+                  **kwargs) -> AtlasContext:
+    """The report stage's context: maps (method -> [M, N, H, W]) and logits [M, N, K] read
+    by ids; images are grey squares whose value is the image's row / N."""
+    base = common(tmp_path, methods=tuple(maps), **kwargs)
+    image_set = images(logits.shape[1], labels)
+    image_set = Images(ids=image_set.ids, labels=image_set.labels,
+                       class_names=None if class_names is None else tuple(class_names))
+    size = next(iter(maps.values())).shape[-1]
+
+    def columns(ids):
+        return [image_set.ids.index(i) for i in (image_set.ids if ids is None else ids)]
+
+    def load_images(rows):
+        import torch
+
+        return torch.stack([torch.full((3, size, size), r / len(image_set)) for r in rows])
+
+    return AtlasContext(
+        **base, cluster=ClusterConfig(k=2), report=report or ReportConfig(formats=["png"]),
+        images=image_set, target=target,
+        not_applicable={m: tuple((not_applicable or {}).get(m, ())) for m in maps},
+        load_images=load_images,
+        read_logits=lambda condition="clean", ids=None: logits[:, columns(ids)],
+        read_maps=lambda method, ids=None, models=None: maps[method][:, columns(ids)],
+        depth=depth)

@@ -79,7 +79,7 @@ def test_trust_and_report_call_no_model_and_a_redrawn_report_computes_nothing(
     shutil.rmtree(run / "figures")
     # the paper figures draw tables only (no model call in the run above): not again here,
     # they are the slowest part of the report
-    monkeypatch.setattr(paper_figures, "write_paper_figures", lambda study: None)
+    monkeypatch.setattr(paper_figures, "write_paper_figures", lambda ctx: None)
     again = Study.from_dict(config(tmp_path / "run"), progress=False)
     assert again.models  # loading probes each model's layers on a blank input: not a stage's pass
     calls = count_calls()

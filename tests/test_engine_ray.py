@@ -18,7 +18,8 @@ from fakes import FakeImages  # noqa: E402
 from xaicompare.engine.runner import run_explanations  # noqa: E402
 from xaicompare.errors import UserError  # noqa: E402
 from xaicompare.models.base import LoadedModel  # noqa: E402
-from xaicompare.stages.diversity import corrupted_condition, run_corrupted_logits  # noqa: E402
+from xaicompare.stages.contexts import diversity_context  # noqa: E402
+from xaicompare.stages.diversity import corrupted_condition  # noqa: E402
 from xaicompare.store import Store  # noqa: E402
 from xaicompare.store.keys import logits_entry, maps_entry  # noqa: E402
 from xaicompare.study import Study  # noqa: E402
@@ -56,7 +57,7 @@ def config(folder, kind):
 
 def explain_and_corrupt(study):
     summary = study.explain()
-    run_corrupted_logits(study)
+    diversity_context(study).corrupted_logits()  # the diversity stage's engine pass
     return summary
 
 

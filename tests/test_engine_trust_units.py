@@ -22,6 +22,7 @@ from xaicompare.engine.trust_units import (
 )
 from xaicompare.engine.units import map_array
 from xaicompare.stages import trust as trust_stage
+from xaicompare.stages.contexts import trust_context
 from xaicompare.study import Study
 from xaicompare.trust import (
     deletion_insertion_curves,
@@ -82,7 +83,7 @@ def old_faithfulness_table(study) -> pd.DataFrame:
 
 
 def test_faithfulness_table_equals_the_stage_s_own_curves(study):
-    trust_stage.faithfulness(study)
+    trust_stage.faithfulness(trust_context(study))
     table = pd.read_csv(study.run_dir / "tables/trust/faithfulness.csv", comment="#")
     descending = table[table["order"] == "descending"].reset_index(drop=True)
     old = old_faithfulness_table(study)
@@ -136,7 +137,7 @@ def randomization_job(study) -> RandomizationJob:
 
 
 def test_randomization_table_compares_the_stored_maps_with_the_randomised_copy_s(study):
-    trust_stage.randomization(study)
+    trust_stage.randomization(trust_context(study))
     table = pd.read_csv(study.run_dir / "tables/trust/randomization.csv", comment="#")
     ids = list(study.dataset.ids[:N])
     images = study.dataset.load(list(range(N)))

@@ -13,6 +13,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from xaicompare.stages import trust as trust_stage  # noqa: E402
+from xaicompare.stages.contexts import trust_context  # noqa: E402
 from xaicompare.study import Study  # noqa: E402
 
 
@@ -55,8 +56,8 @@ def test_faithfulness_and_randomised_maps_on_ray_equal_the_local_ones(tmp_path):
     on_ray = Study.from_dict(config(tmp_path / "ray", "ray"), progress=False)
     tables = {}
     for study in (local, on_ray):
-        trust_stage.faithfulness(study)
-        trust_stage.randomization(study)
+        trust_stage.faithfulness(trust_context(study))
+        trust_stage.randomization(trust_context(study))
         tables[study.config.executor.kind] = [
             pd.read_csv(study.run_dir / f"tables/trust/{name}.csv", comment="#")
             for name in ("faithfulness", "randomization")]

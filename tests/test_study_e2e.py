@@ -99,12 +99,14 @@ def test_report_has_depth_and_disagreement_atlases(finished):
 def test_depth_atlas_maps_are_gradcam_at_that_depth(finished):
     """At 100% depth the depth atlas's Grad-CAM is the stored Grad-CAM of the CNN (whose
     default layer is its last stage); at 50% it is a different, finer map."""
+    from xaicompare.stages.contexts import report_context
     from xaicompare.stages.report import depth_maps
 
     _, study, _ = finished
     stored = study.read_maps("gradcam")[0, :2]
     targets = study.read_logits()[:, :2].argmax(-1)
-    maps = depth_maps(study, study.dataset.load([0, 1]), targets, [0.5, 1.0])["resnet10t"]
+    maps = depth_maps(report_context(study), study.dataset.load([0, 1]), targets,
+                      [0.5, 1.0])["resnet10t"]
     np.testing.assert_allclose(maps[1.0], stored, rtol=1e-2, atol=1e-3 * np.abs(stored).max())
     assert not np.allclose(maps[0.5], maps[1.0])
 

@@ -94,6 +94,7 @@ def test_agreement_sweep_at_the_study_k_equals_the_compare_table(finished):
 
 def test_atlas_shows_the_consensus_map_beside_the_models(finished, monkeypatch):
     from xaicompare import report as rp
+    from xaicompare.stages.contexts import report_context
     from xaicompare.stages.report import write_atlas
 
     study = finished
@@ -105,7 +106,7 @@ def test_atlas_shows_the_consensus_map_beside_the_models(finished, monkeypatch):
 
     monkeypatch.setattr(rp, "write_atlas_pages", fake_pages)
     ids = study.dataset.ids[:2]
-    write_atlas(study, ids)
+    write_atlas(report_context(study), ids)
     stored = np.load(study.run_dir / "arrays/consensus/gradcam.npz")
     page = captured["maps"][ids[1]]
     assert set(page) == {*ZOO, "consensus"} and captured["families"]["consensus"] == "consensus"

@@ -240,21 +240,29 @@ class Study:
 
     def diversity(self):
         from .stages.contexts import diversity_context
-        from .stages.diversity import run_corrupted_logits, run_diversity
+        from .stages.diversity import run_diversity
 
-        return run_diversity(diversity_context(self, lambda: run_corrupted_logits(self)))
+        return run_diversity(diversity_context(self))
 
     def trust(self):
+        from .stages.contexts import trust_context
         from .stages.trust import run_trust
 
-        return run_trust(self)
+        if not self.config.trust.enabled:  # (its context would load the models)
+            return None
+        return run_trust(trust_context(self))
 
     def report(self):
         from .report import display_names, style
+        from .stages.contexts import report_context, run_facts
         from .stages.report import run_report
 
+        if not self.config.report.enabled:  # (its context would load the models)
+            self.result.report = None
+            return None
         with style(), display_names(**self.display_names()):  # every figure of the report
-            self.result.report = run_report(self)
+            self.result.report, self.result.findings = run_report(report_context(self),
+                                                                  run_facts(self))
         return self.result.report
 
     def display_names(self) -> dict[str, dict[str, str]]:

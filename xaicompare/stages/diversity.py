@@ -30,6 +30,7 @@ from ..diversity import (
 )
 from .cluster import defined_part
 from .contexts import DiversityContext
+from .engine_access import corrupted_condition
 from .lenses import joint_lenses
 
 log = logging.getLogger("xaicompare")
@@ -37,29 +38,6 @@ log = logging.getLogger("xaicompare")
 READS = ("similarity", "per_image", "cka", "consensus")
 WRITES = ("diversity", "outcome_similarity", "mantel", "disagreement", "stratified_agreement",
           "matrix_agreement", "consensus_accuracy")
-
-
-def corrupted_condition(name: str, severity: int, seed: int) -> str:
-    """The store key of a corruption's predictions; a changed corruption gets a new one."""
-    from ..data.corruptions import VERSIONS
-
-    version = VERSIONS.get(name, 1)
-    return f"{name}{f'-v{version}' if version > 1 else ''}-s{severity}-seed{seed}"
-
-
-def run_corrupted_logits(study) -> None:
-    """Logits of every model on every corruption x severity, stored per shard (resumable),
-    locally or on Ray as `executor.kind` says (engine/corrupted_logits.py)."""
-    from ..engine.corrupted_logits import Condition
-    from ..engine.corrupted_logits import run_corrupted_logits as run_units
-
-    cfg, seed, executor = study.config.diversity, study.config.seed, study.config.executor
-    conditions = [Condition(c, s, corrupted_condition(c, s, seed))
-                  for c in cfg.corruptions for s in cfg.severities]
-    run_units(study.models, study.dataset, conditions, study.store,
-              dataset_identity=study.dataset_identity, seed=seed,
-              batch_size=executor.batch_size, device=executor.device,
-              progress=study.progress, executor=executor)
 
 
 def run_diversity(ctx: DiversityContext) -> dict:

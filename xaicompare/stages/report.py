@@ -16,7 +16,7 @@ from .. import progress
 from .. import report as rp
 from ..store import atomic_write
 from . import paper_figures
-from .contexts import report_context
+from .contexts import AtlasContext, RunFacts
 from .report_atlas import (  # noqa: F401  (public names of the former single module)
     CONSENSUS_ROW,
     atlas_section,
@@ -54,66 +54,68 @@ READS = ("similarity", "per_image", "degenerate_maps", "degenerate_models", "loc
 WRITES = ()
 
 # the report's parts in page order, each one step of the stage's progress line; the
-# atlases read the Study (images, models, stored maps), the others only the ReportContext
-STUDY_SECTIONS = (atlas_section, depth_section, disagreement_section)
-SECTIONS = (*STUDY_SECTIONS, localisation_section, similarity_sections, family_summary_section,
-            method_agreement_section, diversity_section, lenses_section, trust_section)
+# atlases also show images, stored maps and predictions (the AtlasContext), the others
+# only tables
+SECTIONS = (atlas_section, depth_section, disagreement_section, localisation_section,
+            similarity_sections, family_summary_section, method_agreement_section,
+            diversity_section, lenses_section, trust_section)
 STEPS = len(SECTIONS) + 2  # + key findings and the HTML page, + figures/paper/
 FINGERPRINT_NAME = "report.fingerprint"
 
 
-def report_fingerprint(study) -> str:
+def report_fingerprint(ctx: AtlasContext, facts: RunFacts) -> str:
     """Hash of everything the report draws from (config, weights, tables and arrays; the
     store's maps are keyed by config and weights) and of what it drew (the figures' and the
     HTML's own bytes, so a truncated or deleted figure is redrawn). Equal hash = the same
     report, complete."""
     from .. import __version__
 
+    run_dir = ctx.results.run_dir
     digest = hashlib.sha256()
-    digest.update(f"{__version__}\n{study.config.to_yaml()}\n".encode())
-    digest.update(json.dumps([m.weights_id for m in study.models]).encode())
+    digest.update(f"{__version__}\n{facts.config_yaml}\n".encode())
+    digest.update(json.dumps([facts.weights[name] for name in ctx.models]).encode())
     code = Path(rp.__file__).parent
     for source in [*sorted(code.glob("*.py")), *sorted(Path(__file__).parent.glob("report*.py"))]:
         digest.update(source.read_bytes())
     for folder in ("tables", "arrays", "figures"):
-        for path in sorted((study.run_dir / folder).rglob("*")):
+        for path in sorted((run_dir / folder).rglob("*")):
             if path.is_file() and path.name != FINGERPRINT_NAME:
-                digest.update(str(path.relative_to(study.run_dir)).encode())
+                digest.update(str(path.relative_to(run_dir)).encode())
                 digest.update(path.read_bytes())
-    html = study.run_dir / "report.html"
+    html = run_dir / "report.html"
     digest.update(html.read_bytes() if html.is_file() else b"no report")
     return digest.hexdigest()
 
 
-def run_report(study) -> Path | None:
-    if not study.config.report.enabled:
-        return None
-    path = study.run_dir / "report.html"
-    stamp = study.run_dir / "figures" / FINGERPRINT_NAME
+def run_report(ctx: AtlasContext, facts: RunFacts) -> tuple[Path | None, list]:
+    """Draw the report (unless its inputs and drawings are unchanged); returns the HTML's
+    path (None: report disabled) and the key findings (also the end-of-run lines)."""
+    if not ctx.report.enabled:
+        return None, []
+    run_dir = ctx.results.run_dir
+    path = run_dir / "report.html"
+    stamp = run_dir / "figures" / FINGERPRINT_NAME
     progress.plan(STEPS, "section")
-    if path.is_file() and stamp.is_file() and stamp.read_text() == report_fingerprint(study):
+    if path.is_file() and stamp.is_file() and stamp.read_text() == report_fingerprint(ctx, facts):
         log.info("report unchanged (same config, weights and results): %s", path)
         progress.restored(STEPS)
-        study.result.findings = findings_section(report_context(study))  # end-of-run lines
-        return path
-    context = report_context(study)
-    save = FigureWriter(context)
+        return path, findings_section(ctx)
+    save = FigureWriter(ctx)
     sections = []
     for draw in SECTIONS:
-        drawn = draw(study if draw in STUDY_SECTIONS else context, save)
+        drawn = draw(ctx, save)
         # a section, a list of them (similarity) or None (nothing to show)
         sections += drawn if isinstance(drawn, list) else [drawn] if drawn is not None else []
         progress.step()
-    findings = findings_section(context)  # after the figures it links to are drawn
-    study.result.findings = findings
-    path = rp.build_report(study.run_dir / "report.html", title=f"xaicompare: {study.config.name}",
-                           summary=run_summary(study), findings=findings, sections=sections,
-                           subtitle=f"{len(study.models)} models, {len(study.dataset)} images, "
-                                    f"methods: {', '.join(study.config.methods)}")
+    findings = findings_section(ctx)  # after the figures it links to are drawn
+    path = rp.build_report(path, title=f"xaicompare: {facts.name}",
+                           summary=run_summary(ctx, facts), findings=findings, sections=sections,
+                           subtitle=f"{len(ctx.models)} models, {len(ctx.images)} images, "
+                                    f"methods: {', '.join(ctx.methods)}")
     progress.step("figures/paper")
-    paper_figures.write_paper_figures(study)  # figures/paper/: column and page width
+    paper_figures.write_paper_figures(ctx)  # figures/paper/: column and page width
     progress.step()
-    fingerprint = report_fingerprint(study)  # of the inputs and of what was just drawn
+    fingerprint = report_fingerprint(ctx, facts)  # of the inputs and of what was just drawn
     atomic_write(stamp, lambda handle: handle.write(fingerprint.encode()))
     log.info("report written to %s", path)
-    return path
+    return path, findings

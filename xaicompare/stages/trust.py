@@ -34,7 +34,7 @@ from ..trust import (
 )
 from .cluster import louvain_settings
 from .compare import compare_options, study_ddof
-from .contexts import TrustContext, trust_context
+from .contexts import TrustContext
 
 log = logging.getLogger("xaicompare")
 
@@ -43,19 +43,19 @@ WRITES = ("trust_bootstrap", "trust_nulls", "coclustering", "sample_size",
           "prediction_bootstrap", "ensemble_gain", "faithfulness", "randomization")
 
 
-def run_trust(study) -> None:
-    """The trust stage: the tables of `trust_tables` (a function of its context), then the
-    faithfulness curves and the randomisation test (which run models: see the engine)."""
-    cfg = study.config.trust
+def run_trust(ctx: TrustContext) -> None:
+    """The trust stage: the tables of `trust_tables`, then the faithfulness curves and the
+    randomisation test (whose model passes the engine runs: ctx.passes)."""
+    cfg = ctx.trust
     if not cfg.enabled:
         return
-    methods, metrics = study.config.methods, study.config.compare.metrics
+    methods, metrics = ctx.methods, ctx.compare.metrics
     progress.plan(len(methods) * (len(metrics) + 1) + 1 + len(methods) * (
         (cfg.faithfulness_images > 0) + bool(cfg.randomization)), "step")
-    trust_tables(trust_context(study))
-    faithfulness(study)
+    trust_tables(ctx)
+    faithfulness(ctx)
     if cfg.randomization:
-        randomization(study)
+        randomization(ctx)
 
 
 def trust_tables(ctx: TrustContext) -> None:
@@ -163,82 +163,57 @@ def prediction_intervals(ctx: TrustContext) -> None:
     ctx.results.write_ensemble_gain(gains, provenance)
 
 
-def _subset(study, n: int):
-    """The first `n` images of the study (the faithfulness / randomisation subset)."""
-    return study.dataset.subset(list(range(min(n, len(study.dataset)))))
-
-
-def faithfulness(study) -> None:
-    """Deletion/insertion AUCs per model and method, beside a random-order null curve; the
-    curves are engine units (engine/trust_runs.py), stored per image and read here."""
-    from ..engine.trust_runs import run_faithfulness
-    from ..engine.trust_units import FaithfulnessJob, curves_entry
-
-    cfg = study.config.trust
+def faithfulness(ctx: TrustContext) -> None:
+    """Deletion/insertion AUCs per model and method on the first `faithfulness_images`
+    images, beside a random-order null curve; the curves are engine units (stored per image),
+    computed where missing and read here."""
+    cfg = ctx.trust
     if cfg.faithfulness_images == 0:
         return
-    subset = _subset(study, cfg.faithfulness_images)
-    ids, executor = list(subset.ids), study.config.executor
-    job = FaithfulnessJob(dict(study.config.methods), study.dataset_identity,
-                          study.config.target, study.config.seed, executor.autocast,
-                          cfg.faithfulness_steps, "black", memory=executor.memory)
-    run_faithfulness(study.models, subset, job, study.store, batch_size=executor.batch_size,
-                     device=executor.device, progress=study.progress, executor=executor)
+    ids = list(ctx.images.ids[:cfg.faithfulness_images])
+    ctx.passes.compute_curves(ids)
     result = []
-    for method in study.config.methods:
+    for method in ctx.methods:
         progress.note(f"{method}: faithfulness")
-        skip = study.not_applicable(method)
-        for model in study.models:
-            if model.name in skip:
+        skip = ctx.not_applicable[method]
+        for model in ctx.models:
+            if model in skip:
                 continue
-            for order in job.orders:
-                curves = curves_entry(study.store, model, method, order, job).read(
-                    ids, ["deletion_auc", "insertion_auc"])
-                result.append({"model": model.name, "method": method, "order": order,
+            for order in ctx.passes.curve_orders:
+                curves = ctx.passes.read_curves(model, method, order, ids)
+                result.append({"model": model, "method": method, "order": order,
                                "deletion_auc": float(np.mean(curves["deletion_auc"])),
                                "insertion_auc": float(np.mean(curves["insertion_auc"])),
                                "n_images": len(ids)})
         progress.step()
-    study.results.write_faithfulness(
+    ctx.results.write_faithfulness(
         pd.DataFrame(result), {"baseline": "black", "steps": cfg.faithfulness_steps,
                                "score": "probability of the predicted class",
                                "null": "order=random ranks pixels at random"})
 
 
-def randomization(study) -> None:
-    """Model-parameter randomisation test: the stored maps of each model vs those of its
-    randomised copy, which engine units explain and store (engine/trust_runs.py)."""
-    from ..engine.trust_runs import run_randomized_maps
-    from ..engine.trust_units import RandomizationJob
-    from ..models.randomization import parameter_blocks
-    from ..store.keys import randomized_maps_entry
+def randomization(ctx: TrustContext) -> None:
+    """Model-parameter randomisation test on the first `randomization_images` images: the
+    stored maps of each model vs those of its randomised copy (engine units explain it)."""
     from ..trust.randomization import randomization_row
 
-    cfg, executor = study.config.trust, study.config.executor
-    subset = _subset(study, cfg.randomization_images)
-    ids = list(subset.ids)
+    ids = list(ctx.images.ids[:ctx.trust.randomization_images])
     # e.g. not KernelSHAP: would need the stored superpixels
-    methods = {m: p for m, p in study.config.methods.items() if method_info(m).randomization}
-    job = RandomizationJob(methods, study.dataset_identity, study.config.target,
-                           study.config.seed, executor.autocast, memory=executor.memory)
+    methods = {m: p for m, p in ctx.methods.items() if method_info(m).randomization}
     if methods:
-        run_randomized_maps(study.models, subset, job, study.store,
-                            batch_size=executor.batch_size, device=executor.device,
-                            progress=study.progress, executor=executor)
+        ctx.passes.compute_randomized_maps(methods, ids)
     tables = []
-    for method, params in methods.items():
+    for method in methods:
         progress.note(f"{method}: randomisation test")
-        skip = study.not_applicable(method)
-        for model in [m for m in study.models if m.name not in skip]:
-            original = study.read_maps(method, ids, models=[model.name])[0]
-            randomized = randomized_maps_entry(
-                study.store, model, method, params, study.dataset_identity,
-                study.config.target, job.mode, job.seed, job.autocast).read(ids, ["maps"])
-            row = randomization_row(model.name, method, torch.from_numpy(original),
-                                    torch.from_numpy(randomized["maps"].astype(np.float32)),
-                                    "spearman", "all", len(parameter_blocks(model)))
+        skip = ctx.not_applicable[method]
+        for model in [m for m in ctx.models if m not in skip]:
+            original = ctx.read_maps(method, ids, models=[model])[0]
+            randomized = ctx.passes.read_randomized_maps(model, method, ids)
+            # n_blocks (0): the full randomisation is one block; sanity_scores drops it
+            row = randomization_row(model, method, torch.from_numpy(original),
+                                    torch.from_numpy(randomized), "spearman", "all")
             tables.append(pd.DataFrame([row]))
         progress.step()
     if tables:
-        study.results.write_randomization(
+        ctx.results.write_randomization(
             sanity_scores(tables), {"metric": "spearman", "mode": "full", "images": len(ids)})
