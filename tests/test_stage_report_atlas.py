@@ -46,8 +46,10 @@ def test_run_summary_reads_the_facts_the_context_and_run_json(tmp_path):
                         class_names=["circle", "square", "triangle"],
                         not_applicable={"rollout": ("cnn_a", "cnn_b")})
     (tmp_path / "run.json").write_text(json.dumps({"versions": {"torch": "9.9"}}))
-    ctx.results.write_degenerate_maps("gradcam", pd.DataFrame({"model": ["cnn_a", "vit_b"]}),
-                                      {})
+    ctx.results.write_degenerate_maps(  # a row per (metric, map): two maps, two metrics
+        "gradcam", pd.DataFrame({"model": ["cnn_a", "vit_b", "cnn_a"],
+                                 "image": ["i1", "i1", "i1"],
+                                 "metric": ["cosine", "cosine", "rbf"]}), {})
     summary = run_summary(ctx, facts())
     pd.testing.assert_frame_equal(summary.pop("models"), pd.DataFrame(
         {"model": list(MODELS), "family": [FAMILIES[m] for m in MODELS],

@@ -190,11 +190,12 @@ def calls_in(*modules: str) -> tuple[set[str], set[str]]:
     for module in modules:
         text = (folder / f"{module}.py").read_text()
         for write, name in re.findall(r"results\.(write_)?([a-z_]+)\(", text):
-            if name in ("figure_path", "path"):
+            if name in ("figure_path", "path", "remove"):
                 continue
             name = "similarity" if name == "dissimilarity" else name
             assert name in ARTEFACTS, (module, name)
             (writes if write else reads).add(name)
+        writes |= set(re.findall(r"results\.remove\(\"([a-z_]+)\"", text))  # not written now
     return reads, writes
 
 

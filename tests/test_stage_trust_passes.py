@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 from stage_fixtures import MODELS, NO_PASSES, trust_context
@@ -66,8 +67,9 @@ def test_no_faithfulness_images_asks_the_engine_for_nothing(tmp_path):
     maps = {"gradcam": np.zeros((len(MODELS), N, 4, 4), np.float32)}
     ctx = trust_context(tmp_path, maps, logits, labels,  # NO_PASSES fails when asked
                         trust=TrustConfig(faithfulness_images=0))
+    ctx.results.write_faithfulness(pd.DataFrame({"model": ["a"]}), {})  # an earlier run's
     trust_stage.faithfulness(ctx)
-    assert ctx.results.faithfulness(missing_ok=True) is None
+    assert ctx.results.faithfulness(missing_ok=True) is None  # not shown as this run's
 
 
 def test_randomization_table_is_one_minus_scipy_spearman_of_stored_and_randomised_maps(
@@ -117,5 +119,6 @@ def test_randomization_without_a_method_that_has_it_writes_nothing(tmp_path):
     maps = {"kernelshap": np.zeros((len(MODELS), N, 4, 4), np.float32)}
     ctx = trust_context(tmp_path, maps, logits, labels,  # NO_PASSES fails when asked
                         trust=TrustConfig(randomization=True))
+    ctx.results.write_randomization(pd.DataFrame({"model": ["a"]}), {})  # an earlier run's
     trust_stage.randomization(ctx)
     assert ctx.results.randomization(missing_ok=True) is None

@@ -75,7 +75,10 @@ def report_fingerprint(ctx: AtlasContext, facts: RunFacts) -> str:
     digest.update(f"{__version__}\n{facts.config_yaml}\n".encode())
     digest.update(json.dumps([facts.weights[name] for name in ctx.models]).encode())
     code = Path(rp.__file__).parent
-    for source in [*sorted(code.glob("*.py")), *sorted(Path(__file__).parent.glob("report*.py"))]:
+    # the drawing code: the report package (its template too) and the stage modules that
+    # feed it (sections, paper figures, results, contexts)
+    for source in [*sorted(p for p in code.rglob("*") if p.is_file() and p.suffix != ".pyc"),
+                   *sorted(Path(__file__).parent.glob("*.py"))]:
         digest.update(source.read_bytes())
     for folder in ("tables", "arrays", "figures"):
         for path in sorted((run_dir / folder).rglob("*")):

@@ -16,8 +16,8 @@ def run_summary(ctx: AtlasContext, facts: RunFacts) -> dict:
     degenerate = {}
     for method in ctx.methods:
         table = ctx.results.degenerate_maps(method, missing_ok=True)
-        if table is not None:
-            degenerate[method] = len(table)
+        if table is not None and len(table):  # a row per (metric, map): count the maps
+            degenerate[method] = len(table[["model", "image"]].drop_duplicates())
     return {
         "models": pd.DataFrame([{"model": m, "family": ctx.families[m],
                                  "weights": facts.weights[m]} for m in ctx.models]),

@@ -50,12 +50,16 @@ def run_trust(ctx: TrustContext) -> None:
     if not cfg.enabled:
         return
     methods, metrics = ctx.methods, ctx.compare.metrics
-    progress.plan(len(methods) * (len(metrics) + 1) + 1 + len(methods) * (
-        (cfg.faithfulness_images > 0) + bool(cfg.randomization)), "step")
+    randomized = [m for m in methods if method_info(m).randomization] if cfg.randomization \
+        else []
+    progress.plan(len(methods) * (len(metrics) + 1 + (cfg.faithfulness_images > 0)) + 1
+                  + len(randomized), "step")
     trust_tables(ctx)
     faithfulness(ctx)
     if cfg.randomization:
         randomization(ctx)
+    else:  # an earlier run's table would read as this run's
+        ctx.results.remove("randomization")
 
 
 def trust_tables(ctx: TrustContext) -> None:
@@ -98,6 +102,8 @@ def trust_tables(ctx: TrustContext) -> None:
                                           n_subsets=cfg.sample_size_subsets, seed=seed,
                                           ddof=ddof),
                 {"metric": primary, "statistic": "dissimilarity", "ddof": ddof})
+        else:
+            results.remove("sample_size", method=method)
         progress.step()
     progress.note("prediction intervals")
     prediction_intervals(ctx)
@@ -113,6 +119,7 @@ def stability(ctx: TrustContext, method: str, metric: str, values: np.ndarray) -
         np.ix_(keep, keep)]
     if len(names) < 3 or (np.isnan(values).all(axis=-1) & ~np.eye(len(names), dtype=bool)).any():
         log.info("%s: too few models or undefined pairs; clustering stability skipped", method)
+        ctx.results.remove("coclustering", method=method)
         return
     k = ctx.cluster.k or 2
     backend, louvain_seed = louvain_settings(ctx.cluster, ctx.compare, ctx.seed)
@@ -130,6 +137,8 @@ def stability(ctx: TrustContext, method: str, metric: str, values: np.ndarray) -
         table = pd.concat(frames, names=["algorithm", "model"])
         ctx.results.write_coclustering(method, table, {"metric": metric, "k": k,
                                                        "n_resamples": cfg.stability_resamples})
+    else:
+        ctx.results.remove("coclustering", method=method)
 
 
 def prediction_intervals(ctx: TrustContext) -> None:
@@ -139,6 +148,8 @@ def prediction_intervals(ctx: TrustContext) -> None:
     healthy = np.isfinite(logits).all(axis=(1, 2))  # resampled images must be scored by all
     names = [n for n, ok in zip(ctx.models, healthy, strict=True) if ok]
     if labels is None or len(names) < 2:
+        ctx.results.remove("prediction_bootstrap")
+        ctx.results.remove("ensemble_gain")
         return
     if not healthy.all():
         log.warning("prediction intervals without models %s (non-finite logits)",
@@ -169,6 +180,7 @@ def faithfulness(ctx: TrustContext) -> None:
     computed where missing and read here."""
     cfg = ctx.trust
     if cfg.faithfulness_images == 0:
+        ctx.results.remove("faithfulness")
         return
     ids = list(ctx.images.ids[:cfg.faithfulness_images])
     ctx.passes.compute_curves(ids)
@@ -217,3 +229,5 @@ def randomization(ctx: TrustContext) -> None:
     if tables:
         ctx.results.write_randomization(
             sanity_scores(tables), {"metric": "spearman", "mode": "full", "images": len(ids)})
+    else:
+        ctx.results.remove("randomization")
