@@ -188,8 +188,9 @@ class Study:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         config = self.config.to_yaml()
         atomic_write(self.run_dir / "config.yaml", lambda h: h.write(config.encode()))
+        earlier = self._earlier_metadata()  # stages run as separate processes add up
         meta = {"versions": library_versions(), "seed": self.config.seed,
-                "timings": self.result.timings,
+                "timings": {**earlier.get("timings", {}), **self.result.timings},
                 "models": [{"name": m.name, "family": m.family, "weights": m.weights_id,
                             "weights_source": m.weights_source}
                            for m in self.models],
@@ -199,8 +200,18 @@ class Study:
                                    if self.not_applicable(method)}}
         if self.result.explained is not None:  # counts, seconds and non-finite outputs
             meta["explain"] = dataclasses.asdict(self.result.explained)
+        elif "explain" in earlier:  # explained by an earlier process (`xaicompare explain`)
+            meta["explain"] = earlier["explain"]
         text = json.dumps(meta, indent=2, default=str)
         atomic_write(self.run_dir / "run.json", lambda h: h.write(text.encode()))
+
+    def _earlier_metadata(self) -> dict:
+        """run.json as an earlier process wrote it ({} when there is none or it is unreadable)."""
+        try:
+            earlier = json.loads((self.run_dir / "run.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return earlier if isinstance(earlier, dict) else {}
 
     # -- stages -------------------------------------------------------------------------
     def explain(self):
