@@ -224,8 +224,8 @@ def test_finished_store_holds_no_pickles(runs):
     _, _, reference, _ = runs
     ref_dir = Path(reference["output"])
     chunks = list((ref_dir / "store").rglob("*.npz"))
-    assert {p.parent.parent.parent.name for p in chunks} == {"features", "logits", "maps",
-                                                              "segments"}
+    assert {p.parent.parent.parent.name for p in chunks} == {
+        "features", "logits", "maps", "segments", "faithfulness"}  # curves: engine units
     assert_store_readable(ref_dir)
     assert not list((ref_dir / "store").rglob("*.tmp"))
 
